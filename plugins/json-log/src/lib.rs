@@ -1,0 +1,1 @@
+//! json-log (to be written)

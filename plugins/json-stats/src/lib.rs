@@ -1,0 +1,1 @@
+//! json-stats (to be written)

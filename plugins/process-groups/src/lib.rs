@@ -1,0 +1,1 @@
+//! process-groups (to be written)

@@ -1,0 +1,1 @@
+//! prometheus-text (to be written)
