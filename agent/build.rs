@@ -1,1 +1,139 @@
-fn main() {}
+//! Builds the guest plugins in ../plugins for wasm32-wasip2 and embeds the
+//! built-in ones in the agent. Test plugins are left on disk; their folder
+//! is passed to the tests as WEIR_TEST_PLUGINS.
+//!
+//! The wasm target comes from rustup (`rustup target add wasm32-wasip2`,
+//! which ./dev runs). Without it, the build falls back to Debian's Rust and
+//! std source (see ../shared/toolchain.md and ./dev), if present.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Built into the agent: (name users write, crate file stem).
+const BUILTINS: &[(&str, &str)] = &[
+    ("regex-log", "regex_log"),
+    ("json-log", "json_log"),
+    ("json-stats", "json_stats"),
+    ("prometheus-text", "prometheus_text"),
+    ("process-groups", "process_groups"),
+];
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets this"));
+    let root = manifest.parent().expect("agent/ has a parent").to_path_buf();
+    let plugins = root.join("plugins");
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets this"));
+    // Next to the host's target dir, outside plugins/ so its own output
+    // does not trigger a rebuild.
+    let target_dir = std::env::var_os("WEIR_WASM_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target").join("wasm"));
+
+    watch(&plugins);
+    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    println!("cargo:rerun-if-env-changed=WEIR_WASM_FALLBACK");
+
+    let wasm_dir = build_plugins(&plugins, &target_dir);
+
+    let mut code = String::from("/// (name, component bytes) of each built-in plugin.\npub static BUILTIN_PLUGINS: &[(&str, &[u8])] = &[\n");
+    for (name, stem) in BUILTINS {
+        let p = wasm_dir.join(format!("{stem}.wasm"));
+        if !p.exists() {
+            panic!("built-in plugin {name} was not built: {} is missing", p.display());
+        }
+        code.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", p.display().to_string()));
+    }
+    code.push_str("];\n");
+    std::fs::write(out.join("builtin_plugins.rs"), code).expect("write builtin_plugins.rs");
+    println!("cargo:rustc-env=WEIR_TEST_PLUGINS={}", wasm_dir.display());
+}
+
+fn watch(dir: &Path) {
+    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let p = e.path();
+        let name = e.file_name();
+        if name == "target" || name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        if p.is_dir() {
+            watch(&p);
+        } else {
+            println!("cargo:rerun-if-changed={}", p.display());
+        }
+    }
+}
+
+fn clean_cargo(cmd: &mut Command) {
+    // The outer build's settings are for the host; keep them out.
+    for (k, _) in std::env::vars_os() {
+        let k = k.to_string_lossy().into_owned();
+        if k.starts_with("CARGO_") && k != "CARGO_HOME" || k == "RUSTFLAGS" || k == "RUSTC_WORKSPACE_WRAPPER" || k == "RUSTC_WRAPPER" || k == "RUSTC" || k == "RUSTDOC" {
+            cmd.env_remove(&k);
+        }
+    }
+}
+
+fn rustup_has_target() -> bool {
+    let sysroot = Command::new(std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into()))
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match sysroot {
+        Some(s) => Path::new(&s).join("lib/rustlib/wasm32-wasip2").exists(),
+        None => false,
+    }
+}
+
+fn build_plugins(plugins: &Path, target_dir: &Path) -> PathBuf {
+    let manifest = plugins.join("Cargo.toml");
+    let fallback = std::env::var_os("WEIR_WASM_FALLBACK").is_some() || !rustup_has_target();
+    let mut cmd;
+    if !fallback {
+        cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+        clean_cargo(&mut cmd);
+        cmd.args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(target_dir);
+    } else {
+        // Debian's rustc-web with std built from source; wasm-component-ld
+        // from the rustup toolchain turns the module into a component.
+        let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+        let sysroot = Command::new(rustc)
+            .args(["--print", "sysroot"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        let bin = Path::new(&sysroot).join("lib/rustlib/x86_64-unknown-linux-gnu/bin");
+        if !Path::new("/usr/bin/cargo").exists() || !Path::new("/usr/lib/rustlib/src/rust").exists() {
+            panic!(
+                "the wasm32-wasip2 target is not installed. Run `rustup target add wasm32-wasip2` \
+                 (./dev does it), or install Debian's fallback: \
+                 `apt-get install rustc-web cargo-web rust-web-src wasi-libc`"
+            );
+        }
+        cmd = Command::new("/usr/bin/cargo");
+        clean_cargo(&mut cmd);
+        let path = format!(
+            "{}:/usr/bin:{}",
+            bin.join("gcc-ld").display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        cmd.env("PATH", path)
+            .env("RUSTC_BOOTSTRAP", "1")
+            .env("RUSTC", "/usr/bin/rustc")
+            .env("CARGO_TARGET_WASM32_WASIP2_LINKER", bin.join("wasm-component-ld"))
+            .env("RUSTFLAGS", "-L native=/usr/lib/wasm32-wasi")
+            .args(["build", "--release", "-Zbuild-std=std,panic_abort", "--target", "wasm32-wasip2", "--manifest-path"])
+            .arg(&manifest)
+            .arg("--target-dir")
+            .arg(target_dir.join("fallback"));
+    }
+    let status = cmd.status().expect("running cargo for the plugins");
+    if !status.success() {
+        panic!("building the plugins in {} for wasm32-wasip2 failed", plugins.display());
+    }
+    let base = if fallback { target_dir.join("fallback") } else { target_dir.to_path_buf() };
+    base.join("wasm32-wasip2").join("release")
+}

@@ -1,1 +1,258 @@
-fn main() {}
+//! The `weir` command.
+use clap::{Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use weir::agent::{plugin_bytes, Agent};
+use weir::config;
+use weir::runtime::Runtime;
+
+#[derive(Parser)]
+#[command(name = "weir", version, about = "Sources on the host, WebAssembly plugins, one Prometheus endpoint.")]
+struct Cli {
+    /// Log level: error, warn, info, debug, trace (or a tracing filter).
+    #[arg(long, global = true, default_value = "info", env = "WEIR_LOG")]
+    log_level: String,
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent.
+    Run {
+        /// Directory of pipeline files (*.toml).
+        #[arg(long, short = 'c', env = "WEIR_CONFIG_DIR")]
+        config_dir: PathBuf,
+        /// Listen address; overrides [server] listen. Default 127.0.0.1:9731.
+        #[arg(long, env = "WEIR_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Where checkpoints and compiled plugins are kept; overrides
+        /// [agent] state_dir. Default: $STATE_DIRECTORY, else
+        /// $XDG_STATE_HOME/weir or ~/.local/state/weir.
+        #[arg(long, env = "WEIR_STATE_DIR")]
+        state_dir: Option<PathBuf>,
+    },
+    /// Validate a config directory, running every plugin's init; exit
+    /// non-zero with every error found.
+    Check {
+        /// Directory of pipeline files (*.toml).
+        #[arg(long, short = 'c')]
+        config_dir: PathBuf,
+    },
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn default_state_dir() -> Option<PathBuf> {
+    if let Some(d) = std::env::var_os("STATE_DIRECTORY") {
+        // systemd's StateDirectory= may list several; take the first.
+        let d = d.to_string_lossy().split(':').next().unwrap_or("").to_string();
+        if !d.is_empty() {
+            return Some(PathBuf::from(d));
+        }
+    }
+    if let Some(d) = std::env::var_os("XDG_STATE_HOME") {
+        return Some(PathBuf::from(d).join("weir"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state/weir"))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, cli.log_format);
+    match cli.command {
+        Command::Run {
+            config_dir,
+            listen,
+            state_dir,
+        } => run(&config_dir, listen, state_dir),
+        Command::Check { config_dir } => check(&config_dir),
+    }
+}
+
+fn check(dir: &Path) -> ExitCode {
+    let cfg = match config::load_dir(dir) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("error: {e}");
+            }
+            eprintln!("{}: {} error(s)", dir.display(), errors.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    let rt = match Runtime::new(None) {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the WebAssembly runtime: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut errors = Vec::new();
+    for (name, spec) in &cfg.pipelines {
+        let at = format!("{}:{}", spec.file.display(), spec.line);
+        let code = plugin_bytes(&spec.plugin)
+            .and_then(|b| rt.load(&spec.plugin.to_string(), &b).map_err(|e| format!("{e:#}")));
+        let code = match code {
+            Ok(c) => c,
+            Err(e) => {
+                errors.push(format!("{at}: pipeline \"{name}\", plugin {}: {e}", spec.plugin));
+                continue;
+            }
+        };
+        match weir::pipeline::prepare(&rt, spec.clone(), code) {
+            Ok(p) => println!(
+                "ok: pipeline \"{name}\" ({} source, plugin {}): {} families",
+                spec.source.kind(),
+                spec.plugin,
+                p.decls().len()
+            ),
+            Err(e) => errors.push(format!("{at}: {e}")),
+        }
+    }
+    for e in &errors {
+        eprintln!("error: {e}");
+    }
+    if errors.is_empty() {
+        println!("{}: {} pipeline(s) valid", dir.display(), cfg.pipelines.len());
+        ExitCode::SUCCESS
+    } else {
+        eprintln!("{}: {} error(s)", dir.display(), errors.len());
+        ExitCode::FAILURE
+    }
+}
+
+fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> ExitCode {
+    let cfg = match config::load_dir(dir) {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors {
+                tracing::error!("{e}");
+            }
+            tracing::error!("{}: {} error(s); not starting", dir.display(), errors.len());
+            return ExitCode::FAILURE;
+        }
+    };
+    let state_dir = state_dir
+        .or(cfg.settings.state_dir.clone())
+        .or_else(default_state_dir);
+    if let Some(d) = &state_dir {
+        if let Err(e) = std::fs::create_dir_all(d) {
+            tracing::error!("cannot create state directory {}: {e}", d.display());
+            return ExitCode::FAILURE;
+        }
+    }
+    let listen = listen.unwrap_or(cfg.settings.listen);
+    let rt = match Runtime::new(state_dir.as_ref().map(|d| d.join("plugins"))) {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the WebAssembly runtime: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let agent = Agent::new(rt, dir, state_dir.clone());
+    let tokio_rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("weir-io")
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tokio_rt.block_on(async move {
+        let listener = match weir::server::bind(listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!("cannot listen on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(
+            version = weir::agent::VERSION,
+            config_dir = %dir.display(),
+            state_dir = ?state_dir,
+            "weir listening on http://{listen}/metrics"
+        );
+        let a = agent.clone();
+        let first = tokio::task::spawn_blocking(move || a.reload()).await;
+        match first {
+            Ok(Ok(_)) => {}
+            _ => {
+                tracing::error!("the configuration could not be loaded; not starting");
+                return ExitCode::FAILURE;
+            }
+        }
+        let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(8);
+        let ctx = Arc::new(weir::server::ServerCtx {
+            agent: agent.clone(),
+            reload: reload_tx,
+        });
+        let server = tokio::spawn(weir::server::serve(listener, ctx));
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot install SIGHUP handler: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot install SIGTERM handler: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading");
+                    let a = agent.clone();
+                    let _ = tokio::task::spawn_blocking(move || a.reload()).await;
+                }
+                Some(reply) = reload_rx.recv() => {
+                    let a = agent.clone();
+                    let r = tokio::task::spawn_blocking(move || a.reload()).await;
+                    let msg = match r {
+                        Ok(Ok(s)) => Ok(format!("reloaded: {} added, {} changed, {} removed, {} unchanged\n",
+                            s.added.len(), s.changed.len(), s.removed.len(), s.unchanged.len())),
+                        Ok(Err(errs)) => Err(format!("reload failed; old pipelines kept:\n{}\n", errs.join("\n"))),
+                        Err(_) => Err("reload failed\n".to_string()),
+                    };
+                    let _ = reply.send(msg);
+                }
+                _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
+                _ = tokio::signal::ctrl_c() => { tracing::info!("interrupt: shutting down"); break; }
+            }
+        }
+        server.abort();
+        let a = agent.clone();
+        let _ = tokio::task::spawn_blocking(move || a.shutdown()).await;
+        tracing::info!("stopped; checkpoints written");
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,612 @@
+//! The config directory: every `*.toml` file in it, parsed strictly.
+//!
+//! A file may hold any number of `[pipeline.NAME]` tables, and at most one
+//! file of the directory holds `[server]` and `[agent]`. Every error names
+//! the file, the line and the key, and all errors of a directory are
+//! reported together.
+use crate::runtime::Limits;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use toml::Spanned;
+
+/// Where the endpoint listens unless told otherwise: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9731";
+
+/// One configuration error, located.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line, when known.
+    pub line: Option<usize>,
+    /// The key, as a dotted path, when known.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if let Some(k) = &self.key {
+            write!(f, ": {k}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// A plugin, as a pipeline names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum PluginRef {
+    /// One of the plugins built into the agent.
+    Builtin(String),
+    /// A `.wasm` file (absolute path, resolved against the pipeline file).
+    Path(PathBuf),
+}
+
+impl fmt::Display for PluginRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginRef::Builtin(n) => write!(f, "{n}"),
+            PluginRef::Path(p) => write!(f, "{}", p.display()),
+        }
+    }
+}
+
+/// Where a file source starts in a file it has no checkpoint for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum StartAt {
+    /// Only lines written from now on (files present at startup).
+    #[default]
+    End,
+    /// Everything in the file.
+    Beginning,
+}
+
+/// What a pipeline reads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceSpec {
+    /// Follow files matching globs.
+    File {
+        /// Paths or glob patterns (absolute, or relative to the pipeline file).
+        paths: Vec<String>,
+        /// Where to start in files without a checkpoint.
+        start_at: StartAt,
+    },
+    /// Read the agent's standard input.
+    Stdin,
+}
+
+impl SourceSpec {
+    /// The source kind's name.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceSpec::File { .. } => "file",
+            SourceSpec::Stdin => "stdin",
+        }
+    }
+}
+
+/// One pipeline, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PipelineSpec {
+    /// Unique name.
+    pub name: String,
+    /// The file that defines it.
+    pub file: PathBuf,
+    /// Line of its table.
+    pub line: usize,
+    /// The plugin.
+    pub plugin: PluginRef,
+    /// The plugin's settings, as JSON text for `init`.
+    pub plugin_config: String,
+    /// The source.
+    pub source: SourceSpec,
+    /// Sandbox limits.
+    pub limits: Limits,
+    /// Cap on the pipeline's series.
+    pub max_series: usize,
+    /// Constant labels added to every series of the pipeline.
+    pub labels: BTreeMap<String, String>,
+    /// Longest line handed to the plugin; longer ones are cut.
+    pub max_line_bytes: usize,
+    /// Most lines per plugin call.
+    pub batch_lines: usize,
+}
+
+/// Agent-wide settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentSettings {
+    /// Listen address of the endpoint.
+    pub listen: SocketAddr,
+    /// Where checkpoints and compiled plugins are kept.
+    pub state_dir: Option<PathBuf>,
+    /// Whether `POST /-/reload` is served.
+    pub reload_endpoint: bool,
+}
+
+/// A whole config directory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AgentConfig {
+    /// Agent-wide settings.
+    pub settings: AgentSettings,
+    /// Pipelines by name.
+    pub pipelines: BTreeMap<String, PipelineSpec>,
+}
+
+/// Names of the built-in plugins.
+pub const BUILTINS: &[&str] = &["regex-log"];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    server: Option<Spanned<RawServer>>,
+    agent: Option<Spanned<RawAgent>>,
+    #[serde(default)]
+    pipeline: BTreeMap<Spanned<String>, Spanned<RawPipeline>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawServer {
+    listen: Option<Spanned<String>>,
+    #[serde(default)]
+    reload_endpoint: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    state_dir: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPipeline {
+    plugin: Spanned<String>,
+    source: Spanned<RawSource>,
+    #[serde(default)]
+    config: Option<toml::Table>,
+    memory_limit: Option<Spanned<toml::Value>>,
+    call_timeout: Option<Spanned<toml::Value>>,
+    max_series: Option<usize>,
+    max_line_bytes: Option<Spanned<toml::Value>>,
+    batch_lines: Option<usize>,
+    labels: Option<Spanned<BTreeMap<String, String>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+enum RawSource {
+    File {
+        paths: Vec<String>,
+        #[serde(default)]
+        start_at: StartAt,
+    },
+    Stdin {},
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|b| **b == b'\n')
+        .count()
+        + 1
+}
+
+/// Parse a duration: `250ms`, `1s`, `2m`, `1h`, or a number of seconds.
+pub fn parse_duration(v: &toml::Value) -> Result<Duration, String> {
+    match v {
+        toml::Value::Integer(i) if *i >= 0 => Ok(Duration::from_secs(*i as u64)),
+        toml::Value::Float(f) if *f >= 0.0 && f.is_finite() => Ok(Duration::from_secs_f64(*f)),
+        toml::Value::String(s) => {
+            let s = s.trim();
+            let split = s
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(s.len());
+            let (num, unit) = s.split_at(split);
+            let n: f64 = num
+                .parse()
+                .map_err(|_| format!("\"{s}\" is not a duration (like \"500ms\", \"2s\", \"1m\")"))?;
+            let secs = match unit.trim() {
+                "ms" => n / 1000.0,
+                "s" | "" => n,
+                "m" => n * 60.0,
+                "h" => n * 3600.0,
+                u => return Err(format!("unknown duration unit \"{u}\" (ms, s, m, h)")),
+            };
+            Ok(Duration::from_secs_f64(secs))
+        }
+        _ => Err("expected a duration like \"500ms\" or \"2s\"".into()),
+    }
+}
+
+/// Parse a size: `64MiB`, `512KiB`, `1GiB`, `10MB`, or a number of bytes.
+pub fn parse_size(v: &toml::Value) -> Result<usize, String> {
+    match v {
+        toml::Value::Integer(i) if *i >= 0 => Ok(*i as usize),
+        toml::Value::String(s) => {
+            let s = s.trim();
+            let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+            let (num, unit) = s.split_at(split);
+            let n: usize = num
+                .parse()
+                .map_err(|_| format!("\"{s}\" is not a size (like \"64MiB\")"))?;
+            let mult: usize = match unit.trim() {
+                "" | "B" => 1,
+                "KiB" => 1 << 10,
+                "MiB" => 1 << 20,
+                "GiB" => 1 << 30,
+                "KB" | "kB" => 1000,
+                "MB" => 1_000_000,
+                "GB" => 1_000_000_000,
+                u => return Err(format!("unknown size unit \"{u}\" (KiB, MiB, GiB, KB, MB, GB)")),
+            };
+            n.checked_mul(mult).ok_or_else(|| format!("\"{s}\" is too large"))
+        }
+        _ => Err("expected a size like \"64MiB\"".into()),
+    }
+}
+
+fn valid_pipeline_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 64
+        && n
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+struct FileCtx<'a> {
+    path: &'a Path,
+    text: &'a str,
+    errors: &'a mut Vec<ConfigError>,
+}
+
+impl FileCtx<'_> {
+    fn err(&mut self, span: Option<std::ops::Range<usize>>, key: &str, message: impl Into<String>) {
+        self.errors.push(ConfigError {
+            file: self.path.to_path_buf(),
+            line: span.map(|s| line_of(self.text, s.start)),
+            key: if key.is_empty() { None } else { Some(key.to_string()) },
+            message: message.into(),
+        });
+    }
+}
+
+/// What a config directory yields before cross-file checks.
+struct Parsed {
+    server: Option<(PathBuf, AgentSettingsPart)>,
+    pipelines: Vec<PipelineSpec>,
+}
+
+#[derive(Default)]
+struct AgentSettingsPart {
+    listen: Option<SocketAddr>,
+    reload_endpoint: bool,
+    state_dir: Option<PathBuf>,
+}
+
+fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed {
+    let mut ctx = FileCtx { path, text, errors };
+    let mut out = Parsed {
+        server: None,
+        pipelines: Vec::new(),
+    };
+    let raw: RawFile = match toml::from_str(text) {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = e.message().to_string();
+            // serde names the key in its message ("unknown field `x`");
+            // the span points at it.
+            ctx.err(e.span(), "", msg);
+            return out;
+        }
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    if raw.server.is_some() || raw.agent.is_some() {
+        let mut part = AgentSettingsPart::default();
+        if let Some(server) = raw.server {
+            let server = server.into_inner();
+            part.reload_endpoint = server.reload_endpoint;
+            if let Some(listen) = server.listen {
+                match listen.get_ref().parse::<SocketAddr>() {
+                    Ok(a) => part.listen = Some(a),
+                    Err(e) => ctx.err(
+                        Some(listen.span()),
+                        "server.listen",
+                        format!("\"{}\" is not an address like 127.0.0.1:9731: {e}", listen.get_ref()),
+                    ),
+                }
+            }
+        }
+        if let Some(agent) = raw.agent {
+            part.state_dir = agent.into_inner().state_dir.map(|d| base.join(d));
+        }
+        out.server = Some((path.to_path_buf(), part));
+    }
+    for (name, p) in raw.pipeline {
+        let span = name.span();
+        let name = name.into_inner();
+        let key = format!("pipeline.{name}");
+        if !valid_pipeline_name(&name) {
+            ctx.err(
+                Some(span.clone()),
+                &key,
+                "a pipeline name has 1 to 64 letters, digits, '_' or '-'",
+            );
+            continue;
+        }
+        let p = p.into_inner();
+        let before = ctx.errors.len();
+        let plugin_name = p.plugin.get_ref().trim().to_string();
+        let plugin = if plugin_name.ends_with(".wasm") || plugin_name.contains('/') {
+            let path = base.join(&plugin_name);
+            PluginRef::Path(path)
+        } else if BUILTINS.contains(&plugin_name.as_str()) {
+            PluginRef::Builtin(plugin_name.clone())
+        } else {
+            ctx.err(
+                Some(p.plugin.span()),
+                &format!("{key}.plugin"),
+                format!(
+                    "no built-in plugin \"{plugin_name}\" (built-ins: {}); a custom plugin is a path ending in .wasm",
+                    BUILTINS.join(", ")
+                ),
+            );
+            PluginRef::Builtin(plugin_name.clone())
+        };
+        let source_span = p.source.span();
+        let source = match p.source.into_inner() {
+            RawSource::File { paths, start_at } => {
+                if paths.is_empty() {
+                    ctx.err(
+                        Some(source_span.clone()),
+                        &format!("{key}.source.paths"),
+                        "a file source needs at least one path",
+                    );
+                }
+                let paths = paths
+                    .into_iter()
+                    .map(|s| base.join(s).to_string_lossy().into_owned())
+                    .collect();
+                SourceSpec::File { paths, start_at }
+            }
+            RawSource::Stdin {} => SourceSpec::Stdin,
+        };
+        let mut limits = Limits::default();
+        if let Some(m) = &p.memory_limit {
+            match parse_size(m.get_ref()) {
+                Ok(n) if n >= 1 << 20 => limits.memory_bytes = n,
+                Ok(_) => ctx.err(Some(m.span()), &format!("{key}.memory_limit"), "at least 1MiB"),
+                Err(e) => ctx.err(Some(m.span()), &format!("{key}.memory_limit"), e),
+            }
+        }
+        if let Some(t) = &p.call_timeout {
+            match parse_duration(t.get_ref()) {
+                Ok(d) if d >= Duration::from_millis(10) => limits.call_timeout = d,
+                Ok(_) => ctx.err(Some(t.span()), &format!("{key}.call_timeout"), "at least 10ms"),
+                Err(e) => ctx.err(Some(t.span()), &format!("{key}.call_timeout"), e),
+            }
+        }
+        let mut max_line_bytes = 64 << 10;
+        if let Some(m) = &p.max_line_bytes {
+            match parse_size(m.get_ref()) {
+                Ok(n) if n >= 64 => max_line_bytes = n,
+                Ok(_) => ctx.err(Some(m.span()), &format!("{key}.max_line_bytes"), "at least 64"),
+                Err(e) => ctx.err(Some(m.span()), &format!("{key}.max_line_bytes"), e),
+            }
+        }
+        let labels = match p.labels {
+            Some(labels) => {
+                let span = labels.span();
+                let labels = labels.into_inner();
+                for l in labels.keys() {
+                    if !crate::store::valid_label_name(l) {
+                        ctx.err(
+                            Some(span.clone()),
+                            &format!("{key}.labels.{l}"),
+                            "not a valid label name",
+                        );
+                    }
+                }
+                labels
+            }
+            None => BTreeMap::new(),
+        };
+        let plugin_config = match &p.config {
+            Some(t) => serde_json::to_string(t).unwrap_or_else(|_| "{}".into()),
+            None => "{}".into(),
+        };
+        if ctx.errors.len() > before {
+            continue;
+        }
+        out.pipelines.push(PipelineSpec {
+            name,
+            file: path.to_path_buf(),
+            line: line_of(text, span.start),
+            plugin,
+            plugin_config,
+            source,
+            limits,
+            max_series: p.max_series.unwrap_or(10_000),
+            labels,
+            max_line_bytes,
+            batch_lines: p.batch_lines.unwrap_or(4096).clamp(1, 1 << 16),
+        });
+    }
+    out
+}
+
+/// The config files of a directory, in name order: `*.toml`, skipping
+/// hidden files (editor swap files, `..data` of ConfigMap mounts).
+pub fn config_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
+    let rd = std::fs::read_dir(dir).map_err(|e| ConfigError {
+        file: dir.to_path_buf(),
+        line: None,
+        key: None,
+        message: format!("cannot read the config directory: {e}"),
+    })?;
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            !name.starts_with('.') && name.ends_with(".toml") && p.is_file()
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Load and validate a whole directory. Returns every error found.
+pub fn load_dir(dir: &Path) -> Result<AgentConfig, Vec<ConfigError>> {
+    // Absolute, but symlinks kept: a ConfigMap mount swaps `..data`, and
+    // the paths must follow the swap.
+    let dir = &std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let files = config_files(dir).map_err(|e| vec![e])?;
+    let mut errors = Vec::new();
+    let mut settings_from: Option<(PathBuf, AgentSettingsPart)> = None;
+    let mut pipelines: BTreeMap<String, PipelineSpec> = BTreeMap::new();
+    for f in files {
+        let text = match std::fs::read_to_string(&f) {
+            Ok(t) => t,
+            Err(e) => {
+                errors.push(ConfigError {
+                    file: f.clone(),
+                    line: None,
+                    key: None,
+                    message: format!("cannot read: {e}"),
+                });
+                continue;
+            }
+        };
+        let parsed = parse_file(&f, &text, &mut errors);
+        if let Some((file, part)) = parsed.server {
+            if let Some((first, _)) = &settings_from {
+                errors.push(ConfigError {
+                    file,
+                    line: None,
+                    key: Some("server".into()),
+                    message: format!(
+                        "[server] and [agent] may appear in one file only; already in {}",
+                        first.display()
+                    ),
+                });
+            } else {
+                settings_from = Some((file, part));
+            }
+        }
+        for p in parsed.pipelines {
+            if let Some(other) = pipelines.get(&p.name) {
+                errors.push(ConfigError {
+                    file: p.file.clone(),
+                    line: Some(p.line),
+                    key: Some(format!("pipeline.{}", p.name)),
+                    message: format!(
+                        "pipeline \"{}\" is already defined in {}:{}",
+                        p.name,
+                        other.file.display(),
+                        other.line
+                    ),
+                });
+                continue;
+            }
+            pipelines.insert(p.name.clone(), p);
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let part = settings_from.map(|(_, p)| p).unwrap_or_default();
+    let listen = part
+        .listen
+        .unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9731))));
+    Ok(AgentConfig {
+        settings: AgentSettings {
+            listen,
+            state_dir: part.state_dir,
+            reload_endpoint: part.reload_endpoint,
+        },
+        pipelines,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) {
+        std::fs::write(dir.join(name), text).expect("write");
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let d = tempfile::tempdir().expect("tempdir");
+        write(
+            d.path(),
+            "a.toml",
+            "[pipeline.web]\nplugin = \"regex-log\"\nsource = { type = \"file\", paths = [\"x.log\"] }\nbogus = 1\n",
+        );
+        write(
+            d.path(),
+            "b.toml",
+            "[pipeline.api]\nplugin = \"nope\"\nsource = { type = \"stdin\" }\ncall_timeout = \"5 parsecs\"\n",
+        );
+        let errs = load_dir(d.path()).err().unwrap_or_default();
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errs.len(), 3, "{text:#?}");
+        assert!(text[0].contains("a.toml:4") && text[0].contains("bogus"), "{}", text[0]);
+        assert!(
+            text[1].contains("b.toml:2: pipeline.api.plugin") && text[1].contains("regex-log"),
+            "{}",
+            text[1]
+        );
+        assert!(text[2].contains("b.toml:4: pipeline.api.call_timeout"), "{}", text[2]);
+    }
+
+    #[test]
+    fn duplicate_pipelines_and_settings_are_refused() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let p = "[pipeline.web]\nplugin = \"regex-log\"\nsource = { type = \"stdin\" }\n";
+        write(d.path(), "a.toml", &format!("[server]\nlisten = \"127.0.0.1:1\"\n{p}"));
+        write(d.path(), "b.toml", &format!("[server]\n{p}"));
+        write(d.path(), ".b.toml.swp", "garbage");
+        let errs = load_dir(d.path()).err().unwrap_or_default();
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errs.len(), 2, "{text:#?}");
+        assert!(text.iter().any(|t| t.contains("already defined in") && t.contains("a.toml:3")));
+        assert!(text.iter().any(|t| t.contains("one file only")));
+    }
+
+    #[test]
+    fn parses_a_pipeline_with_defaults_and_units() {
+        let d = tempfile::tempdir().expect("tempdir");
+        write(
+            d.path(),
+            "web.toml",
+            "[pipeline.web]\nplugin = \"regex-log\"\nmemory_limit = \"32MiB\"\ncall_timeout = \"250ms\"\nlabels = { site = \"eu\" }\n[pipeline.web.source]\ntype = \"file\"\npaths = [\"logs/*.log\"]\nstart_at = \"beginning\"\n[pipeline.web.config]\nrules = []\n",
+        );
+        let cfg = load_dir(d.path()).expect("valid");
+        let p = &cfg.pipelines["web"];
+        assert_eq!(p.limits.memory_bytes, 32 << 20);
+        assert_eq!(p.limits.call_timeout, Duration::from_millis(250));
+        assert_eq!(p.plugin_config, "{\"rules\":[]}");
+        assert_eq!(p.line, 1);
+        assert_eq!(cfg.settings.listen.to_string(), DEFAULT_LISTEN);
+        match &p.source {
+            SourceSpec::File { paths, start_at } => {
+                assert!(paths[0].ends_with("logs/*.log") && paths[0].starts_with('/'));
+                assert_eq!(*start_at, StartAt::Beginning);
+            }
+            other => panic!("unexpected source {other:?}"),
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! One pipeline: a source thread feeding a plugin thread over a bounded
+//! channel, and the store the plugin's updates land in.
+//!
+//! The plugin thread owns the wasmtime `Store`. A trap, a timeout or a
+//! memory-limit hit drops the instance; the batch that caused it is
+//! counted as dropped, and a new instance is made after a back-off that
+//! doubles up to [`MAX_BACKOFF`] and resets after a successful call.
+use crate::config::{PipelineSpec, SourceSpec};
+use crate::runtime::{bindings::types, CallError, Instance, PluginCode, Runtime, World};
+use crate::sources::file::{checkpoint_path, Checkpoints, FileSourceSettings, Tailer};
+use crate::sources::Batch;
+use crate::stats::PipelineStats;
+use crate::store::{Change, FamilyDecl, Kind, PipelineStore, RawUpdate, Semantics};
+use parking_lot::Mutex;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// First wait before re-instantiating a failed plugin.
+pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
+/// Longest wait between attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Batches waiting between a source and its plugin.
+const QUEUE_BATCHES: usize = 4;
+
+/// A pipeline built and initialised, not yet running.
+pub struct Prepared {
+    spec: PipelineSpec,
+    code: PluginCode,
+    instance: Instance,
+    decls: Vec<FamilyDecl>,
+}
+
+/// How to name a pipeline's plugin in messages.
+pub fn plugin_desc(spec: &PipelineSpec, code: &PluginCode) -> String {
+    format!("pipeline \"{}\", plugin {} ({})", spec.name, spec.plugin, code.hash)
+}
+
+fn world_for(source: &SourceSpec) -> World {
+    match source {
+        SourceSpec::File { .. } | SourceSpec::Stdin => World::Log,
+    }
+}
+
+/// Validate what `init` declared.
+fn to_decls(spec: &PipelineSpec, families: Vec<types::Family>) -> Result<Vec<FamilyDecl>, String> {
+    let const_names: Vec<String> = spec.labels.keys().cloned().collect();
+    let mut out = Vec::new();
+    let mut names = std::collections::HashSet::new();
+    for f in families {
+        if !names.insert(f.name.clone()) {
+            return Err(format!("family \"{}\" is declared twice", f.name));
+        }
+        let kind = match f.kind {
+            types::MetricKind::Counter => Kind::Counter,
+            types::MetricKind::Gauge => Kind::Gauge,
+            types::MetricKind::Histogram => Kind::Histogram,
+        };
+        out.push(FamilyDecl::validate(
+            f.name,
+            kind,
+            f.help,
+            f.unit,
+            f.labels,
+            f.buckets,
+            &const_names,
+        )?);
+    }
+    Ok(out)
+}
+
+/// Instantiate and initialise a plugin for a pipeline; every error names
+/// the pipeline and the plugin.
+fn instantiate(
+    rt: &Runtime,
+    spec: &PipelineSpec,
+    code: &PluginCode,
+) -> Result<(Instance, Vec<FamilyDecl>), String> {
+    let desc = plugin_desc(spec, code);
+    let mut inst = Instance::new(rt, code, spec.limits, &format!("{}/{}", spec.name, spec.plugin))
+        .map_err(|e| format!("{desc}: cannot instantiate: {e:#}"))?;
+    let decl = inst.init(&spec.plugin_config).map_err(|e| match e {
+        CallError::Plugin(m) => format!("{desc}: init failed: {m}"),
+        other => format!("{desc}: init failed: {other}"),
+    })?;
+    let decls = to_decls(spec, decl.families).map_err(|e| format!("{desc}: {e}"))?;
+    Ok((inst, decls))
+}
+
+/// Build a pipeline aside: check the plugin fits the source, instantiate
+/// it and run `init`.
+pub fn prepare(rt: &Runtime, spec: PipelineSpec, code: PluginCode) -> Result<Prepared, String> {
+    let want = world_for(&spec.source);
+    if code.world != want {
+        return Err(format!(
+            "{}: the plugin consumes {} input, but the source is {}; use a {} plugin",
+            plugin_desc(&spec, &code),
+            code.world.as_str(),
+            spec.source.kind(),
+            want.as_str()
+        ));
+    }
+    let (instance, decls) = instantiate(rt, &spec, &code)?;
+    Ok(Prepared {
+        spec,
+        code,
+        instance,
+        decls,
+    })
+}
+
+impl Prepared {
+    /// The declared families.
+    pub fn decls(&self) -> &[FamilyDecl] {
+        &self.decls
+    }
+}
+
+/// A running pipeline.
+pub struct Pipeline {
+    /// Its settings.
+    pub spec: PipelineSpec,
+    /// Content hash of its plugin.
+    pub code_hash: String,
+    /// Series state.
+    pub store: Arc<Mutex<PipelineStore>>,
+    /// Figures.
+    pub stats: Arc<PipelineStats>,
+    /// Offsets of a file source.
+    pub checkpoints: Option<Arc<Checkpoints>>,
+    stop: Arc<AtomicBool>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+struct Worker {
+    rt: Arc<Runtime>,
+    spec: PipelineSpec,
+    code: PluginCode,
+    store: Arc<Mutex<PipelineStore>>,
+    stats: Arc<PipelineStats>,
+    checkpoints: Option<Arc<Checkpoints>>,
+    stop: Arc<AtomicBool>,
+    backoff: Duration,
+}
+
+fn convert(updates: Vec<types::Update>) -> Vec<RawUpdate> {
+    updates
+        .into_iter()
+        .map(|u| {
+            let change = match u.change {
+                types::Change::Add(v) => Change::Add(v),
+                types::Change::Set(v) => Change::Set(v),
+                types::Change::Observe(v) => Change::Observe(vec![v]),
+                types::Change::ObserveMany(vs) => Change::Observe(vs),
+            };
+            (u.family, u.labels, change)
+        })
+        .collect()
+}
+
+impl Worker {
+    fn desc(&self) -> String {
+        plugin_desc(&self.spec, &self.code)
+    }
+
+    /// Sleep for the back-off, waking early if the pipeline stops.
+    fn back_off(&mut self) {
+        let until = Instant::now() + self.backoff;
+        while Instant::now() < until && !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+    }
+
+    fn ensure(&mut self, slot: &mut Option<Instance>) -> bool {
+        while slot.is_none() {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            match instantiate(&self.rt, &self.spec, &self.code) {
+                Ok((inst, decls)) => {
+                    self.store.lock().declare(decls);
+                    self.stats.up.store(true, Ordering::Relaxed);
+                    tracing::info!(pipeline = %self.spec.name, "plugin restarted");
+                    *slot = Some(inst);
+                }
+                Err(e) => {
+                    self.stats.error("init");
+                    tracing::error!("{e}; retrying in {:?}", self.backoff);
+                    self.back_off();
+                }
+            }
+        }
+        true
+    }
+
+    fn handle(&mut self, slot: &mut Option<Instance>, result: Result<types::Output, CallError>, inputs: u64, semantics: Semantics) -> bool {
+        match result {
+            Ok(out) => {
+                let rejected_inputs = u64::from(out.rejected);
+                if rejected_inputs > 0 {
+                    self.stats
+                        .inputs_rejected
+                        .fetch_add(rejected_inputs, Ordering::Relaxed);
+                }
+                let applied = self.store.lock().apply(convert(out.updates), semantics);
+                for (reason, n) in applied.rejected {
+                    self.stats.rejected(reason.as_str(), n);
+                }
+                self.backoff = MIN_BACKOFF;
+                true
+            }
+            Err(e) => {
+                self.stats.error(e.reason());
+                self.stats.lines_dropped.fetch_add(inputs, Ordering::Relaxed);
+                if e.is_fatal() {
+                    tracing::error!(
+                        "{}: {e}; {inputs} inputs dropped, restarting the plugin in {:?}",
+                        self.desc(),
+                        self.backoff
+                    );
+                    *slot = None;
+                    self.stats.up.store(false, Ordering::Relaxed);
+                    self.stats.restarts.fetch_add(1, Ordering::Relaxed);
+                    self.stats.memory_bytes.store(0, Ordering::Relaxed);
+                    self.back_off();
+                } else {
+                    tracing::warn!("{}: {e}", self.desc());
+                }
+                false
+            }
+        }
+    }
+
+    fn run_log(mut self, mut slot: Option<Instance>, mut rx: mpsc::Receiver<Batch>) {
+        // Drain until every sender is gone, so lines read before a stop
+        // are still counted and acknowledged.
+        while let Some(batch) = rx.blocking_recv() {
+            let n = batch.lines.len() as u64;
+            if !self.ensure(&mut slot) {
+                self.stats.lines_dropped.fetch_add(n, Ordering::Relaxed);
+                continue;
+            }
+            let Some(inst) = slot.as_mut() else { continue };
+            let start = Instant::now();
+            let result = inst.on_lines(&batch.origin, batch.lines);
+            self.stats.observe_call(start.elapsed().as_secs_f64());
+            self.stats
+                .memory_bytes
+                .store(inst.memory_bytes() as u64, Ordering::Relaxed);
+            self.handle(&mut slot, result, n, Semantics::Events);
+            // A batch whose call failed is not retried: acknowledge it so a
+            // poison line is not fed again after a restart.
+            if let (Some(cp), Some((id, off))) = (&self.checkpoints, batch.ack) {
+                cp.ack(id, off);
+            }
+        }
+    }
+}
+
+impl Pipeline {
+    /// Start a prepared pipeline. `store` is the previous store of a
+    /// pipeline of the same name (a reload): families whose declaration is
+    /// unchanged keep their series. `checkpoints` likewise hands over file
+    /// offsets.
+    pub fn start(
+        rt: Arc<Runtime>,
+        prepared: Prepared,
+        store: Option<Arc<Mutex<PipelineStore>>>,
+        checkpoints: Option<Arc<Checkpoints>>,
+        state_dir: Option<&Path>,
+    ) -> Arc<Pipeline> {
+        let Prepared {
+            spec,
+            code,
+            instance,
+            decls,
+        } = prepared;
+        let const_values: Vec<String> = spec.labels.values().cloned().collect();
+        let store = store.unwrap_or_else(|| {
+            Arc::new(Mutex::new(PipelineStore::new(const_values, spec.max_series)))
+        });
+        {
+            let mut s = store.lock();
+            s.set_max_series(spec.max_series);
+            s.declare(decls);
+        }
+        let stats = Arc::new(PipelineStats::default());
+        stats.up.store(true, Ordering::Relaxed);
+        stats.source_up.store(true, Ordering::Relaxed);
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel::<Batch>(QUEUE_BATCHES);
+        let mut threads = Vec::new();
+        let checkpoints = match &spec.source {
+            SourceSpec::File { .. } => Some(checkpoints.unwrap_or_else(|| {
+                Checkpoints::new(state_dir.map(|d| checkpoint_path(d, &spec.name)))
+            })),
+            SourceSpec::Stdin => None,
+        };
+        let name = spec.name.clone();
+        let spawn = |what: &str, f: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(format!("{what}:{name}"))
+                .spawn(f)
+        };
+        match &spec.source {
+            SourceSpec::File { paths, start_at } => {
+                let tailer = Tailer::new(
+                    FileSourceSettings {
+                        patterns: paths.clone(),
+                        start_at: *start_at,
+                        max_line_bytes: spec.max_line_bytes,
+                        batch_lines: spec.batch_lines,
+                    },
+                    tx,
+                    stats.clone(),
+                    checkpoints.clone().unwrap_or_else(|| Checkpoints::new(None)),
+                    stop.clone(),
+                );
+                match spawn("tail", Box::new(move || tailer.run())) {
+                    Ok(h) => threads.push(h),
+                    Err(e) => tracing::error!(pipeline = %spec.name, "cannot start source thread: {e}"),
+                }
+            }
+            SourceSpec::Stdin => {
+                let st = stats.clone();
+                let (max, batch) = (spec.max_line_bytes, spec.batch_lines);
+                match spawn(
+                    "stdin",
+                    Box::new(move || crate::sources::stdin::run(tx, st, max, batch)),
+                ) {
+                    Ok(h) => threads.push(h),
+                    Err(e) => tracing::error!(pipeline = %spec.name, "cannot start source thread: {e}"),
+                }
+            }
+        }
+        let worker = Worker {
+            rt,
+            spec: spec.clone(),
+            code: code.clone(),
+            store: store.clone(),
+            stats: stats.clone(),
+            checkpoints: checkpoints.clone(),
+            stop: stop.clone(),
+            backoff: MIN_BACKOFF,
+        };
+        match spawn(
+            "plugin",
+            Box::new(move || worker.run_log(Some(instance), rx)),
+        ) {
+            Ok(h) => threads.push(h),
+            Err(e) => tracing::error!(pipeline = %spec.name, "cannot start plugin thread: {e}"),
+        }
+        tracing::info!(
+            pipeline = %spec.name,
+            plugin = %spec.plugin,
+            hash = %code.hash,
+            source = spec.source.kind(),
+            "pipeline started"
+        );
+        Arc::new(Pipeline {
+            spec,
+            code_hash: code.hash,
+            store,
+            stats,
+            checkpoints,
+            stop,
+            threads: Mutex::new(threads),
+        })
+    }
+
+    /// Stop the source, let the plugin finish what was read, and write
+    /// the final checkpoint. Blocks until done (at most about one call
+    /// deadline plus one poll).
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let threads: Vec<JoinHandle<()>> = self.threads.lock().drain(..).collect();
+        if matches!(self.spec.source, SourceSpec::Stdin) {
+            // The stdin thread may sit in a blocking read forever, and the
+            // plugin thread waits on it: let both go.
+            return;
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+        if let Some(cp) = &self.checkpoints {
+            cp.persist();
+        }
+    }
+}

@@ -1,0 +1,627 @@
+//! The WebAssembly runtime: one engine, compiled plugins, sandboxed
+//! instances with a memory limit and a deadline on every call.
+pub mod bindings;
+
+use anyhow::{anyhow, bail, Context, Result};
+use bindings::{host, types};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, ResourceLimiter, Store, Trap};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+/// How often the epoch advances; call deadlines are counted in these ticks.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Which source kind a plugin consumes, from the interface it exports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum World {
+    /// `weir:plugin/log`
+    Log,
+    /// `weir:plugin/http`
+    Http,
+    /// `weir:plugin/process`
+    Process,
+}
+
+impl World {
+    /// The world's name in WIT.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            World::Log => "log",
+            World::Http => "http",
+            World::Process => "process",
+        }
+    }
+}
+
+/// The WIT package version this agent implements.
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// The engine and linker, shared by every pipeline.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<State>,
+    cache_dir: Option<PathBuf>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// A compiled plugin, ready to instantiate.
+#[derive(Clone)]
+pub struct PluginCode {
+    /// Name for messages: a built-in name or the file path.
+    pub name: String,
+    /// First 12 hex digits of the SHA-256 of the component bytes.
+    pub hash: String,
+    /// The interface it exports.
+    pub world: World,
+    component: Component,
+}
+
+/// Resource limits of one instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum linear memory (and tables) in bytes.
+    pub memory_bytes: usize,
+    /// Deadline for one call (`init` included).
+    pub call_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            memory_bytes: 64 << 20,
+            call_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Per-store state: the sandbox's WASI context (deny-all) and limits.
+pub struct State {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limiter: Limiter,
+    tag: Arc<str>,
+    log_budget: LogBudget,
+}
+
+impl WasiView for State {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// At most this many plugin log lines per second per instance.
+const LOG_LINES_PER_SEC: u32 = 20;
+
+struct LogBudget {
+    window: Instant,
+    used: u32,
+    suppressed: u32,
+}
+
+impl LogBudget {
+    fn allow(&mut self) -> (bool, u32) {
+        if self.window.elapsed() >= Duration::from_secs(1) {
+            let s = self.suppressed;
+            self.window = Instant::now();
+            self.used = 0;
+            self.suppressed = 0;
+            self.used += 1;
+            return (true, s);
+        }
+        if self.used < LOG_LINES_PER_SEC {
+            self.used += 1;
+            (true, 0)
+        } else {
+            self.suppressed += 1;
+            (false, 0)
+        }
+    }
+}
+
+fn plugin_log(tag: &str, level: host::Level, message: &str) {
+    let message: String = message.chars().take(4096).collect();
+    match level {
+        host::Level::Trace => tracing::trace!(plugin = tag, "{message}"),
+        host::Level::Debug => tracing::debug!(plugin = tag, "{message}"),
+        host::Level::Info => tracing::info!(plugin = tag, "{message}"),
+        host::Level::Warn => tracing::warn!(plugin = tag, "{message}"),
+        host::Level::Error => tracing::error!(plugin = tag, "{message}"),
+    }
+}
+
+impl host::Host for State {
+    fn log(&mut self, level: host::Level, message: String) {
+        let (ok, suppressed) = self.log_budget.allow();
+        if suppressed > 0 {
+            tracing::warn!(plugin = &*self.tag, "{suppressed} plugin log lines suppressed");
+        }
+        if ok {
+            plugin_log(&self.tag, level, &message);
+        }
+    }
+}
+
+/// Memory limiter that remembers it said no, so that the trap that follows
+/// is reported as a memory-limit hit rather than a generic trap.
+struct Limiter {
+    max: usize,
+    current: usize,
+    hit: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max {
+            self.hit = true;
+            return Err(wasmtime::Error::msg(format!(
+                "memory limit of {} bytes reached",
+                self.max
+            )));
+        }
+        self.current = desired;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _max: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// WASI stdout/stderr of a plugin: complete lines go to the agent log,
+/// tagged with the pipeline and rate-limited.
+struct PluginOutput {
+    tag: Arc<str>,
+    stream: &'static str,
+}
+
+impl wasmtime_wasi::cli::IsTerminal for PluginOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl wasmtime_wasi::cli::StdoutStream for PluginOutput {
+    fn async_stream(&self) -> Box<dyn tokio::io::AsyncWrite + Send + Sync> {
+        Box::new(LineWriter {
+            tag: self.tag.clone(),
+            stream: self.stream,
+            buf: Vec::new(),
+            budget: LogBudget {
+                window: Instant::now(),
+                used: 0,
+                suppressed: 0,
+            },
+        })
+    }
+}
+
+struct LineWriter {
+    tag: Arc<str>,
+    stream: &'static str,
+    buf: Vec<u8>,
+    budget: LogBudget,
+}
+
+impl tokio::io::AsyncWrite for LineWriter {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let this = &mut *self;
+        this.buf.extend_from_slice(data);
+        while let Some(nl) = this.buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = this.buf.drain(..=nl).collect();
+            let (ok, _) = this.budget.allow();
+            if ok {
+                let text = String::from_utf8_lossy(&line[..line.len() - 1]);
+                let text: String = text.chars().take(4096).collect();
+                tracing::warn!(plugin = &*this.tag, stream = this.stream, "{text}");
+            }
+        }
+        if this.buf.len() > 64 << 10 {
+            this.buf.clear();
+        }
+        std::task::Poll::Ready(Ok(data.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+}
+
+/// Why a call failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CallError {
+    /// The plugin returned an error value.
+    Plugin(String),
+    /// The plugin trapped (panic, unreachable, bad memory access, ...).
+    Trap(String),
+    /// The call ran past its deadline.
+    Timeout,
+    /// The plugin tried to grow memory past its limit.
+    Memory,
+}
+
+impl CallError {
+    /// Label value used in self-metrics.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            CallError::Plugin(_) => "plugin_error",
+            CallError::Trap(_) => "trap",
+            CallError::Timeout => "timeout",
+            CallError::Memory => "memory_limit",
+        }
+    }
+
+    /// Whether the instance can no longer be used.
+    pub fn is_fatal(&self) -> bool {
+        !matches!(self, CallError::Plugin(_))
+    }
+}
+
+impl std::fmt::Display for CallError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallError::Plugin(m) => write!(f, "plugin returned an error: {m}"),
+            CallError::Trap(m) => write!(f, "plugin trapped: {m}"),
+            CallError::Timeout => write!(f, "plugin call exceeded its deadline"),
+            CallError::Memory => write!(f, "plugin exceeded its memory limit"),
+        }
+    }
+}
+
+enum Exports {
+    Log(bindings::log::LogPlugin),
+    Http(bindings::http::HttpPlugin),
+    Process(bindings::process::ProcessPlugin),
+}
+
+/// What `init` returned.
+pub struct Declaration {
+    /// Families, as the plugin sent them.
+    pub families: Vec<types::Family>,
+    /// For process plugins: the fields to read.
+    pub process_fields: Option<bindings::process::exports::weir::plugin::process::Fields>,
+}
+
+/// One sandboxed instance of a plugin. Not shared: one thread owns it.
+pub struct Instance {
+    store: Store<State>,
+    exports: Exports,
+    limits: Limits,
+}
+
+impl Runtime {
+    /// Build the engine, start the epoch ticker, and link the host
+    /// interfaces. `cache_dir` holds compiled plugins between runs.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Arc<Self>> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        config.wasm_component_model(true);
+        // Plugins get a small stack: deep recursion traps instead of
+        // eating the host thread's stack.
+        config.max_wasm_stack(1 << 20);
+        let engine = Engine::new(&config).map_err(|e| anyhow!("{e}"))?;
+        let mut linker: Linker<State> = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow!("{e}"))?;
+        host::add_to_linker::<State, HasSelf<State>>(&mut linker, |s| s)
+            .map_err(|e| anyhow!("{e}"))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let ticker_engine = engine.weak();
+        let ticker_stop = stop.clone();
+        std::thread::Builder::new()
+            .name("weir-epoch".into())
+            .spawn(move || {
+                while !ticker_stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match ticker_engine.upgrade() {
+                        Some(e) => e.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })
+            .context("starting the epoch ticker")?;
+        if let Some(dir) = &cache_dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating plugin cache {}", dir.display()))?;
+        }
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            cache_dir,
+            stop,
+        }))
+    }
+
+    /// Compile a component (or load it from the cache) and find its world.
+    pub fn load(&self, name: &str, bytes: &[u8]) -> Result<PluginCode> {
+        let digest = Sha256::digest(bytes);
+        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let component = self.compile_cached(&hex, bytes)?;
+        let world = self.world_of(&component)?;
+        // Resolve every import now, so a plugin that needs what the host
+        // does not give fails at load with a clear message.
+        self.linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow!("{e}"))
+            .context("the plugin imports something the agent does not provide")?;
+        Ok(PluginCode {
+            name: name.to_string(),
+            hash: hex[..12].to_string(),
+            world,
+            component,
+        })
+    }
+
+    fn compile_cached(&self, hex: &str, bytes: &[u8]) -> Result<Component> {
+        let Some(dir) = &self.cache_dir else {
+            return Component::new(&self.engine, bytes).map_err(|e| anyhow!("{e:#}"));
+        };
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut h);
+        let compat = std::hash::Hasher::finish(&h);
+        let path = dir.join(format!("{hex}-{compat:016x}.cwasm"));
+        if path.exists() {
+            // SAFETY: the cache directory is written only by this agent,
+            // with files named by the content hash and engine settings.
+            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+                Ok(c) => return Ok(c),
+                Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cached plugin: {e}"),
+            }
+        }
+        let serialized = self
+            .engine
+            .precompile_component(bytes)
+            .map_err(|e| anyhow!("{e:#}"))?;
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        if std::fs::write(&tmp, &serialized).is_ok() {
+            let _ = std::fs::rename(&tmp, &path);
+        }
+        // SAFETY: produced just now by this engine.
+        unsafe { Component::deserialize(&self.engine, &serialized) }.map_err(|e| anyhow!("{e:#}"))
+    }
+
+    fn world_of(&self, component: &Component) -> Result<World> {
+        let ty = component.component_type();
+        let mut found = Vec::new();
+        for (name, _) in ty.exports(&self.engine) {
+            found.push(name.to_string());
+            let Some(rest) = name.strip_prefix("weir:plugin/") else {
+                continue;
+            };
+            let (iface, version) = rest.split_once('@').unwrap_or((rest, ""));
+            let world = match iface {
+                "log" => World::Log,
+                "http" => World::Http,
+                "process" => World::Process,
+                _ => continue,
+            };
+            let major_minor = |v: &str| v.split('.').take(2).collect::<Vec<_>>().join(".");
+            if major_minor(version) != major_minor(WIT_VERSION) {
+                bail!(
+                    "the plugin is built against weir:plugin@{version}; this agent loads weir:plugin@{WIT_VERSION}"
+                );
+            }
+            return Ok(world);
+        }
+        bail!(
+            "the component exports no weir:plugin interface (log, http or process); it exports: [{}]",
+            found.join(", ")
+        )
+    }
+
+    /// The engine, for tests and tools.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+}
+
+fn classify(store: &mut Store<State>, e: wasmtime::Error) -> CallError {
+    if store.data().limiter.hit {
+        return CallError::Memory;
+    }
+    if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
+        return CallError::Timeout;
+    }
+    let mut msg = format!("{e:#}");
+    if msg.len() > 2000 {
+        msg.truncate(2000);
+    }
+    CallError::Trap(msg)
+}
+
+impl Instance {
+    /// Instantiate a plugin in a fresh, deny-all sandbox. `tag` names the
+    /// pipeline and plugin in log lines.
+    pub fn new(rt: &Runtime, code: &PluginCode, limits: Limits, tag: &str) -> Result<Self> {
+        let tag: Arc<str> = Arc::from(tag);
+        // No preopened directories, no environment, no arguments, no
+        // network: the default WasiCtx grants nothing but clocks and
+        // randomness. Output goes to the agent log.
+        let wasi = WasiCtxBuilder::new()
+            .stdout(PluginOutput {
+                tag: tag.clone(),
+                stream: "stdout",
+            })
+            .stderr(PluginOutput {
+                tag: tag.clone(),
+                stream: "stderr",
+            })
+            .build();
+        let state = State {
+            wasi,
+            table: ResourceTable::new(),
+            limiter: Limiter {
+                max: limits.memory_bytes,
+                current: 0,
+                hit: false,
+            },
+            tag,
+            log_budget: LogBudget {
+                window: Instant::now(),
+                used: 0,
+                suppressed: 0,
+            },
+        };
+        let mut store = Store::new(&rt.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(ticks(limits.call_timeout));
+        let exports = match code.world {
+            World::Log => Exports::Log(
+                bindings::log::LogPlugin::instantiate(&mut store, &code.component, &rt.linker)
+                    .map_err(|e| anyhow!("{e:#}"))?,
+            ),
+            World::Http => Exports::Http(
+                bindings::http::HttpPlugin::instantiate(&mut store, &code.component, &rt.linker)
+                    .map_err(|e| anyhow!("{e:#}"))?,
+            ),
+            World::Process => Exports::Process(
+                bindings::process::ProcessPlugin::instantiate(
+                    &mut store,
+                    &code.component,
+                    &rt.linker,
+                )
+                .map_err(|e| anyhow!("{e:#}"))?,
+            ),
+        };
+        Ok(Instance {
+            store,
+            exports,
+            limits,
+        })
+    }
+
+    fn arm(&mut self) {
+        self.store.set_epoch_deadline(ticks(self.limits.call_timeout));
+    }
+
+    /// Linear memory the instance holds, in bytes.
+    pub fn memory_bytes(&self) -> usize {
+        self.store.data().limiter.current
+    }
+
+    /// Call `init` with the plugin's settings as JSON text.
+    pub fn init(&mut self, config: &str) -> Result<Declaration, CallError> {
+        self.arm();
+        let r = match &self.exports {
+            Exports::Log(p) => p
+                .weir_plugin_log()
+                .call_init(&mut self.store, config)
+                .map(|r| r.map(|families| (families, None))),
+            Exports::Http(p) => p
+                .weir_plugin_http()
+                .call_init(&mut self.store, config)
+                .map(|r| r.map(|families| (families, None))),
+            Exports::Process(p) => p
+                .weir_plugin_process()
+                .call_init(&mut self.store, config)
+                .map(|r| r.map(|d| (d.families, Some(d.fields)))),
+        };
+        match r {
+            Ok(Ok((families, process_fields))) => Ok(Declaration {
+                families,
+                process_fields,
+            }),
+            Ok(Err(msg)) => Err(CallError::Plugin(msg)),
+            Err(e) => Err(classify(&mut self.store, e)),
+        }
+    }
+
+    /// Feed a batch of lines (log world).
+    pub fn on_lines(&mut self, origin: &str, lines: Vec<String>) -> Result<types::Output, CallError> {
+        self.arm();
+        let Exports::Log(p) = &self.exports else {
+            return Err(CallError::Plugin("not a log plugin".into()));
+        };
+        let batch = bindings::log::exports::weir::plugin::log::Batch {
+            origin: origin.to_string(),
+            lines,
+        };
+        match p.weir_plugin_log().call_on_lines(&mut self.store, &batch) {
+            Ok(Ok(o)) => Ok(o),
+            Ok(Err(m)) => Err(CallError::Plugin(m)),
+            Err(e) => Err(classify(&mut self.store, e)),
+        }
+    }
+
+    /// Feed an HTTP response (http world).
+    pub fn on_response(
+        &mut self,
+        response: &bindings::http::exports::weir::plugin::http::Response,
+    ) -> Result<types::Output, CallError> {
+        self.arm();
+        let Exports::Http(p) = &self.exports else {
+            return Err(CallError::Plugin("not an http plugin".into()));
+        };
+        match p.weir_plugin_http().call_on_response(&mut self.store, response) {
+            Ok(Ok(o)) => Ok(o),
+            Ok(Err(m)) => Err(CallError::Plugin(m)),
+            Err(e) => Err(classify(&mut self.store, e)),
+        }
+    }
+
+    /// Feed a process scan (process world).
+    pub fn on_scan(
+        &mut self,
+        scan: &bindings::process::exports::weir::plugin::process::Scan,
+    ) -> Result<types::Output, CallError> {
+        self.arm();
+        let Exports::Process(p) = &self.exports else {
+            return Err(CallError::Plugin("not a process plugin".into()));
+        };
+        match p.weir_plugin_process().call_on_scan(&mut self.store, scan) {
+            Ok(Ok(o)) => Ok(o),
+            Ok(Err(m)) => Err(CallError::Plugin(m)),
+            Err(e) => Err(classify(&mut self.store, e)),
+        }
+    }
+}
+
+fn ticks(d: Duration) -> u64 {
+    (d.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1
+}
+
+/// Read a plugin file, refusing what cannot be a component.
+pub fn read_plugin_file(path: &Path) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        bail!("{} is not a WebAssembly file", path.display());
+    }
+    Ok(bytes)
+}

@@ -1,0 +1,200 @@
+//! The HTTP endpoint: `/metrics`, `/health`, `/ready`, a landing page at
+//! `/`, and `POST /-/reload` when enabled.
+use crate::agent::Agent;
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Semaphore};
+
+/// Content type of the 0.0.4 text format.
+pub const TEXT_04: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// Content type of OpenMetrics 1.0.
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+/// Connections served at once; more wait in the kernel's backlog.
+const MAX_CONNECTIONS: usize = 64;
+/// Time allowed to send request headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the server asks of the rest of the agent.
+pub struct ServerCtx {
+    /// The agent.
+    pub agent: Arc<Agent>,
+    /// Where reload requests go (answered with the outcome).
+    pub reload: mpsc::Sender<tokio::sync::oneshot::Sender<Result<String, String>>>,
+}
+
+fn respond(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    if let Ok(v) = HeaderValue::from_str(ctype) {
+        r.headers_mut().insert(CONTENT_TYPE, v);
+    }
+    r
+}
+
+/// Whether the client prefers OpenMetrics.
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    let Some(accept) = accept else { return false };
+    accept.split(',').any(|part| {
+        let mut it = part.split(';');
+        let media = it.next().unwrap_or("").trim();
+        let q_zero = it.any(|p| p.trim().replace(' ', "") == "q=0");
+        media == "application/openmetrics-text" && !q_zero
+    })
+}
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn landing(agent: &Agent) -> String {
+    let mut rows = String::new();
+    for p in agent.pipelines() {
+        let up = p.stats.up.load(std::sync::atomic::Ordering::Relaxed);
+        rows.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}:{}</td></tr>\n",
+            escape_html(&p.spec.name),
+            escape_html(p.spec.source.kind()),
+            escape_html(&p.spec.plugin.to_string()),
+            if up { "up" } else { "<b>restarting</b>" },
+            p.store.lock().series_count(),
+            escape_html(&p.spec.file.display().to_string()),
+            p.spec.line,
+        ));
+    }
+    format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>weir</title>\
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left}}</style></head>\
+<body><h1>weir {}</h1><p><a href=\"/metrics\">/metrics</a> · <a href=\"/health\">/health</a> · \
+<a href=\"/ready\">/ready</a></p><p>Config directory: {}</p>\
+<table><tr><th>pipeline</th><th>source</th><th>plugin</th><th>state</th><th>series</th><th>defined at</th></tr>\n{}</table></body></html>\n",
+        crate::agent::VERSION,
+        escape_html(&agent.config_dir().display().to_string()),
+        rows
+    )
+}
+
+async fn handle(ctx: Arc<ServerCtx>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let agent = &ctx.agent;
+    let resp = match (req.method(), req.uri().path()) {
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            let accept = req
+                .headers()
+                .get(hyper::header::ACCEPT)
+                .and_then(|v| v.to_str().ok());
+            let om = wants_openmetrics(accept);
+            let agent = agent.clone();
+            // Building the exposition takes locks and CPU: keep it off the
+            // async workers.
+            let body = tokio::task::spawn_blocking(move || {
+                let e = agent.exposition();
+                if om {
+                    e.to_openmetrics()
+                } else {
+                    e.to_text()
+                }
+            })
+            .await;
+            match body {
+                Ok(b) => respond(StatusCode::OK, if om { OPENMETRICS } else { TEXT_04 }, b),
+                Err(_) => respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "exposition failed\n"),
+            }
+        }
+        (&Method::GET | &Method::HEAD, "/health") => respond(StatusCode::OK, "text/plain", "ok\n"),
+        (&Method::GET | &Method::HEAD, "/ready") => {
+            if agent.is_ready() {
+                respond(StatusCode::OK, "text/plain", "ready\n")
+            } else {
+                respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "starting\n")
+            }
+        }
+        (&Method::GET | &Method::HEAD, "/") => respond(StatusCode::OK, "text/html; charset=utf-8", landing(agent)),
+        (&Method::POST, "/-/reload") => {
+            if !agent.reload_endpoint() {
+                respond(
+                    StatusCode::FORBIDDEN,
+                    "text/plain",
+                    "reload endpoint disabled; set reload_endpoint = true in [server]\n",
+                )
+            } else {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                if ctx.reload.send(tx).await.is_err() {
+                    respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down\n")
+                } else {
+                    match rx.await {
+                        Ok(Ok(msg)) => respond(StatusCode::OK, "text/plain", msg),
+                        Ok(Err(msg)) => respond(StatusCode::BAD_REQUEST, "text/plain", msg),
+                        Err(_) => respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down\n"),
+                    }
+                }
+            }
+        }
+        (_, "/metrics" | "/health" | "/ready" | "/") => {
+            respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n")
+        }
+        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found; try /metrics\n"),
+    };
+    Ok(resp)
+}
+
+/// Bind the listener (so errors show at startup).
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serve until the task is dropped.
+pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>) {
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = match slots.clone().acquire_owned().await {
+            Ok(p) => p,
+            Err(_) => return,
+        };
+        let (stream, _) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| handle(ctx.clone(), req));
+            let conn = http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .max_buf_size(64 << 10)
+                .serve_connection(TokioIo::new(stream), svc);
+            // Bound a whole connection's life, slow readers included.
+            let _ = tokio::time::timeout(Duration::from_secs(120), conn).await;
+            drop(permit);
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wants_openmetrics;
+
+    #[test]
+    fn negotiates_like_prometheus() {
+        let prom3 = "application/openmetrics-text;version=1.0.0;escaping=allow-utf-8;q=0.6,application/openmetrics-text;version=0.0.1;q=0.5,text/plain;version=1.0.0;escaping=allow-utf-8;q=0.4,text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+        assert!(wants_openmetrics(Some(prom3)));
+        assert!(!wants_openmetrics(Some("text/plain;version=0.0.4")));
+        assert!(!wants_openmetrics(None));
+        assert!(!wants_openmetrics(Some("application/openmetrics-text;q=0")));
+    }
+}

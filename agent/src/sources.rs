@@ -1,0 +1,52 @@
+//! Sources: the host side that reads. Each source runs on its own thread
+//! and sends batches over a bounded channel, so a slow plugin slows its
+//! source instead of growing memory.
+pub mod file;
+pub mod stdin;
+
+use std::sync::Arc;
+
+/// Lines for a log plugin.
+#[derive(Debug)]
+pub struct Batch {
+    /// File path, `stdin`, or the command.
+    pub origin: Arc<str>,
+    /// Complete lines, without terminators.
+    pub lines: Vec<String>,
+    /// For checkpointed sources: (file id, offset after these lines), to
+    /// acknowledge once the plugin's updates are applied.
+    pub ack: Option<(u64, u64)>,
+}
+
+/// Turn raw line bytes into a string for the plugin: invalid UTF-8 becomes
+/// U+FFFD, a trailing `\r` is dropped, and the line is cut at `max` bytes
+/// (at a character boundary). Returns the line and whether it was cut.
+pub fn decode_line(raw: &[u8], max: usize) -> (String, bool) {
+    let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    let (raw, cut) = if raw.len() > max {
+        (&raw[..max], true)
+    } else {
+        (raw, false)
+    };
+    let mut s = String::from_utf8_lossy(raw).into_owned();
+    if cut {
+        // A cut can split a multi-byte character into U+FFFD; that is fine.
+        while s.len() > max {
+            s.pop();
+        }
+    }
+    (s, cut)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::decode_line;
+
+    #[test]
+    fn decodes_invalid_utf8_and_cuts_long_lines() {
+        assert_eq!(decode_line(b"ok\r", 10), ("ok".to_string(), false));
+        assert_eq!(decode_line(b"a\xffb", 10), ("a\u{fffd}b".to_string(), false));
+        let (s, cut) = decode_line("ééééé".as_bytes(), 5);
+        assert!(cut && s.len() <= 5 && s.starts_with("éé"));
+    }
+}

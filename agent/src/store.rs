@@ -1,0 +1,597 @@
+//! Series state, owned by the host.
+//!
+//! Each pipeline has one [`PipelineStore`]: the families its plugin declared
+//! and the current value of every series. Plugins only send updates; values
+//! live here, so a plugin that traps, restarts or is replaced keeps its
+//! counters. The exposition reads these stores at scrape time.
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// Metric kinds, as declared by plugins.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// Monotonic counter.
+    Counter,
+    /// Gauge.
+    Gauge,
+    /// Histogram with fixed buckets.
+    Histogram,
+}
+
+impl Kind {
+    /// Prometheus TYPE name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
+        }
+    }
+}
+
+/// A validated family declaration.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FamilyDecl {
+    /// Full metric name as exposed (counters end in `_total`).
+    pub name: String,
+    /// Kind.
+    pub kind: Kind,
+    /// HELP text.
+    pub help: String,
+    /// Unit, or empty.
+    pub unit: String,
+    /// Label names; constant pipeline labels come first.
+    pub labels: Vec<String>,
+    /// Histogram bucket upper bounds, without `+Inf`.
+    pub buckets: Vec<f64>,
+}
+
+/// The Prometheus client libraries' default buckets.
+pub const DEFAULT_BUCKETS: &[f64] = &[
+    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+fn valid_metric_name(n: &str) -> bool {
+    let mut chars = n.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// Whether `n` is a valid Prometheus label name that is not reserved.
+pub fn valid_label_name(n: &str) -> bool {
+    valid_metric_name(n) && !n.starts_with("__")
+}
+
+impl FamilyDecl {
+    /// Check a declaration as a plugin sent it; `const_labels` are the
+    /// pipeline's constant label names, prepended to the family's own.
+    pub fn validate(
+        name: String,
+        kind: Kind,
+        help: String,
+        unit: String,
+        labels: Vec<String>,
+        mut buckets: Vec<f64>,
+        const_labels: &[String],
+    ) -> Result<Self, String> {
+        if !valid_metric_name(&name) {
+            return Err(format!(
+                "family \"{name}\": not a valid metric name ([a-zA-Z_][a-zA-Z0-9_]*)"
+            ));
+        }
+        if name.starts_with("weir_") {
+            return Err(format!(
+                "family \"{name}\": the weir_ prefix is reserved for the agent's own metrics"
+            ));
+        }
+        if kind == Kind::Counter && !name.ends_with("_total") {
+            return Err(format!("family \"{name}\": a counter's name must end in _total"));
+        }
+        if !unit.is_empty() {
+            let base = name.strip_suffix("_total").unwrap_or(&name);
+            if !base.ends_with(&format!("_{unit}")) {
+                return Err(format!(
+                    "family \"{name}\": unit \"{unit}\" given, so the name must end in _{unit}{}",
+                    if kind == Kind::Counter { "_total" } else { "" }
+                ));
+            }
+        }
+        let mut seen = HashSet::new();
+        for l in const_labels.iter().chain(labels.iter()) {
+            if !valid_label_name(l) {
+                return Err(format!("family \"{name}\": invalid label name \"{l}\""));
+            }
+            if kind == Kind::Histogram && l == "le" {
+                return Err(format!(
+                    "family \"{name}\": \"le\" is reserved for histogram buckets"
+                ));
+            }
+            if !seen.insert(l.as_str()) {
+                return Err(format!("family \"{name}\": label \"{l}\" appears twice"));
+            }
+        }
+        if kind == Kind::Histogram {
+            if buckets.is_empty() {
+                buckets = DEFAULT_BUCKETS.to_vec();
+            }
+            if buckets.last() == Some(&f64::INFINITY) {
+                buckets.pop();
+            }
+            if buckets.iter().any(|b| !b.is_finite())
+                || buckets.windows(2).any(|w| w[0] >= w[1])
+            {
+                return Err(format!(
+                    "family \"{name}\": buckets must be finite and strictly increasing"
+                ));
+            }
+        } else if !buckets.is_empty() {
+            return Err(format!("family \"{name}\": only histograms have buckets"));
+        }
+        let mut all = const_labels.to_vec();
+        all.extend(labels);
+        Ok(FamilyDecl {
+            name,
+            kind,
+            help,
+            unit,
+            labels: all,
+            buckets,
+        })
+    }
+
+    /// Name without `_total` (OpenMetrics family name of a counter).
+    pub fn base_name(&self) -> &str {
+        match self.kind {
+            Kind::Counter => self.name.strip_suffix("_total").unwrap_or(&self.name),
+            _ => &self.name,
+        }
+    }
+}
+
+/// A change to one series, as validated from a plugin update.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Change {
+    /// Add to a counter or gauge.
+    Add(f64),
+    /// Set a gauge, or a counter's cumulative reading.
+    Set(f64),
+    /// Observe values into a histogram.
+    Observe(Vec<f64>),
+}
+
+/// Value of one series.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// Counter: `offset + last_raw` is exposed; `offset` absorbs resets of
+    /// cumulative readings.
+    Counter {
+        /// Accumulated before the last reset.
+        offset: f64,
+        /// Latest raw value.
+        raw: f64,
+    },
+    /// Gauge.
+    Gauge(f64),
+    /// Histogram: per-bucket (non-cumulative) counts, the last one `+Inf`.
+    Histogram {
+        /// Counts per bucket, `buckets.len() + 1` entries.
+        counts: Vec<u64>,
+        /// Sum of observations.
+        sum: f64,
+    },
+}
+
+impl Value {
+    /// The counter's exposed value.
+    pub fn counter_value(&self) -> f64 {
+        match self {
+            Value::Counter { offset, raw } => offset + raw,
+            _ => 0.0,
+        }
+    }
+}
+
+/// Why an update was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Reject {
+    /// The family index is not one the plugin declared.
+    UnknownFamily,
+    /// Wrong number of label values.
+    LabelCount,
+    /// A negative add to a counter.
+    NegativeCounter,
+    /// NaN or infinite value.
+    NotFinite,
+    /// An operation the family's kind does not take.
+    WrongOp,
+    /// The pipeline's series cap was reached.
+    SeriesLimit,
+}
+
+impl Reject {
+    /// Label value used in self-metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reject::UnknownFamily => "unknown_family",
+            Reject::LabelCount => "label_count",
+            Reject::NegativeCounter => "negative_counter",
+            Reject::NotFinite => "not_finite",
+            Reject::WrongOp => "wrong_op",
+            Reject::SeriesLimit => "series_limit",
+        }
+    }
+
+    /// Every reason, for pre-registering series.
+    pub const ALL: [Reject; 6] = [
+        Reject::UnknownFamily,
+        Reject::LabelCount,
+        Reject::NegativeCounter,
+        Reject::NotFinite,
+        Reject::WrongOp,
+        Reject::SeriesLimit,
+    ];
+}
+
+/// One declared family and its series.
+#[derive(Debug)]
+pub struct FamilyState {
+    /// The declaration.
+    pub decl: Arc<FamilyDecl>,
+    /// Series by label values.
+    pub series: HashMap<Vec<String>, Value>,
+}
+
+/// How updates combine with what is stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Semantics {
+    /// Log lines: updates accumulate.
+    Events,
+    /// Polls and scans: each call is the complete set; series not touched
+    /// by the call are removed.
+    Snapshot,
+}
+
+/// The state of one pipeline.
+#[derive(Debug)]
+pub struct PipelineStore {
+    families: Vec<FamilyState>,
+    const_values: Vec<String>,
+    max_series: usize,
+    series: usize,
+}
+
+/// The result of applying one call's updates.
+#[derive(Default, Debug)]
+pub struct Applied {
+    /// Updates applied.
+    pub applied: u64,
+    /// Refused updates by reason.
+    pub rejected: Vec<(Reject, u64)>,
+}
+
+impl Applied {
+    fn reject(&mut self, r: Reject) {
+        match self.rejected.iter_mut().find(|(k, _)| *k == r) {
+            Some((_, n)) => *n += 1,
+            None => self.rejected.push((r, 1)),
+        }
+    }
+}
+
+/// An update before validation: family index, label values, change.
+pub type RawUpdate = (u32, Vec<String>, Change);
+
+impl PipelineStore {
+    /// A store with no families yet.
+    pub fn new(const_values: Vec<String>, max_series: usize) -> Self {
+        PipelineStore {
+            families: Vec::new(),
+            const_values,
+            max_series,
+            series: 0,
+        }
+    }
+
+    /// Install a plugin's declarations. A family whose declaration equals
+    /// one already here keeps its series; others start empty, and families
+    /// no longer declared go away.
+    pub fn declare(&mut self, decls: Vec<FamilyDecl>) {
+        let mut old: HashMap<String, FamilyState> = self
+            .families
+            .drain(..)
+            .map(|f| (f.decl.name.clone(), f))
+            .collect();
+        for d in decls {
+            let state = match old.remove(&d.name) {
+                Some(f) if *f.decl == d => f,
+                _ => FamilyState {
+                    decl: Arc::new(d),
+                    series: HashMap::new(),
+                },
+            };
+            self.families.push(state);
+        }
+        self.series = self.families.iter().map(|f| f.series.len()).sum();
+    }
+
+    /// The declared families.
+    pub fn families(&self) -> &[FamilyState] {
+        &self.families
+    }
+
+    /// Number of series held.
+    pub fn series_count(&self) -> usize {
+        self.series
+    }
+
+    /// Change the series cap (reload of pipeline settings).
+    pub fn set_max_series(&mut self, max: usize) {
+        self.max_series = max;
+    }
+
+    /// Apply one call's updates.
+    pub fn apply(&mut self, updates: Vec<RawUpdate>, semantics: Semantics) -> Applied {
+        let mut res = Applied::default();
+        let mut touched: Vec<HashSet<Vec<String>>> = match semantics {
+            Semantics::Snapshot => vec![HashSet::new(); self.families.len()],
+            Semantics::Events => Vec::new(),
+        };
+        for (fi, labels, change) in updates {
+            let Some(fam) = self.families.get_mut(fi as usize) else {
+                res.reject(Reject::UnknownFamily);
+                continue;
+            };
+            let decl = &fam.decl;
+            if labels.len() + self.const_values.len() != decl.labels.len() {
+                res.reject(Reject::LabelCount);
+                continue;
+            }
+            let finite = match &change {
+                Change::Add(v) | Change::Set(v) => v.is_finite(),
+                Change::Observe(vs) => vs.iter().all(|v| v.is_finite()),
+            };
+            if !finite {
+                res.reject(Reject::NotFinite);
+                continue;
+            }
+            match (decl.kind, &change) {
+                (Kind::Counter, Change::Add(v)) if *v < 0.0 => {
+                    res.reject(Reject::NegativeCounter);
+                    continue;
+                }
+                (Kind::Counter, Change::Set(v)) if *v < 0.0 => {
+                    res.reject(Reject::NegativeCounter);
+                    continue;
+                }
+                (Kind::Counter | Kind::Gauge, Change::Add(_) | Change::Set(_))
+                | (Kind::Histogram, Change::Observe(_)) => {}
+                _ => {
+                    res.reject(Reject::WrongOp);
+                    continue;
+                }
+            }
+            let key = if self.const_values.is_empty() {
+                labels
+            } else {
+                let mut k = self.const_values.clone();
+                k.extend(labels);
+                k
+            };
+            let nb = decl.buckets.len();
+            let kind = decl.kind;
+            let value = match fam.series.get_mut(&key) {
+                Some(v) => v,
+                None => {
+                    if self.series >= self.max_series {
+                        res.reject(Reject::SeriesLimit);
+                        continue;
+                    }
+                    self.series += 1;
+                    let init = match kind {
+                        Kind::Counter => Value::Counter {
+                            offset: 0.0,
+                            raw: 0.0,
+                        },
+                        Kind::Gauge => Value::Gauge(0.0),
+                        Kind::Histogram => Value::Histogram {
+                            counts: vec![0; nb + 1],
+                            sum: 0.0,
+                        },
+                    };
+                    fam.series.entry(key.clone()).or_insert(init)
+                }
+            };
+            match (value, change) {
+                (Value::Counter { raw, .. }, Change::Add(v)) => *raw += v,
+                (Value::Counter { offset, raw }, Change::Set(v)) => {
+                    // A cumulative reading that went down was reset at the
+                    // source: keep what was counted so far.
+                    if v < *raw {
+                        *offset += *raw;
+                    }
+                    *raw = v;
+                }
+                (Value::Gauge(g), Change::Add(v)) => *g += v,
+                (Value::Gauge(g), Change::Set(v)) => *g = v,
+                (Value::Histogram { counts, sum }, Change::Observe(vs)) => {
+                    for v in vs {
+                        // Buckets are inclusive upper bounds: v <= le. A
+                        // value of 0 lands in the first bucket.
+                        let i = fam.decl.buckets.partition_point(|b| *b < v);
+                        counts[i] += 1;
+                        *sum += v;
+                    }
+                }
+                // Kind and change were checked together above.
+                _ => {}
+            }
+            if let Some(t) = touched.get_mut(fi as usize) {
+                t.insert(key);
+            }
+            res.applied += 1;
+        }
+        if semantics == Semantics::Snapshot {
+            for (fam, t) in self.families.iter_mut().zip(touched) {
+                fam.series.retain(|k, _| t.contains(k));
+            }
+            self.series = self.families.iter().map(|f| f.series.len()).sum();
+        }
+        res
+    }
+
+    /// Remove every series (a snapshot source that failed).
+    pub fn clear_series(&mut self) {
+        for f in &mut self.families {
+            f.series.clear();
+        }
+        self.series = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decl(name: &str, kind: Kind, labels: &[&str], buckets: &[f64]) -> FamilyDecl {
+        FamilyDecl::validate(
+            name.into(),
+            kind,
+            "h".into(),
+            String::new(),
+            labels.iter().map(|s| s.to_string()).collect(),
+            buckets.to_vec(),
+            &[],
+        )
+        .expect("valid")
+    }
+
+    fn l(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn zero_falls_in_lowest_bucket_and_bounds_are_inclusive() {
+        let mut s = PipelineStore::new(vec![], 100);
+        s.declare(vec![decl("d_seconds", Kind::Histogram, &[], &[0.1, 1.0])]);
+        s.apply(
+            vec![(0, vec![], Change::Observe(vec![0.0, 0.1, 0.5, 1.0, 7.0]))],
+            Semantics::Events,
+        );
+        let v = s.families()[0].series.get(&Vec::new()).cloned();
+        assert_eq!(
+            v,
+            Some(Value::Histogram {
+                counts: vec![2, 2, 1],
+                sum: 8.6
+            })
+        );
+    }
+
+    #[test]
+    fn invalid_updates_are_refused_and_counted() {
+        let mut s = PipelineStore::new(vec![], 100);
+        s.declare(vec![decl("c_total", Kind::Counter, &["a"], &[])]);
+        let r = s.apply(
+            vec![
+                (0, l(&["x"]), Change::Add(1.0)),
+                (7, l(&["x"]), Change::Add(1.0)),
+                (0, l(&[]), Change::Add(1.0)),
+                (0, l(&["x"]), Change::Add(-1.0)),
+                (0, l(&["x"]), Change::Add(f64::NAN)),
+                (0, l(&["x"]), Change::Observe(vec![1.0])),
+            ],
+            Semantics::Events,
+        );
+        assert_eq!(r.applied, 1);
+        let mut reasons: Vec<_> = r.rejected.iter().map(|(k, n)| (k.as_str(), *n)).collect();
+        reasons.sort();
+        assert_eq!(
+            reasons,
+            vec![
+                ("label_count", 1),
+                ("negative_counter", 1),
+                ("not_finite", 1),
+                ("unknown_family", 1),
+                ("wrong_op", 1)
+            ]
+        );
+    }
+
+    #[test]
+    fn series_cap_drops_new_series_only() {
+        let mut s = PipelineStore::new(vec![], 2);
+        s.declare(vec![decl("c_total", Kind::Counter, &["a"], &[])]);
+        let r = s.apply(
+            (0..5)
+                .map(|i| (0, l(&[&i.to_string()]), Change::Add(1.0)))
+                .chain([(0, l(&["0"]), Change::Add(1.0))])
+                .collect(),
+            Semantics::Events,
+        );
+        assert_eq!(s.series_count(), 2);
+        assert_eq!(r.applied, 3);
+        assert_eq!(r.rejected, vec![(Reject::SeriesLimit, 3)]);
+    }
+
+    #[test]
+    fn counter_set_treats_decrease_as_reset_and_snapshot_drops_absent() {
+        let mut s = PipelineStore::new(vec!["p".into()], 100);
+        let d = FamilyDecl::validate(
+            "c_total".into(),
+            Kind::Counter,
+            "h".into(),
+            String::new(),
+            l(&["g"]),
+            vec![],
+            &["inst".to_string()],
+        )
+        .expect("valid");
+        s.declare(vec![d]);
+        s.apply(
+            vec![
+                (0, l(&["a"]), Change::Set(10.0)),
+                (0, l(&["b"]), Change::Set(1.0)),
+            ],
+            Semantics::Snapshot,
+        );
+        s.apply(vec![(0, l(&["a"]), Change::Set(3.0))], Semantics::Snapshot);
+        let fam = &s.families()[0];
+        assert_eq!(fam.series.len(), 1);
+        assert_eq!(fam.series[&l(&["p", "a"])].counter_value(), 13.0);
+    }
+
+    #[test]
+    fn redeclare_keeps_unchanged_families_only() {
+        let mut s = PipelineStore::new(vec![], 100);
+        s.declare(vec![
+            decl("a_total", Kind::Counter, &[], &[]),
+            decl("b_total", Kind::Counter, &[], &[]),
+        ]);
+        s.apply(
+            vec![(0, vec![], Change::Add(5.0)), (1, vec![], Change::Add(5.0))],
+            Semantics::Events,
+        );
+        s.declare(vec![
+            decl("b_total", Kind::Counter, &["new"], &[]),
+            decl("a_total", Kind::Counter, &[], &[]),
+        ]);
+        assert!(s.families()[0].series.is_empty());
+        assert_eq!(s.families()[1].series[&Vec::new()].counter_value(), 5.0);
+        assert_eq!(s.series_count(), 1);
+    }
+
+    #[test]
+    fn declarations_are_checked() {
+        let bad = |n: &str, k: Kind, unit: &str, labels: &[&str]| {
+            FamilyDecl::validate(n.into(), k, String::new(), unit.into(), l(labels), vec![], &[])
+                .err()
+                .unwrap_or_default()
+        };
+        assert!(bad("x", Kind::Counter, "", &[]).contains("_total"));
+        assert!(bad("weir_x", Kind::Gauge, "", &[]).contains("reserved"));
+        assert!(bad("x_ms", Kind::Gauge, "seconds", &[]).contains("_seconds"));
+        assert!(bad("x", Kind::Histogram, "", &["le"]).contains("le"));
+        assert!(bad("x", Kind::Gauge, "", &["a", "a"]).contains("twice"));
+        assert!(bad("1x", Kind::Gauge, "", &[]).contains("valid"));
+    }
+}
