@@ -19,7 +19,10 @@ const BUILTINS: &[(&str, &str)] = &[
 
 fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets this"));
-    let root = manifest.parent().expect("agent/ has a parent").to_path_buf();
+    let root = manifest
+        .parent()
+        .expect("agent/ has a parent")
+        .to_path_buf();
     let plugins = root.join("plugins");
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets this"));
     // Next to the host's target dir, outside plugins/ so its own output
@@ -38,9 +41,15 @@ fn main() {
     for (name, stem) in BUILTINS {
         let p = wasm_dir.join(format!("{stem}.wasm"));
         if !p.exists() {
-            panic!("built-in plugin {name} was not built: {} is missing", p.display());
+            panic!(
+                "built-in plugin {name} was not built: {} is missing",
+                p.display()
+            );
         }
-        code.push_str(&format!("    ({name:?}, include_bytes!({:?})),\n", p.display().to_string()));
+        code.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?})),\n",
+            p.display().to_string()
+        ));
     }
     code.push_str("];\n");
     std::fs::write(out.join("builtin_plugins.rs"), code).expect("write builtin_plugins.rs");
@@ -48,7 +57,9 @@ fn main() {
 }
 
 fn watch(dir: &Path) {
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         let p = e.path();
         let name = e.file_name();
@@ -67,7 +78,13 @@ fn clean_cargo(cmd: &mut Command) {
     // The outer build's settings are for the host; keep them out.
     for (k, _) in std::env::vars_os() {
         let k = k.to_string_lossy().into_owned();
-        if k.starts_with("CARGO_") && k != "CARGO_HOME" || k == "RUSTFLAGS" || k == "RUSTC_WORKSPACE_WRAPPER" || k == "RUSTC_WRAPPER" || k == "RUSTC" || k == "RUSTDOC" {
+        if k.starts_with("CARGO_") && k != "CARGO_HOME"
+            || k == "RUSTFLAGS"
+            || k == "RUSTC_WORKSPACE_WRAPPER"
+            || k == "RUSTC_WRAPPER"
+            || k == "RUSTC"
+            || k == "RUSTDOC"
+        {
             cmd.env_remove(&k);
         }
     }
@@ -92,10 +109,16 @@ fn build_plugins(plugins: &Path, target_dir: &Path) -> PathBuf {
     if !fallback {
         cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
         clean_cargo(&mut cmd);
-        cmd.args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
-            .arg(&manifest)
-            .arg("--target-dir")
-            .arg(target_dir);
+        cmd.args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "--manifest-path",
+        ])
+        .arg(&manifest)
+        .arg("--target-dir")
+        .arg(target_dir);
     } else {
         // Debian's rustc-web with std built from source; wasm-component-ld
         // from the rustup toolchain turns the module into a component.
@@ -106,7 +129,8 @@ fn build_plugins(plugins: &Path, target_dir: &Path) -> PathBuf {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
             .unwrap_or_default();
         let bin = Path::new(&sysroot).join("lib/rustlib/x86_64-unknown-linux-gnu/bin");
-        if !Path::new("/usr/bin/cargo").exists() || !Path::new("/usr/lib/rustlib/src/rust").exists() {
+        if !Path::new("/usr/bin/cargo").exists() || !Path::new("/usr/lib/rustlib/src/rust").exists()
+        {
             panic!(
                 "the wasm32-wasip2 target is not installed. Run `rustup target add wasm32-wasip2` \
                  (./dev does it), or install Debian's fallback: \
@@ -123,17 +147,34 @@ fn build_plugins(plugins: &Path, target_dir: &Path) -> PathBuf {
         cmd.env("PATH", path)
             .env("RUSTC_BOOTSTRAP", "1")
             .env("RUSTC", "/usr/bin/rustc")
-            .env("CARGO_TARGET_WASM32_WASIP2_LINKER", bin.join("wasm-component-ld"))
+            .env(
+                "CARGO_TARGET_WASM32_WASIP2_LINKER",
+                bin.join("wasm-component-ld"),
+            )
             .env("RUSTFLAGS", "-L native=/usr/lib/wasm32-wasi")
-            .args(["build", "--release", "-Zbuild-std=std,panic_abort", "--target", "wasm32-wasip2", "--manifest-path"])
+            .args([
+                "build",
+                "--release",
+                "-Zbuild-std=std,panic_abort",
+                "--target",
+                "wasm32-wasip2",
+                "--manifest-path",
+            ])
             .arg(&manifest)
             .arg("--target-dir")
             .arg(target_dir.join("fallback"));
     }
     let status = cmd.status().expect("running cargo for the plugins");
     if !status.success() {
-        panic!("building the plugins in {} for wasm32-wasip2 failed", plugins.display());
+        panic!(
+            "building the plugins in {} for wasm32-wasip2 failed",
+            plugins.display()
+        );
     }
-    let base = if fallback { target_dir.join("fallback") } else { target_dir.to_path_buf() };
+    let base = if fallback {
+        target_dir.join("fallback")
+    } else {
+        target_dir.to_path_buf()
+    };
     base.join("wasm32-wasip2").join("release")
 }

@@ -326,10 +326,26 @@ impl Agent {
                 Gauge,
                 "Whether the pipeline's plugin instance is running (1) or restarting (0).",
                 &[("pipeline", name), ("plugin", &plugin)],
-                if st.up.load(Ordering::Relaxed) { 1.0 } else { 0.0 },
+                if st.up.load(Ordering::Relaxed) {
+                    1.0
+                } else {
+                    0.0
+                },
             );
-            e.scalar("weir_source_lines_total", Counter, "Lines read by the pipeline's source.", &l, ld(&st.lines_read));
-            e.scalar("weir_source_bytes_total", Counter, "Bytes read by the pipeline's source.", &l, ld(&st.bytes_read));
+            e.scalar(
+                "weir_source_lines_total",
+                Counter,
+                "Lines read by the pipeline's source.",
+                &l,
+                ld(&st.lines_read),
+            );
+            e.scalar(
+                "weir_source_bytes_total",
+                Counter,
+                "Bytes read by the pipeline's source.",
+                &l,
+                ld(&st.bytes_read),
+            );
             e.scalar(
                 "weir_source_lines_truncated_total",
                 Counter,
@@ -351,7 +367,13 @@ impl Agent {
                 &l,
                 ld(&st.inputs_rejected),
             );
-            e.scalar("weir_plugin_calls_total", Counter, "Calls into the plugin.", &l, ld(&st.calls));
+            e.scalar(
+                "weir_plugin_calls_total",
+                Counter,
+                "Calls into the plugin.",
+                &l,
+                ld(&st.calls),
+            );
             e.scalar(
                 "weir_plugin_restarts_total",
                 Counter,
@@ -422,14 +444,28 @@ impl Agent {
                 "Time spent in plugin calls.",
                 "seconds",
                 &l,
-                CALL_BUCKETS,
-                counts,
-                h.sum,
+                crate::exposition::OutValue::Histogram {
+                    buckets: CALL_BUCKETS.to_vec(),
+                    counts,
+                    sum: h.sum,
+                },
             );
             for (path, f) in st.files.lock().iter() {
                 let fl = [("pipeline", name), ("path", path.as_str())];
-                e.scalar("weir_file_lines_total", Counter, "Lines read from the file.", &fl, f.lines as f64);
-                e.scalar("weir_file_bytes_total", Counter, "Bytes read from the file.", &fl, f.bytes as f64);
+                e.scalar(
+                    "weir_file_lines_total",
+                    Counter,
+                    "Lines read from the file.",
+                    &fl,
+                    f.lines as f64,
+                );
+                e.scalar(
+                    "weir_file_bytes_total",
+                    Counter,
+                    "Bytes read from the file.",
+                    &fl,
+                    f.bytes as f64,
+                );
                 e.scalar(
                     "weir_file_lag_bytes",
                     Gauge,
@@ -437,9 +473,27 @@ impl Agent {
                     &fl,
                     f.lag_bytes as f64,
                 );
-                e.scalar("weir_file_rotations_total", Counter, "Rotations (rename or delete) seen.", &fl, f.rotations as f64);
-                e.scalar("weir_file_truncations_total", Counter, "Truncations (copytruncate) seen.", &fl, f.truncations as f64);
-                e.scalar("weir_file_read_errors_total", Counter, "Read errors.", &fl, f.read_errors as f64);
+                e.scalar(
+                    "weir_file_rotations_total",
+                    Counter,
+                    "Rotations (rename or delete) seen.",
+                    &fl,
+                    f.rotations as f64,
+                );
+                e.scalar(
+                    "weir_file_truncations_total",
+                    Counter,
+                    "Truncations (copytruncate) seen.",
+                    &fl,
+                    f.truncations as f64,
+                );
+                e.scalar(
+                    "weir_file_read_errors_total",
+                    Counter,
+                    "Read errors.",
+                    &fl,
+                    f.read_errors as f64,
+                );
             }
         }
     }

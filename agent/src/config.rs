@@ -213,9 +213,9 @@ pub fn parse_duration(v: &toml::Value) -> Result<Duration, String> {
                 .find(|c: char| !(c.is_ascii_digit() || c == '.'))
                 .unwrap_or(s.len());
             let (num, unit) = s.split_at(split);
-            let n: f64 = num
-                .parse()
-                .map_err(|_| format!("\"{s}\" is not a duration (like \"500ms\", \"2s\", \"1m\")"))?;
+            let n: f64 = num.parse().map_err(|_| {
+                format!("\"{s}\" is not a duration (like \"500ms\", \"2s\", \"1m\")")
+            })?;
             let secs = match unit.trim() {
                 "ms" => n / 1000.0,
                 "s" | "" => n,
@@ -248,9 +248,14 @@ pub fn parse_size(v: &toml::Value) -> Result<usize, String> {
                 "KB" | "kB" => 1000,
                 "MB" => 1_000_000,
                 "GB" => 1_000_000_000,
-                u => return Err(format!("unknown size unit \"{u}\" (KiB, MiB, GiB, KB, MB, GB)")),
+                u => {
+                    return Err(format!(
+                        "unknown size unit \"{u}\" (KiB, MiB, GiB, KB, MB, GB)"
+                    ))
+                }
             };
-            n.checked_mul(mult).ok_or_else(|| format!("\"{s}\" is too large"))
+            n.checked_mul(mult)
+                .ok_or_else(|| format!("\"{s}\" is too large"))
         }
         _ => Err("expected a size like \"64MiB\"".into()),
     }
@@ -259,8 +264,7 @@ pub fn parse_size(v: &toml::Value) -> Result<usize, String> {
 fn valid_pipeline_name(n: &str) -> bool {
     !n.is_empty()
         && n.len() <= 64
-        && n
-            .chars()
+        && n.chars()
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
@@ -275,7 +279,11 @@ impl FileCtx<'_> {
         self.errors.push(ConfigError {
             file: self.path.to_path_buf(),
             line: span.map(|s| line_of(self.text, s.start)),
-            key: if key.is_empty() { None } else { Some(key.to_string()) },
+            key: if key.is_empty() {
+                None
+            } else {
+                Some(key.to_string())
+            },
             message: message.into(),
         });
     }
@@ -322,7 +330,10 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                     Err(e) => ctx.err(
                         Some(listen.span()),
                         "server.listen",
-                        format!("\"{}\" is not an address like 127.0.0.1:9731: {e}", listen.get_ref()),
+                        format!(
+                            "\"{}\" is not an address like 127.0.0.1:9731: {e}",
+                            listen.get_ref()
+                        ),
                     ),
                 }
             }
@@ -385,14 +396,22 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
         if let Some(m) = &p.memory_limit {
             match parse_size(m.get_ref()) {
                 Ok(n) if n >= 1 << 20 => limits.memory_bytes = n,
-                Ok(_) => ctx.err(Some(m.span()), &format!("{key}.memory_limit"), "at least 1MiB"),
+                Ok(_) => ctx.err(
+                    Some(m.span()),
+                    &format!("{key}.memory_limit"),
+                    "at least 1MiB",
+                ),
                 Err(e) => ctx.err(Some(m.span()), &format!("{key}.memory_limit"), e),
             }
         }
         if let Some(t) = &p.call_timeout {
             match parse_duration(t.get_ref()) {
                 Ok(d) if d >= Duration::from_millis(10) => limits.call_timeout = d,
-                Ok(_) => ctx.err(Some(t.span()), &format!("{key}.call_timeout"), "at least 10ms"),
+                Ok(_) => ctx.err(
+                    Some(t.span()),
+                    &format!("{key}.call_timeout"),
+                    "at least 10ms",
+                ),
                 Err(e) => ctx.err(Some(t.span()), &format!("{key}.call_timeout"), e),
             }
         }
@@ -400,7 +419,11 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
         if let Some(m) = &p.max_line_bytes {
             match parse_size(m.get_ref()) {
                 Ok(n) if n >= 64 => max_line_bytes = n,
-                Ok(_) => ctx.err(Some(m.span()), &format!("{key}.max_line_bytes"), "at least 64"),
+                Ok(_) => ctx.err(
+                    Some(m.span()),
+                    &format!("{key}.max_line_bytes"),
+                    "at least 64",
+                ),
                 Err(e) => ctx.err(Some(m.span()), &format!("{key}.max_line_bytes"), e),
             }
         }
@@ -526,9 +549,11 @@ pub fn load_dir(dir: &Path) -> Result<AgentConfig, Vec<ConfigError>> {
         return Err(errors);
     }
     let part = settings_from.map(|(_, p)| p).unwrap_or_default();
-    let listen = part
-        .listen
-        .unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9731))));
+    let listen = part.listen.unwrap_or_else(|| {
+        DEFAULT_LISTEN
+            .parse()
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9731)))
+    });
     Ok(AgentConfig {
         settings: AgentSettings {
             listen,
@@ -563,26 +588,40 @@ mod tests {
         let errs = load_dir(d.path()).err().unwrap_or_default();
         let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         assert_eq!(errs.len(), 3, "{text:#?}");
-        assert!(text[0].contains("a.toml:4") && text[0].contains("bogus"), "{}", text[0]);
+        assert!(
+            text[0].contains("a.toml:4") && text[0].contains("bogus"),
+            "{}",
+            text[0]
+        );
         assert!(
             text[1].contains("b.toml:2: pipeline.api.plugin") && text[1].contains("regex-log"),
             "{}",
             text[1]
         );
-        assert!(text[2].contains("b.toml:4: pipeline.api.call_timeout"), "{}", text[2]);
+        assert!(
+            text[2].contains("b.toml:4: pipeline.api.call_timeout"),
+            "{}",
+            text[2]
+        );
     }
 
     #[test]
     fn duplicate_pipelines_and_settings_are_refused() {
         let d = tempfile::tempdir().expect("tempdir");
         let p = "[pipeline.web]\nplugin = \"regex-log\"\nsource = { type = \"stdin\" }\n";
-        write(d.path(), "a.toml", &format!("[server]\nlisten = \"127.0.0.1:1\"\n{p}"));
+        write(
+            d.path(),
+            "a.toml",
+            &format!("[server]\nlisten = \"127.0.0.1:1\"\n{p}"),
+        );
         write(d.path(), "b.toml", &format!("[server]\n{p}"));
         write(d.path(), ".b.toml.swp", "garbage");
         let errs = load_dir(d.path()).err().unwrap_or_default();
         let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
         assert_eq!(errs.len(), 2, "{text:#?}");
-        assert!(text.iter().any(|t| t.contains("already defined in") && t.contains("a.toml:3")));
+        assert!(text
+            .iter()
+            .any(|t| t.contains("already defined in") && t.contains("a.toml:3")));
         assert!(text.iter().any(|t| t.contains("one file only")));
     }
 

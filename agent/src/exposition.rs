@@ -120,7 +120,12 @@ impl Exposition {
                     },
                 };
                 out.samples.push(OutSample {
-                    labels: d.labels.iter().cloned().zip(labels.iter().cloned()).collect(),
+                    labels: d
+                        .labels
+                        .iter()
+                        .cloned()
+                        .zip(labels.iter().cloned())
+                        .collect(),
                     value,
                 });
             }
@@ -142,16 +147,15 @@ impl Exposition {
         }
     }
 
-    /// Add one histogram sample of an agent metric.
+    /// Add one histogram sample of an agent metric: `value` is an
+    /// [`OutValue::Histogram`].
     pub fn histogram(
         &mut self,
         name: &str,
         help: &str,
         unit: &str,
         labels: &[(&str, &str)],
-        buckets: &[f64],
-        counts: Vec<u64>,
-        sum: f64,
+        value: OutValue,
     ) {
         let names: Vec<String> = labels.iter().map(|(k, _)| k.to_string()).collect();
         if let Some(f) = self.family(name, Kind::Histogram, help, unit, &names) {
@@ -160,11 +164,7 @@ impl Exposition {
                     .iter()
                     .map(|(k, v)| (k.to_string(), v.to_string()))
                     .collect(),
-                value: OutValue::Histogram {
-                    buckets: buckets.to_vec(),
-                    counts,
-                    sum,
-                },
+                value,
             });
         }
     }
@@ -354,9 +354,7 @@ impl Collector for OpenMetricsCollector {
             let unit = if f.unit.is_empty() {
                 None
             } else {
-                base = base
-                    .strip_suffix(&format!("_{}", f.unit))
-                    .unwrap_or(base);
+                base = base.strip_suffix(&format!("_{}", f.unit)).unwrap_or(base);
                 Some(Unit::Other(f.unit.clone()))
             };
             let ty = match f.kind {
@@ -365,6 +363,19 @@ impl Collector for OpenMetricsCollector {
                 Kind::Histogram => MetricType::Histogram,
             };
             let mut fam = encoder.encode_descriptor(base, &f.help, unit.as_ref(), ty)?;
+            if f.label_names.is_empty() {
+                // One series without labels: encode it on the family itself,
+                // so no empty `{}` is written.
+                match &f.samples[0].value {
+                    OutValue::Scalar(v) => Scalar(*v, ty).encode(fam)?,
+                    OutValue::Histogram {
+                        buckets,
+                        counts,
+                        sum,
+                    } => Hist(buckets, counts, *sum).encode(fam)?,
+                }
+                continue;
+            }
             let mut samples: Vec<&OutSample> = f.samples.iter().collect();
             samples.sort_by(|a, b| a.labels.cmp(&b.labels));
             for s in samples {

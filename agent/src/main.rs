@@ -9,7 +9,11 @@ use weir::config;
 use weir::runtime::Runtime;
 
 #[derive(Parser)]
-#[command(name = "weir", version, about = "Sources on the host, WebAssembly plugins, one Prometheus endpoint.")]
+#[command(
+    name = "weir",
+    version,
+    about = "Sources on the host, WebAssembly plugins, one Prometheus endpoint."
+)]
 struct Cli {
     /// Log level: error, warn, info, debug, trace (or a tracing filter).
     #[arg(long, global = true, default_value = "info", env = "WEIR_LOG")]
@@ -67,7 +71,12 @@ fn init_logging(level: &str, format: LogFormat) {
 fn default_state_dir() -> Option<PathBuf> {
     if let Some(d) = std::env::var_os("STATE_DIRECTORY") {
         // systemd's StateDirectory= may list several; take the first.
-        let d = d.to_string_lossy().split(':').next().unwrap_or("").to_string();
+        let d = d
+            .to_string_lossy()
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .to_string();
         if !d.is_empty() {
             return Some(PathBuf::from(d));
         }
@@ -112,12 +121,17 @@ fn check(dir: &Path) -> ExitCode {
     let mut errors = Vec::new();
     for (name, spec) in &cfg.pipelines {
         let at = format!("{}:{}", spec.file.display(), spec.line);
-        let code = plugin_bytes(&spec.plugin)
-            .and_then(|b| rt.load(&spec.plugin.to_string(), &b).map_err(|e| format!("{e:#}")));
+        let code = plugin_bytes(&spec.plugin).and_then(|b| {
+            rt.load(&spec.plugin.to_string(), &b)
+                .map_err(|e| format!("{e:#}"))
+        });
         let code = match code {
             Ok(c) => c,
             Err(e) => {
-                errors.push(format!("{at}: pipeline \"{name}\", plugin {}: {e}", spec.plugin));
+                errors.push(format!(
+                    "{at}: pipeline \"{name}\", plugin {}: {e}",
+                    spec.plugin
+                ));
                 continue;
             }
         };
@@ -135,7 +149,11 @@ fn check(dir: &Path) -> ExitCode {
         eprintln!("error: {e}");
     }
     if errors.is_empty() {
-        println!("{}: {} pipeline(s) valid", dir.display(), cfg.pipelines.len());
+        println!(
+            "{}: {} pipeline(s) valid",
+            dir.display(),
+            cfg.pipelines.len()
+        );
         ExitCode::SUCCESS
     } else {
         eprintln!("{}: {} error(s)", dir.display(), errors.len());

@@ -36,7 +36,10 @@ pub struct Prepared {
 
 /// How to name a pipeline's plugin in messages.
 pub fn plugin_desc(spec: &PipelineSpec, code: &PluginCode) -> String {
-    format!("pipeline \"{}\", plugin {} ({})", spec.name, spec.plugin, code.hash)
+    format!(
+        "pipeline \"{}\", plugin {} ({})",
+        spec.name, spec.plugin, code.hash
+    )
 }
 
 fn world_for(source: &SourceSpec) -> World {
@@ -80,8 +83,13 @@ fn instantiate(
     code: &PluginCode,
 ) -> Result<(Instance, Vec<FamilyDecl>), String> {
     let desc = plugin_desc(spec, code);
-    let mut inst = Instance::new(rt, code, spec.limits, &format!("{}/{}", spec.name, spec.plugin))
-        .map_err(|e| format!("{desc}: cannot instantiate: {e:#}"))?;
+    let mut inst = Instance::new(
+        rt,
+        code,
+        spec.limits,
+        &format!("{}/{}", spec.name, spec.plugin),
+    )
+    .map_err(|e| format!("{desc}: cannot instantiate: {e:#}"))?;
     let decl = inst.init(&spec.plugin_config).map_err(|e| match e {
         CallError::Plugin(m) => format!("{desc}: init failed: {m}"),
         other => format!("{desc}: init failed: {other}"),
@@ -197,7 +205,13 @@ impl Worker {
         true
     }
 
-    fn handle(&mut self, slot: &mut Option<Instance>, result: Result<types::Output, CallError>, inputs: u64, semantics: Semantics) -> bool {
+    fn handle(
+        &mut self,
+        slot: &mut Option<Instance>,
+        result: Result<types::Output, CallError>,
+        inputs: u64,
+        semantics: Semantics,
+    ) -> bool {
         match result {
             Ok(out) => {
                 let rejected_inputs = u64::from(out.rejected);
@@ -215,7 +229,9 @@ impl Worker {
             }
             Err(e) => {
                 self.stats.error(e.reason());
-                self.stats.lines_dropped.fetch_add(inputs, Ordering::Relaxed);
+                self.stats
+                    .lines_dropped
+                    .fetch_add(inputs, Ordering::Relaxed);
                 if e.is_fatal() {
                     tracing::error!(
                         "{}: {e}; {inputs} inputs dropped, restarting the plugin in {:?}",
@@ -281,7 +297,10 @@ impl Pipeline {
         } = prepared;
         let const_values: Vec<String> = spec.labels.values().cloned().collect();
         let store = store.unwrap_or_else(|| {
-            Arc::new(Mutex::new(PipelineStore::new(const_values, spec.max_series)))
+            Arc::new(Mutex::new(PipelineStore::new(
+                const_values,
+                spec.max_series,
+            )))
         });
         {
             let mut s = store.lock();
@@ -317,12 +336,16 @@ impl Pipeline {
                     },
                     tx,
                     stats.clone(),
-                    checkpoints.clone().unwrap_or_else(|| Checkpoints::new(None)),
+                    checkpoints
+                        .clone()
+                        .unwrap_or_else(|| Checkpoints::new(None)),
                     stop.clone(),
                 );
                 match spawn("tail", Box::new(move || tailer.run())) {
                     Ok(h) => threads.push(h),
-                    Err(e) => tracing::error!(pipeline = %spec.name, "cannot start source thread: {e}"),
+                    Err(e) => {
+                        tracing::error!(pipeline = %spec.name, "cannot start source thread: {e}")
+                    }
                 }
             }
             SourceSpec::Stdin => {
@@ -333,7 +356,9 @@ impl Pipeline {
                     Box::new(move || crate::sources::stdin::run(tx, st, max, batch)),
                 ) {
                     Ok(h) => threads.push(h),
-                    Err(e) => tracing::error!(pipeline = %spec.name, "cannot start source thread: {e}"),
+                    Err(e) => {
+                        tracing::error!(pipeline = %spec.name, "cannot start source thread: {e}")
+                    }
                 }
             }
         }

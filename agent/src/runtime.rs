@@ -147,7 +147,10 @@ impl host::Host for State {
     fn log(&mut self, level: host::Level, message: String) {
         let (ok, suppressed) = self.log_budget.allow();
         if suppressed > 0 {
-            tracing::warn!(plugin = &*self.tag, "{suppressed} plugin log lines suppressed");
+            tracing::warn!(
+                plugin = &*self.tag,
+                "{suppressed} plugin log lines suppressed"
+            );
         }
         if ok {
             plugin_log(&self.tag, level, &message);
@@ -401,7 +404,9 @@ impl Runtime {
             // with files named by the content hash and engine settings.
             match unsafe { Component::deserialize_file(&self.engine, &path) } {
                 Ok(c) => return Ok(c),
-                Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cached plugin: {e}"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "ignoring unusable cached plugin: {e}")
+                }
             }
         }
         let serialized = self
@@ -528,7 +533,8 @@ impl Instance {
     }
 
     fn arm(&mut self) {
-        self.store.set_epoch_deadline(ticks(self.limits.call_timeout));
+        self.store
+            .set_epoch_deadline(ticks(self.limits.call_timeout));
     }
 
     /// Linear memory the instance holds, in bytes.
@@ -564,7 +570,11 @@ impl Instance {
     }
 
     /// Feed a batch of lines (log world).
-    pub fn on_lines(&mut self, origin: &str, lines: Vec<String>) -> Result<types::Output, CallError> {
+    pub fn on_lines(
+        &mut self,
+        origin: &str,
+        lines: Vec<String>,
+    ) -> Result<types::Output, CallError> {
         self.arm();
         let Exports::Log(p) = &self.exports else {
             return Err(CallError::Plugin("not a log plugin".into()));
@@ -589,7 +599,10 @@ impl Instance {
         let Exports::Http(p) = &self.exports else {
             return Err(CallError::Plugin("not an http plugin".into()));
         };
-        match p.weir_plugin_http().call_on_response(&mut self.store, response) {
+        match p
+            .weir_plugin_http()
+            .call_on_response(&mut self.store, response)
+        {
             Ok(Ok(o)) => Ok(o),
             Ok(Err(m)) => Err(CallError::Plugin(m)),
             Err(e) => Err(classify(&mut self.store, e)),

@@ -86,7 +86,10 @@ fn landing(agent: &Agent) -> String {
     )
 }
 
-async fn handle(ctx: Arc<ServerCtx>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+async fn handle(
+    ctx: Arc<ServerCtx>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let agent = &ctx.agent;
     let resp = match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/metrics") => {
@@ -109,7 +112,11 @@ async fn handle(ctx: Arc<ServerCtx>, req: Request<Incoming>) -> Result<Response<
             .await;
             match body {
                 Ok(b) => respond(StatusCode::OK, if om { OPENMETRICS } else { TEXT_04 }, b),
-                Err(_) => respond(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", "exposition failed\n"),
+                Err(_) => respond(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    "exposition failed\n",
+                ),
             }
         }
         (&Method::GET | &Method::HEAD, "/health") => respond(StatusCode::OK, "text/plain", "ok\n"),
@@ -120,7 +127,9 @@ async fn handle(ctx: Arc<ServerCtx>, req: Request<Incoming>) -> Result<Response<
                 respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "starting\n")
             }
         }
-        (&Method::GET | &Method::HEAD, "/") => respond(StatusCode::OK, "text/html; charset=utf-8", landing(agent)),
+        (&Method::GET | &Method::HEAD, "/") => {
+            respond(StatusCode::OK, "text/html; charset=utf-8", landing(agent))
+        }
         (&Method::POST, "/-/reload") => {
             if !agent.reload_endpoint() {
                 respond(
@@ -131,20 +140,34 @@ async fn handle(ctx: Arc<ServerCtx>, req: Request<Incoming>) -> Result<Response<
             } else {
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 if ctx.reload.send(tx).await.is_err() {
-                    respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down\n")
+                    respond(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "text/plain",
+                        "shutting down\n",
+                    )
                 } else {
                     match rx.await {
                         Ok(Ok(msg)) => respond(StatusCode::OK, "text/plain", msg),
                         Ok(Err(msg)) => respond(StatusCode::BAD_REQUEST, "text/plain", msg),
-                        Err(_) => respond(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "shutting down\n"),
+                        Err(_) => respond(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "text/plain",
+                            "shutting down\n",
+                        ),
                     }
                 }
             }
         }
-        (_, "/metrics" | "/health" | "/ready" | "/") => {
-            respond(StatusCode::METHOD_NOT_ALLOWED, "text/plain", "method not allowed\n")
-        }
-        _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found; try /metrics\n"),
+        (_, "/metrics" | "/health" | "/ready" | "/") => respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "method not allowed\n",
+        ),
+        _ => respond(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "not found; try /metrics\n",
+        ),
     };
     Ok(resp)
 }

@@ -45,7 +45,10 @@ mod tests {
     #[test]
     fn decodes_invalid_utf8_and_cuts_long_lines() {
         assert_eq!(decode_line(b"ok\r", 10), ("ok".to_string(), false));
-        assert_eq!(decode_line(b"a\xffb", 10), ("a\u{fffd}b".to_string(), false));
+        assert_eq!(
+            decode_line(b"a\xffb", 10),
+            ("a\u{fffd}b".to_string(), false)
+        );
         let (s, cut) = decode_line("ééééé".as_bytes(), 5);
         assert!(cut && s.len() <= 5 && s.starts_with("éé"));
     }

@@ -85,7 +85,9 @@ impl FamilyDecl {
             ));
         }
         if kind == Kind::Counter && !name.ends_with("_total") {
-            return Err(format!("family \"{name}\": a counter's name must end in _total"));
+            return Err(format!(
+                "family \"{name}\": a counter's name must end in _total"
+            ));
         }
         if !unit.is_empty() {
             let base = name.strip_suffix("_total").unwrap_or(&name);
@@ -117,9 +119,7 @@ impl FamilyDecl {
             if buckets.last() == Some(&f64::INFINITY) {
                 buckets.pop();
             }
-            if buckets.iter().any(|b| !b.is_finite())
-                || buckets.windows(2).any(|w| w[0] >= w[1])
-            {
+            if buckets.iter().any(|b| !b.is_finite()) || buckets.windows(2).any(|w| w[0] >= w[1]) {
                 return Err(format!(
                     "family \"{name}\": buckets must be finite and strictly increasing"
                 ));
@@ -583,9 +583,17 @@ mod tests {
     #[test]
     fn declarations_are_checked() {
         let bad = |n: &str, k: Kind, unit: &str, labels: &[&str]| {
-            FamilyDecl::validate(n.into(), k, String::new(), unit.into(), l(labels), vec![], &[])
-                .err()
-                .unwrap_or_default()
+            FamilyDecl::validate(
+                n.into(),
+                k,
+                String::new(),
+                unit.into(),
+                l(labels),
+                vec![],
+                &[],
+            )
+            .err()
+            .unwrap_or_default()
         };
         assert!(bad("x", Kind::Counter, "", &[]).contains("_total"));
         assert!(bad("weir_x", Kind::Gauge, "", &[]).contains("reserved"));

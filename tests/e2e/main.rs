@@ -1,1 +1,7 @@
+//! End-to-end tests: the real `weir` binary, real plugins (built by
+//! agent/build.rs), real files and real sockets on 127.0.0.1.
+mod support;
 
+mod check;
+mod faults;
+mod nginx;

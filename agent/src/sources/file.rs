@@ -296,7 +296,11 @@ impl Tailer {
             return;
         };
         // A file we follow already under another name (renamed), or twice.
-        if self.files.iter().any(|t| t.key.dev == key.dev && t.key.ino == key.ino && !t.draining) {
+        if self
+            .files
+            .iter()
+            .any(|t| t.key.dev == key.dev && t.key.ino == key.ino && !t.draining)
+        {
             return;
         }
         let size = md.len();
@@ -452,9 +456,7 @@ impl Tailer {
                 f.bytes += n as u64;
                 f.lines += lines.len() as u64;
             });
-            self.stats
-                .bytes_read
-                .fetch_add(n as u64, Ordering::Relaxed);
+            self.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
             self.stats
                 .lines_read
                 .fetch_add(lines.len() as u64, Ordering::Relaxed);
@@ -578,5 +580,7 @@ fn memchr_iter(data: &[u8]) -> impl Iterator<Item = usize> + '_ {
 
 /// Where the checkpoints of a pipeline live in the state directory.
 pub fn checkpoint_path(state_dir: &Path, pipeline: &str) -> PathBuf {
-    state_dir.join("checkpoints").join(format!("{pipeline}.json"))
+    state_dir
+        .join("checkpoints")
+        .join(format!("{pipeline}.json"))
 }

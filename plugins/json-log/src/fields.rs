@@ -28,7 +28,7 @@ pub enum Field<'a> {
 impl<'a> Field<'a> {
     /// Classify the raw JSON text of a value; `None` for `null`.
     fn from_raw(raw: &'a str) -> Option<Field<'a>> {
-        let raw = raw.trim();
+        // serde_json hands raw values without surrounding whitespace.
         match raw.as_bytes().first()? {
             b'"' if !raw.contains('\\') => Some(Field::Str(Cow::Borrowed(&raw[1..raw.len() - 1]))),
             b'"' => serde_json::from_str::<String>(raw)
@@ -249,7 +249,12 @@ impl<'de> Visitor<'de> for Key<'_> {
         f.write_str("an object key")
     }
     fn visit_str<E: de::Error>(self, k: &str) -> Result<Option<usize>, E> {
-        Ok(self.0.iter().position(|c| &*c.key == k))
+        // Most keys of a line are not wanted: look at the length and the last
+        // byte before comparing whole keys.
+        let last = k.as_bytes().last();
+        Ok(self.0.iter().position(|c| {
+            c.key.len() == k.len() && c.key.as_bytes().last() == last && &*c.key == k
+        }))
     }
 }
 

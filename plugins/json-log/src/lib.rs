@@ -293,7 +293,12 @@ fn parse_template(template: &str, fields: &mut Trie, what: &str) -> Result<Vec<P
 fn compile_cond(c: &CondConfig, fields: &mut Trie, what: &str) -> Result<Cond, String> {
     let field = fields.field(&c.field).map_err(|e| format!("{what}: {e}"))?;
     let range = c.gt.is_some() || c.ge.is_some() || c.lt.is_some() || c.le.is_some();
-    let given = [c.equals.is_some(), c.regex.is_some(), c.exists.is_some(), range];
+    let given = [
+        c.equals.is_some(),
+        c.regex.is_some(),
+        c.exists.is_some(),
+        range,
+    ];
     if given.iter().filter(|g| **g).count() != 1 {
         return Err(format!(
             "{what}: give exactly one test for field \"{}\": equals, regex, exists, or gt/ge/lt/le",
@@ -344,12 +349,13 @@ fn compile_value(v: &Option<ValueConfig>, fields: &mut Trie, what: &str) -> Resu
     let id = fields
         .field(path)
         .map_err(|e| format!("{what}: value: {e}"))?;
-    let default = match default {
-        None => None,
-        Some(d) => Some(d.trim().parse::<f64>().map_err(|_| {
-            format!("{what}: value \"{s}\": the default \"{d}\" is not a number")
-        })?),
-    };
+    let default =
+        match default {
+            None => None,
+            Some(d) => Some(d.trim().parse::<f64>().map_err(|_| {
+                format!("{what}: value \"{s}\": the default \"{d}\" is not a number")
+            })?),
+        };
     Ok(Value::Field { id, default })
 }
 
@@ -489,9 +495,9 @@ impl JsonLog {
                 "histogram" => Kind::Histogram,
                 other => {
                     return Err(format!(
-                        "metrics[{i}] \"{}\": unknown type \"{other}\" (counter, gauge or histogram)",
-                        m.name
-                    ))
+                    "metrics[{i}] \"{}\": unknown type \"{other}\" (counter, gauge or histogram)",
+                    m.name
+                ))
                 }
             };
             if by_name.contains_key(m.name.as_str()) {
@@ -519,7 +525,10 @@ impl JsonLog {
                 let ewhat = format!("{what} emit[{j}]");
                 let (family, kind, label_names) =
                     *by_name.get(e.metric.as_str()).ok_or_else(|| {
-                        format!("{ewhat}: metric \"{}\" is not declared in metrics", e.metric)
+                        format!(
+                            "{ewhat}: metric \"{}\" is not declared in metrics",
+                            e.metric
+                        )
                     })?;
                 if let Some(k) = e.labels.keys().find(|k| !label_names.contains(k)) {
                     return Err(format!(

@@ -223,19 +223,28 @@ fn init_errors_name_the_rule() {
         r#"{"metrics":[{"name":"a_total","type":"counter"}],
             "rules":[{"name":"broken","match":[{"field":"m","regex":"("}],"emit":[{"metric":"a_total"}]}]}"#,
     );
-    assert!(e.contains("rule \"broken\" (rules[0]) match[0]") && e.contains("invalid regex"), "{e}");
+    assert!(
+        e.contains("rule \"broken\" (rules[0]) match[0]") && e.contains("invalid regex"),
+        "{e}"
+    );
 
     let e = init_err(
         r#"{"metrics":[{"name":"a_total","type":"counter"}],
             "rules":[{"match":[{"field":"m","equals":"x","exists":true}],"emit":[{"metric":"a_total"}]}]}"#,
     );
-    assert!(e.contains("rules[0] match[0]") && e.contains("exactly one test"), "{e}");
+    assert!(
+        e.contains("rules[0] match[0]") && e.contains("exactly one test"),
+        "{e}"
+    );
 
     let e = init_err(
         r#"{"metrics":[{"name":"a_total","type":"counter","labels":["x"]}],
             "rules":[{"emit":[{"metric":"a_total"}]},{"name":"r2","emit":[{"metric":"a_total","labels":{"y":"1"}}]}]}"#,
     );
-    assert!(e.contains("rule \"r2\" (rules[1]) emit[0]") && e.contains("no label \"y\""), "{e}");
+    assert!(
+        e.contains("rule \"r2\" (rules[1]) emit[0]") && e.contains("no label \"y\""),
+        "{e}"
+    );
 
     let e = init_err(
         r#"{"metrics":[{"name":"a_total","type":"counter","labels":["x"]}],
@@ -249,7 +258,9 @@ fn init_errors_name_the_rule() {
     );
     assert!(e.contains("unclosed"), "{e}");
 
-    let e = init_err(r#"{"metrics":[{"name":"g","type":"gauge"}],"rules":[{"emit":[{"metric":"g"}]}]}"#);
+    let e = init_err(
+        r#"{"metrics":[{"name":"g","type":"gauge"}],"rules":[{"emit":[{"metric":"g"}]}]}"#,
+    );
     assert!(e.contains("needs a value to set"), "{e}");
 
     let e = init_err(
@@ -264,7 +275,10 @@ fn init_errors_name_the_rule() {
     assert!(e.contains("invalid settings") && e.contains("bogus"), "{e}");
 
     let e = init_err(r#"{"metrics":[{"name":"a","type":"summary"}],"rules":[{"emit":[]}]}"#);
-    assert!(e.contains("metrics[0] \"a\"") && e.contains("summary"), "{e}");
+    assert!(
+        e.contains("metrics[0] \"a\"") && e.contains("summary"),
+        "{e}"
+    );
 
     assert!(init_err(r#"{"rules":[]}"#).contains("no rules"));
 }
@@ -274,11 +288,18 @@ fn families_are_declared_in_order() {
     let mut f = Families::default();
     JsonLog::from_config(ZEROLOG, &mut f).expect("config");
     assert_eq!(f.len(), 3);
-    assert_eq!(f.name(FamilyId(1)), Some("app_http_request_duration_seconds"));
+    assert_eq!(
+        f.name(FamilyId(1)),
+        Some("app_http_request_duration_seconds")
+    );
     assert_eq!(f.kind(FamilyId(1)), Some(Kind::Histogram));
     assert_eq!(
         f.labels(FamilyId(0)).map(|l| l.to_vec()),
-        Some(vec!["method".to_string(), "route".to_string(), "status".to_string()])
+        Some(vec![
+            "method".to_string(),
+            "route".to_string(),
+            "status".to_string()
+        ])
     );
 }
 
@@ -303,96 +324,4 @@ fn throughput() {
         n as f64 / el.as_secs_f64()
     );
     assert_eq!(out.rejected(), 0);
-}
-
-#[test]
-#[ignore]
-fn throughput_parts() {
-    let mut f = Families::default();
-    let p = JsonLog::from_config(ZEROLOG, &mut f).expect("config");
-    let line = r#"{"level":"info","time":"2026-11-22T10:00:00Z","caller":"server/http.go:88","message":"HTTP request","method":"POST","path":"/api/v1/tables/users","status":200,"duration_ms":25.5,"request_id":"c4f1a2b3","user_agent":"Mozilla/5.0 (X11; Linux x86_64)"}"#;
-    let n = 500_000;
-    let mut slots = Vec::new();
-    let start = std::time::Instant::now();
-    for _ in 0..n {
-        p.fields.read(line, &mut slots).unwrap();
-    }
-    eprintln!("read: {:?}", start.elapsed() / n);
-    if std::env::var_os("READ_ONLY").is_some() {
-        let start = std::time::Instant::now();
-        for _ in 0..n * 10 {
-            p.fields.read(line, &mut slots).unwrap();
-        }
-        eprintln!("read: {:?}", start.elapsed() / n / 10);
-        return;
-    }
-    let start = std::time::Instant::now();
-    for _ in 0..n {
-        let v: serde_json::Value = serde_json::from_str(line).unwrap();
-        std::hint::black_box(v);
-    }
-    eprintln!("Value: {:?}", start.elapsed() / n);
-    let start = std::time::Instant::now();
-    for _ in 0..n {
-        let v: serde::de::IgnoredAny = serde_json::from_str(line).unwrap();
-        std::hint::black_box(v);
-    }
-    eprintln!("IgnoredAny: {:?}", start.elapsed() / n);
-    let start = std::time::Instant::now();
-    let mut out = Output::new();
-    for _ in 0..n {
-        for r in &p.rules {
-            if r.conds.iter().all(|c| c.holds(&slots)) {
-                for e in &r.emits {
-                    e.apply(&slots, &mut out);
-                }
-            }
-        }
-    }
-    eprintln!("rules: {:?}", start.elapsed() / n);
-}
-
-#[test]
-#[ignore]
-fn raw_cost() {
-    #[derive(serde::Deserialize)]
-    #[allow(dead_code)]
-    struct R<'a> {
-        #[serde(borrow)]
-        level: &'a serde_json::value::RawValue,
-        #[serde(borrow)]
-        message: &'a serde_json::value::RawValue,
-        #[serde(borrow)]
-        method: &'a serde_json::value::RawValue,
-        #[serde(borrow)]
-        path: &'a serde_json::value::RawValue,
-        #[serde(borrow)]
-        status: &'a serde_json::value::RawValue,
-        #[serde(borrow)]
-        duration_ms: &'a serde_json::value::RawValue,
-    }
-    #[derive(serde::Deserialize)]
-    #[allow(dead_code)]
-    struct T<'a> {
-        level: &'a str,
-        message: &'a str,
-        method: &'a str,
-        path: &'a str,
-        status: u32,
-        duration_ms: f64,
-    }
-    let line = r#"{"level":"info","time":"2026-11-22T10:00:00Z","caller":"server/http.go:88","message":"HTTP request","method":"POST","path":"/api/v1/tables/users","status":200,"duration_ms":25.5,"request_id":"c4f1a2b3","user_agent":"Mozilla/5.0 (X11; Linux x86_64)"}"#;
-    let n = 500_000;
-    let start = std::time::Instant::now();
-    for _ in 0..n {
-        let v: R = serde_json::from_str(line).unwrap();
-        std::hint::black_box(v);
-    }
-    eprintln!("raw struct: {:?}", start.elapsed() / n);
-    let start = std::time::Instant::now();
-    for _ in 0..n {
-        let v: T = serde_json::from_str(line).unwrap();
-        std::hint::black_box(v);
-    }
-    eprintln!("typed struct: {:?}", start.elapsed() / n);
 }

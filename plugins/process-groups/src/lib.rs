@@ -31,6 +31,17 @@
 //!   metrics. `cmdline` and `exe` are read only when a regex or a name uses
 //!   them.
 //!
+//! ```toml
+//! [pipeline.procs.config]
+//! children = true
+//! io = false
+//! groups = [
+//!   { name = "${comm}", comm = '^(nginx|postgres|redis-server)$' },
+//!   { name = "java-${app}", cmdline = '-jar \S*/(?P<app>[\w-]+)\.jar' },
+//! ]
+//! services = [{ name = "nginx", exe = '^/usr/sbin/nginx$' }]
+//! ```
+//!
 //! Group metrics, label `groupname`: `num_procs`, `cpu_seconds_total{mode}`,
 //! `memory_bytes{memtype}`, `num_threads`, `open_filedesc`, `worst_fd_ratio`,
 //! `oldest_start_time_seconds`, `states{state}`, `read_bytes_total`,
@@ -51,8 +62,9 @@
 //! accumulator, and a group's counter is its accumulator plus what its live
 //! members used while members (a process counts from its start if it was in
 //! the group when first seen, else from the scan before it joined). It is
-//! emitted with `set`, as a cumulative reading. Services work the same way
-//! across restarts of their main process.
+//! emitted with `set`, as a cumulative reading. A process missing from one
+//! scan but back in the next (same pid and start) is not counted twice.
+//! Services work the same way across restarts of their main process.
 //!
 //! That memory lives in the plugin instance. When the instance is restarted
 //! or reloaded it starts afresh: group counters fall back to the sum over
@@ -70,6 +82,9 @@ use select::{Field, Selector, Subject, Template};
 /// this close (seconds). The host derives start times from clock ticks; the
 /// margin absorbs rounding, and no pid comes back within it.
 const SAME_START: f64 = 0.25;
+
+/// Scans a process may be missing from before it is forgotten.
+const FORGET_AFTER: u64 = 2;
 
 const DEFAULT_PREFIX: &str = "namedprocess_namegroup";
 const DEFAULT_SERVICE_PREFIX: &str = "namedprocess_service";
@@ -220,7 +235,7 @@ fn state_index(letter: &str) -> usize {
 struct Service {
     name: String,
     sel: Selector,
-    /// (pid, start time) of the process the service is now.
+    /// (pid, start time) of the service's main process, or of the last one.
     current: Option<(u32, f64)>,
     /// What earlier main processes used.
     acc: Counters,
@@ -527,10 +542,14 @@ impl ProcessGroups {
             if s.generation == generation {
                 return true;
             }
-            if let Some(g) = s.group {
+            // Gone: bank what it used, once. Remember it a little longer, so
+            // that a process one scan missed is not counted twice when it
+            // shows up again (it then counts from its last reading).
+            if let Some(g) = s.group.take() {
                 tallies[g].acc = tallies[g].acc.plus(s.last.minus(s.base));
+                s.base = s.last;
             }
-            false
+            generation - s.generation <= FORGET_AFTER
         });
         live
     }
@@ -589,19 +608,19 @@ impl ProcessGroups {
                     best = Some(p);
                 }
             }
-            let same = matches!((svc.current, best),
-                (Some((pid, start)), Some(p)) if pid == p.pid && (start - p.start_time).abs() < SAME_START);
-            if same {
-                if let Some(p) = best {
-                    svc.last = Counters::read(p, &svc.last);
-                }
-            } else {
-                // A new main process (or none): bank what the previous one used.
-                svc.acc = svc.acc.plus(svc.last);
-                svc.current = best.map(|p| (p.pid, p.start_time));
-                svc.last = best.map_or(Counters::default(), |p| {
-                    Counters::read(p, &Counters::default())
+            // While no process matches, the last one stays current: if a scan
+            // missed it, it is not counted twice when it shows up again.
+            if let Some(p) = best {
+                let same = svc.current.is_some_and(|(pid, start)| {
+                    pid == p.pid && (start - p.start_time).abs() < SAME_START
                 });
+                if !same {
+                    // A new main process: bank what the previous one used.
+                    svc.acc = svc.acc.plus(svc.last);
+                    svc.current = Some((p.pid, p.start_time));
+                    svc.last = Counters::default();
+                }
+                svc.last = Counters::read(p, &svc.last);
             }
             let n = svc.name.as_str();
             let c = svc.acc.plus(svc.last).0;

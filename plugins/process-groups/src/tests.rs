@@ -294,7 +294,31 @@ fn group_counters_never_go_down_through_churn() {
         Some(3900.0)
     );
     assert!((s.cpu("app", "user") - 10.7).abs() < 1e-9);
+    for t in 0..FORGET_AFTER {
+        h.scan(4001.0 + t as f64, vec![app(12, 3900.0, 1.0, None)]);
+    }
     assert_eq!(h.plugin.seen.len(), 1, "exited processes are forgotten");
+}
+
+#[test]
+fn a_process_missing_from_one_scan_is_not_counted_twice() {
+    let mut h = Harness::new(
+        r#"{"groups": [{"name": "app", "comm": "^app$"}],
+            "services": [{"name": "app", "comm": "^app$"}]}"#,
+    );
+    let app = |user: f64| with_cpu(proc(10, 1, "app", 1000.0), user, 0.0);
+    let svc = |s: &Scan2| {
+        s.get("namedprocess_service_cpu_seconds_total", &["app", "user"])
+            .expect("service cpu")
+    };
+    let s = h.scan(1100.0, vec![app(5.0)]);
+    assert_eq!((s.cpu("app", "user"), svc(&s)), (5.0, 5.0));
+    let s = h.scan(1101.0, vec![]);
+    assert_eq!((s.cpu("app", "user"), svc(&s)), (5.0, 5.0));
+    assert_eq!(s.procs("app"), Some(0.0));
+    let s = h.scan(1102.0, vec![app(6.0)]);
+    assert_eq!((s.cpu("app", "user"), svc(&s)), (6.0, 6.0));
+    assert_eq!(s.procs("app"), Some(1.0));
 }
 
 #[test]
@@ -448,6 +472,24 @@ fn fields_and_families_follow_the_config() {
     assert!(!h.declares("namedprocess_namegroup_worst_fd_ratio"));
     assert!(!h.declares("namedprocess_namegroup_context_switches_total"));
     assert!(!h.declares("namedprocess_namegroup_write_bytes_total"));
+}
+
+#[test]
+fn declarations_follow_the_host_rules() {
+    let h = Harness::new(
+        r#"{"groups": [{"name": "${comm}", "comm": "."}],
+            "services": [{"name": "db", "comm": "^db$"}]}"#,
+    );
+    assert_eq!(h.families.len(), 13 + 10);
+    for f in (0..h.families.len() as u32).map(FamilyId) {
+        let name = h.families.name(f).unwrap_or_default();
+        assert!(!name.starts_with("weir_"), "{name}");
+        assert_eq!(
+            h.families.kind(f) == Some(Kind::Counter),
+            name.ends_with("_total"),
+            "{name}"
+        );
+    }
 }
 
 #[test]

@@ -16,23 +16,42 @@
 //!   `name` is the name as the samples show it for counters and gauges
 //!   (`node_cpu_seconds_total`), and the family name for histograms and
 //!   summaries (`http_request_duration_seconds`, without `_bucket`).
-//!   `help` defaults to a fixed text: the exposition's HELP arrives too
-//!   late to declare.
+//!   Samples without a `# TYPE` line take the listed type. `help` defaults
+//!   to a fixed text: the exposition's HELP arrives too late to declare.
 //! - `prefix`: prepended to every re-exposed name, with a `_` between.
 //! - `labels`: `{name: value}` added to every series.
-//! - `keep`, `drop`: regexes (unanchored) on family names. A family is kept
-//!   when it matches some `keep` (or `keep` is empty) and no `drop`.
+//! - `keep`, `drop`: regexes (unanchored) on family names, spelled as in
+//!   `families`. A family is kept when it matches some `keep` (or `keep` is
+//!   empty) and no `drop`.
+//!
+//! ```toml
+//! [pipeline.node.config]
+//! prefix = "edge"
+//! labels = { source = "node" }
+//! keep = ['^node_(cpu|filesystem)_', '^go_gc_']
+//! families = [
+//!   { name = "node_cpu_seconds_total", type = "counter", labels = ["cpu", "mode"] },
+//!   { name = "node_filesystem_avail_bytes", type = "gauge", labels = ["device", "fstype", "mountpoint"] },
+//!   { name = "go_gc_duration_seconds", type = "summary" },
+//! ]
+//! ```
 //!
 //! What is emitted:
 //!
 //! - counters with `set` (cumulative readings: the host takes a decrease
-//!   for a reset), gauges with `set`;
-//! - a histogram `h` as three counter families: `h_bucket` with its labels
-//!   and `le`, `h_sum` and `h_count`. The interface has no update that sets
-//!   a whole histogram, and observations cannot rebuild one. The series are
-//!   the same a Prometheus server would scrape, though typed as counters;
+//!   for a reset). The host wants counter names to end in `_total`; a
+//!   counter listed without it (older exporters) is re-exposed with it:
+//!   `foo` becomes `foo_total`;
+//! - gauges with `set`;
+//! - a histogram `h` as the gauge families `h_bucket` (its labels and
+//!   `le`), `h_sum` and `h_count`, values as read. The interface has no
+//!   update that sets a whole histogram, and observations cannot rebuild
+//!   one. Gauges, because the host requires `_total` on counters: the
+//!   series keep the names and labels a Prometheus server would scrape, so
+//!   `histogram_quantile(0.9, rate(h_bucket[5m]))` works; only the TYPE
+//!   line differs (and `promtool check metrics` notes the suffixes);
 //! - a summary `s` as the gauge `s` with its labels and `quantile`, and the
-//!   counters `s_sum` and `s_count`.
+//!   gauges `s_sum` and `s_count`, for the same reason.
 //!
 //! What is counted as rejected: lines that do not parse, samples with a
 //! label their family does not list or a value their family cannot take
@@ -40,7 +59,8 @@
 //! response, each family that is kept by `keep`/`drop` but not listed, or
 //! whose `# TYPE` contradicts its listed type. Use `keep` or `drop` to
 //! leave out the families you do not want without counting them. NaN values
-//! (an empty summary's quantiles) are skipped: the host stores no NaN.
+//! (an empty summary's quantiles) are skipped without counting; infinite
+//! values are rejected: the host stores neither.
 //! Timestamps and exemplars are ignored; OpenMetrics `_created` samples
 //! are skipped; reading stops at `# EOF`.
 use regex::Regex;
@@ -157,6 +177,7 @@ impl PrometheusText {
             }
         }
         let extra_names: Vec<&str> = cfg.labels.keys().map(String::as_str).collect();
+        let mut exposed_names = HashSet::new();
         let mut plugin = PrometheusText {
             listed: Vec::new(),
             by_sample: HashMap::new(),
@@ -208,19 +229,27 @@ impl PrometheusText {
                 Listed::Counter => &[("", Kind::Counter, Role::Value, None)],
                 Listed::Gauge => &[("", Kind::Gauge, Role::Value, None)],
                 Listed::Histogram => &[
-                    ("_bucket", Kind::Counter, Role::Bucket, Some("le")),
-                    ("_sum", Kind::Counter, Role::Sum, None),
-                    ("_count", Kind::Counter, Role::Count, None),
+                    ("_bucket", Kind::Gauge, Role::Bucket, Some("le")),
+                    ("_sum", Kind::Gauge, Role::Sum, None),
+                    ("_count", Kind::Gauge, Role::Count, None),
                 ],
                 Listed::Summary => &[
                     ("", Kind::Gauge, Role::Quantile, Some("quantile")),
-                    ("_sum", Kind::Counter, Role::Sum, None),
-                    ("_count", Kind::Counter, Role::Count, None),
+                    ("_sum", Kind::Gauge, Role::Sum, None),
+                    ("_count", Kind::Gauge, Role::Count, None),
                 ],
             };
             for &(suffix, k, role, special) in parts {
                 let sample = format!("{}{suffix}", f.name);
-                let exposed = format!("{prefix}{sample}");
+                let total = if k == Kind::Counter && !sample.ends_with("_total") {
+                    "_total"
+                } else {
+                    ""
+                };
+                let exposed = format!("{prefix}{sample}{total}");
+                if !exposed_names.insert(exposed.clone()) {
+                    return Err(format!("{what}: \"{exposed}\" would be re-exposed twice"));
+                }
                 if exposed.starts_with("weir_") {
                     return Err(format!(
                         "{what}: \"{exposed}\": names starting with weir_ are reserved for the agent; set a prefix"
@@ -346,9 +375,8 @@ impl PrometheusText {
         if value.is_nan() {
             return;
         }
-        let counter = listed.kind == Listed::Counter
-            || matches!(t.role, Role::Bucket | Role::Sum | Role::Count);
-        if counter && value < 0.0 {
+        let count = listed.kind == Listed::Counter || matches!(t.role, Role::Bucket | Role::Count);
+        if value.is_infinite() || (count && value < 0.0) {
             out.reject();
             return;
         }

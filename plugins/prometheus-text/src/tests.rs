@@ -204,7 +204,7 @@ fn re_exposes_listed_families_of_a_node_exporter_page() {
         Some(4.0)
     );
     let bucket = r.family(&format!("{h}_bucket")).expect("declared");
-    assert_eq!(r.families.kind(bucket), Some(Kind::Counter));
+    assert_eq!(r.families.kind(bucket), Some(Kind::Gauge));
     assert_eq!(
         r.families.labels(bucket),
         Some(
@@ -215,11 +215,18 @@ fn re_exposes_listed_families_of_a_node_exporter_page() {
             ][..]
         )
     );
-    // No TYPE line: the listed type stands.
+    // No TYPE line: the listed type stands; a counter gets its _total.
     assert_eq!(
-        r.get("edge_node_vmstat_pgfault", &["node"]),
+        r.get("edge_node_vmstat_pgfault_total", &["node"]),
         Some(123_456_789.0)
     );
+    // What the host requires of every declaration.
+    for f in (0..r.families.len() as u32).map(FamilyId) {
+        let name = r.families.name(f).unwrap_or_default();
+        if r.families.kind(f) == Some(Kind::Counter) {
+            assert!(name.ends_with("_total"), "{name}");
+        }
+    }
     // Unlisted: node_uname_info and node_scrape_collector_success (once
     // each); dropped go_goroutines is not counted; the broken line and the
     // sample with an undeclared label are.
@@ -238,7 +245,7 @@ fn re_exposes_listed_families_of_a_node_exporter_page() {
             "edge_prometheus_http_request_duration_seconds_bucket",
             "edge_prometheus_http_request_duration_seconds_sum",
             "edge_prometheus_http_request_duration_seconds_count",
-            "edge_node_vmstat_pgfault",
+            "edge_node_vmstat_pgfault_total",
         ]
     );
 }
@@ -290,20 +297,23 @@ fn rejects_what_does_not_fit_the_listed_families() {
                 h_bucket{le=\"fast\"} 1\n\
                 h_bucket 1\n\
                 h_bucket{le=\"1\"} 1\n\
-                h 7\n";
+                h 7\n\
+                go_memstats_ratio +Inf\n";
     let r = run(
         r#"{"keep": ["^go_", "^c_", "^h"],
             "families": [
               {"name": "go_goroutines", "type": "counter"},
               {"name": "c_total", "type": "counter", "labels": ["x"]},
-              {"name": "h", "type": "histogram"}
+              {"name": "h", "type": "histogram"},
+              {"name": "go_memstats_ratio", "type": "gauge"}
             ]}"#,
         text,
     );
     // go_goroutines: TYPE contradicts the listing (1). go_threads:
     // unlisted but kept (1). node_load1: not kept, not counted. c_total -3:
-    // negative counter (1). h: le not a number (1), no le (1), bare name (1).
-    assert_eq!(r.rejected, 6);
+    // negative counter (1). h: le not a number (1), no le (1), bare name
+    // (1). go_memstats_ratio: infinite (1).
+    assert_eq!(r.rejected, 7);
     assert_eq!(r.series.len(), 2);
     assert_eq!(r.get("c_total", &["1"]), Some(3.0));
     assert_eq!(r.get("h_bucket", &["1"]), Some(1.0));
@@ -376,6 +386,13 @@ fn init_errors_name_the_entry() {
     );
     assert!(
         e.contains("families[1] \"h_count\"") && e.contains("families[0] \"h\""),
+        "{e}"
+    );
+    let e = err(
+        r#"{"families": [{"name": "a", "type": "counter"}, {"name": "a_total", "type": "counter"}]}"#,
+    );
+    assert!(
+        e.contains("families[1] \"a_total\"") && e.contains("twice"),
         "{e}"
     );
     let e = err(r#"{"keep": ["^node_"], "families": [{"name": "go_threads", "type": "gauge"}]}"#);

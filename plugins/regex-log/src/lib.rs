@@ -164,12 +164,10 @@ impl RegexLog {
                 "counter" => Kind::Counter,
                 "gauge" => Kind::Gauge,
                 "histogram" => Kind::Histogram,
-                other => {
-                    return Err(format!(
-                        "metrics[{i}] \"{}\": unknown type \"{other}\" (counter, gauge or histogram)",
-                        m.name
-                    ))
-                }
+                other => return Err(format!(
+                    "metrics[{i}] \"{}\": unknown type \"{other}\" (counter, gauge or histogram)",
+                    m.name
+                )),
             };
             if by_name.contains_key(&m.name) {
                 return Err(format!("metrics[{i}]: \"{}\" is declared twice", m.name));
@@ -181,8 +179,7 @@ impl RegexLog {
         let mut rules = Vec::new();
         for (i, r) in cfg.rules.iter().enumerate() {
             let what = rule_name(i, r);
-            let regex =
-                Regex::new(&r.regex).map_err(|e| format!("{what}: invalid regex: {e}"))?;
+            let regex = Regex::new(&r.regex).map_err(|e| format!("{what}: invalid regex: {e}"))?;
             let caps: HashMap<&str, usize> = regex
                 .capture_names()
                 .enumerate()
@@ -195,7 +192,10 @@ impl RegexLog {
             for (j, e) in r.emit.iter().enumerate() {
                 let ewhat = format!("{what} emit[{j}]");
                 let (family, kind, label_names) = by_name.get(&e.metric).ok_or_else(|| {
-                    format!("{ewhat}: metric \"{}\" is not declared in metrics", e.metric)
+                    format!(
+                        "{ewhat}: metric \"{}\" is not declared in metrics",
+                        e.metric
+                    )
                 })?;
                 for k in e.labels.keys() {
                     if !label_names.contains(k) {
@@ -388,13 +388,20 @@ mod tests {
         let mut f = Families::default();
         let bad_regex = r#"{"metrics":[{"name":"a_total","type":"counter"}],
             "rules":[{"name":"broken","regex":"(","emit":[{"metric":"a_total"}]}]}"#;
-        let e = RegexLog::from_config(bad_regex, &mut f).err().unwrap_or_default();
-        assert!(e.contains("rule \"broken\"") && e.contains("invalid regex"), "{e}");
+        let e = RegexLog::from_config(bad_regex, &mut f)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            e.contains("rule \"broken\"") && e.contains("invalid regex"),
+            "{e}"
+        );
 
         let mut f = Families::default();
         let bad_label = r#"{"metrics":[{"name":"a_total","type":"counter","labels":["x"]}],
             "rules":[{"regex":"(?P<y>.)","emit":[{"metric":"a_total","labels":{"x":"${nope}"}}]}]}"#;
-        let e = RegexLog::from_config(bad_label, &mut f).err().unwrap_or_default();
+        let e = RegexLog::from_config(bad_label, &mut f)
+            .err()
+            .unwrap_or_default();
         assert!(e.contains("rules[0]") && e.contains("\"nope\""), "{e}");
     }
 

@@ -44,10 +44,10 @@ pub mod __private {
 
 use bindings::log_world::weir::plugin::types as wit;
 
-/// Log lines handed to a [`LogPlugin`].
-pub use bindings::log_world::exports::weir::plugin::log::Batch;
 /// An HTTP response handed to an [`HttpPlugin`].
 pub use bindings::http_world::exports::weir::plugin::http::Response;
+/// Log lines handed to a [`LogPlugin`].
+pub use bindings::log_world::exports::weir::plugin::log::Batch;
 /// Fields a [`ProcessPlugin`] asks the host to read.
 pub use bindings::process_world::exports::weir::plugin::process::Fields as ProcessFields;
 /// One process of a scan.
