@@ -108,3 +108,15 @@ machine_info() {
   echo "kernel: $(uname -r)"
   echo "loadavg at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 }
+
+# System-wide busy ticks (user+nice+system+irq+softirq+steal over all CPUs)
+# and steal ticks, from /proc/stat.  Used to tell whether a run shared the
+# machine: other_cpu_s = busy delta - measured process CPU.  (It includes the
+# harness's own polling: curl+awk, ~10 ms per poll.)
+sys_busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat; }
+sys_steal_ticks() { awk '/^cpu /{print $9; exit}' /proc/stat; }
+# other_cpu_s BUSY0 BUSY1 PROC_CPU_S
+other_cpu_s() {
+  awk -v a="$1" -v b="$2" -v p="$3" -v h="$CLK_TCK" \
+    'BEGIN{o=(b-a)/h-p; if (o<0) o=0; printf "%.2f", o}'
+}

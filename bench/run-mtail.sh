@@ -33,13 +33,17 @@ echo "== $($MTAIL --version | head -1)"
 echo "== mtail --one_shot over $LOG"
 # --address/--port: mtail opens its HTTP listener even in one-shot mode;
 # keep it on loopback and on a kernel-chosen port.
+BUSY0=$(sys_busy_ticks); STEAL0=$(sys_steal_ticks); LOAD0=$(cut -d' ' -f1 /proc/loadavg)
 /usr/bin/time -f '%e %U %S %M' -o "$OUT/time.txt" \
   "$MTAIL" --one_shot --one_shot_format prometheus \
     --progs "$PROGS" --logs "$LOG" \
     --logtostderr --address 127.0.0.1 --port 0 \
   >"$OUT/mtail.prom" 2>"$OUT/mtail.stderr"
+BUSY1=$(sys_busy_ticks); STEAL1=$(sys_steal_ticks)
 read -r WALL USER SYS MAXRSS <"$OUT/time.txt"
 CPU=$(awk -v u="$USER" -v s="$SYS" 'BEGIN{printf "%.2f", u+s}')
+OTHER=$(other_cpu_s "$BUSY0" "$BUSY1" "$CPU")
+STEAL=$(ticks_to_s $((STEAL1 - STEAL0)))
 
 echo "== compare exposition with expected counts"
 set +e
@@ -63,6 +67,8 @@ cpu_s:            $CPU
 peak_rss_kb:      $MAXRSS
 lines_per_cpu_s:  $(fdiv "$LINES" "$CPU")
 lines_per_wall_s: $(fdiv "$LINES" "$WALL")
+other_cpu_s:      $OTHER   (CPU used by everything else on the box during the run; ~0 = clean run)
+steal_s:          $STEAL   (hypervisor steal during the run; load1 at start $LOAD0)
 counts:           $VERDICT
 outputs:          $OUT
 EOT

@@ -85,6 +85,8 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 echo "== starting weir ($MODE) on 127.0.0.1:$PORT, config $CONFIG_DIR"
+LOAD0=$(cut -d' ' -f1 /proc/loadavg)
+BUSY0=$(sys_busy_ticks); STEAL0=$(sys_steal_ticks)
 T_START=$(now)
 # shellcheck disable=SC2086
 "$WEIR" run --config-dir "$CONFIG_DIR" --listen "127.0.0.1:$PORT" ${WEIR_ARGS:-} \
@@ -96,6 +98,7 @@ READY_S=$(fsub "$(now)" "$T_START")
 if [[ $MODE == catch-up ]]; then
   sleep "$SETTLE_S"
   CPU0=$(proc_cpu_ticks "$WEIR_PID")
+  BUSY0=$(sys_busy_ticks); STEAL0=$(sys_steal_ticks)
   T0=$(now)
   cat "$SRC" >>"$FILE"
 else
@@ -109,10 +112,13 @@ RC=$?
 set -e
 T1=$(now)
 CPU1=$(proc_cpu_ticks "$WEIR_PID" || echo "$CPU0")
+BUSY1=$(sys_busy_ticks); STEAL1=$(sys_steal_ticks)
 RSS=$(proc_peak_rss_kb "$WEIR_PID")
 read -r _ LAST POLLS <<<"$RES"
 ELAPSED=$(fsub "$T1" "$T0")
 CPU_S=$(ticks_to_s $((CPU1 - CPU0)))
+OTHER=$(other_cpu_s "$BUSY0" "$BUSY1" "$CPU_S")
+STEAL=$(ticks_to_s $((STEAL1 - STEAL0)))
 
 curl -s --max-time 5 "$URL" >"$OUT/final.prom" || true
 VERDICT="not checked (no --expected)"
@@ -137,6 +143,8 @@ cpu_s:            $CPU_S   (weir utime+stime$([[ $MODE == catch-up ]] && echo " 
 peak_rss_kb:      $RSS
 lines_per_cpu_s:  $(fdiv "$N" "$CPU_S")
 lines_per_wall_s: $(fdiv "$N" "$ELAPSED")
+other_cpu_s:      $OTHER   (CPU used by everything else, incl. this script's polling; ~0 = clean run)
+steal_s:          $STEAL   (hypervisor steal; load1 at start $LOAD0)
 counts:           $VERDICT
 outputs:          $OUT
 EOT

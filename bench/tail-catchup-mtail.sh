@@ -55,6 +55,7 @@ READY_S=$(fsub "$(now)" "$T_START")
 sleep 1                          # let the first poll of the (empty) file happen
 
 CPU0=$(proc_cpu_ticks "$MTAIL_PID")
+BUSY0=$(sys_busy_ticks); STEAL0=$(sys_steal_ticks); LOAD0=$(cut -d' ' -f1 /proc/loadavg)
 T0=$(now)
 cat "$SRC" >>"$FILE"
 APPEND_S=$(fsub "$(now)" "$T0")
@@ -64,10 +65,13 @@ RC=$?
 set -e
 T1=$(now)
 CPU1=$(proc_cpu_ticks "$MTAIL_PID" || echo "$CPU0")
+BUSY1=$(sys_busy_ticks); STEAL1=$(sys_steal_ticks)
 RSS=$(proc_peak_rss_kb "$MTAIL_PID")
 read -r _ LAST POLLS <<<"$RES"
 ELAPSED=$(fsub "$T1" "$T0")
 CPU_S=$(ticks_to_s $((CPU1 - CPU0)))
+OTHER=$(other_cpu_s "$BUSY0" "$BUSY1" "$CPU_S")
+STEAL=$(ticks_to_s $((STEAL1 - STEAL0)))
 
 curl -s --max-time 5 "$URL" >"$OUT/final.prom" || true
 set +e
@@ -92,6 +96,8 @@ cpu_s:            $CPU_S   (mtail utime+stime delta over the catch-up)
 peak_rss_kb:      $RSS
 lines_per_cpu_s:  $(fdiv "$N" "$CPU_S")
 lines_per_wall_s: $(fdiv "$N" "$ELAPSED")
+other_cpu_s:      $OTHER   (CPU used by everything else, incl. this script's polling; ~0 = clean run)
+steal_s:          $STEAL   (hypervisor steal; load1 at start $LOAD0)
 counts:           $VERDICT
 outputs:          $OUT
 EOT

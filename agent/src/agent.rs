@@ -201,23 +201,29 @@ impl Agent {
         if !errors.is_empty() {
             return Err(errors);
         }
-        // Swap. Removed pipelines first, so their files are released.
-        let mut map = self.pipelines.write();
-        let removed: Vec<String> = map
+        // Swap. The map lock is held only to replace entries: stopping a
+        // pipeline may wait for a plugin call, and scrapes must not.
+        // Removed pipelines first, so their files are released.
+        let removed: Vec<String> = current
             .keys()
             .filter(|k| !cfg.pipelines.contains_key(*k))
             .cloned()
             .collect();
         for name in removed {
-            if let Some(p) = map.remove(&name) {
+            let old = self.pipelines.write().remove(&name);
+            if let Some(p) = old {
                 p.stop();
                 summary.removed.push(name);
             }
         }
         for (spec, prepared) in built {
             let name = spec.name.clone();
-            let (store, checkpoints) = match map.remove(&name) {
+            let old = current.get(&name).cloned();
+            let (store, checkpoints) = match &old {
                 Some(old) => {
+                    // The old pipeline stays visible (its store is shared
+                    // with the new one) until the entry is replaced; its
+                    // source stops first, so no line is read twice.
                     old.stop();
                     summary.changed.push(name.clone());
                     // Offsets carry over only when the source is the same.
@@ -240,7 +246,7 @@ impl Agent {
                 checkpoints,
                 self.state_dir.as_deref(),
             );
-            map.insert(name, p);
+            self.pipelines.write().insert(name, p);
         }
         Ok(summary)
     }

@@ -143,7 +143,7 @@ pub struct AgentConfig {
 }
 
 /// Names of the built-in plugins.
-pub const BUILTINS: &[&str] = &["regex-log"];
+pub const BUILTINS: &[&str] = &["regex-log", "json-log"];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -57,10 +57,19 @@ enum Command {
 }
 
 fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
+    // A bare level applies to weir; dependencies (wasmtime, cranelift)
+    // stay at warn unless a full filter asks for more.
+    let level = match level {
+        "error" => "error".to_string(),
+        "warn" | "info" | "debug" | "trace" => format!("warn,weir={level}"),
+        filter => filter.to_string(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour only for a person at a terminal, not in journald or files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -224,6 +233,9 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
                 tracing::error!("the configuration could not be loaded; not starting");
                 return ExitCode::FAILURE;
             }
+        }
+        if let Err(e) = weir::reload::spawn(agent.clone()) {
+            tracing::warn!("cannot watch the config directory ({e}); reload with SIGHUP");
         }
         let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(8);
         let ctx = Arc::new(weir::server::ServerCtx {

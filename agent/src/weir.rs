@@ -12,6 +12,7 @@ pub mod builtin;
 pub mod config;
 pub mod exposition;
 pub mod pipeline;
+pub mod reload;
 pub mod runtime;
 pub mod server;
 pub mod sources;

@@ -101,6 +101,11 @@ impl Checkpoints {
     }
 
     fn load(&self) -> Vec<Entry> {
+        // Handed over by a pipeline being replaced: its final offsets.
+        let live: Vec<Entry> = self.entries.lock().drain().map(|(_, e)| e).collect();
+        if !live.is_empty() {
+            return live;
+        }
         let Some(p) = &self.path else {
             return Vec::new();
         };
@@ -572,10 +577,7 @@ impl Tailer {
 struct Closed;
 
 fn memchr_iter(data: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    data.iter()
-        .enumerate()
-        .filter(|(_, b)| **b == b'\n')
-        .map(|(i, _)| i)
+    memchr::memchr_iter(b'\n', data)
 }
 
 /// Where the checkpoints of a pipeline live in the state directory.

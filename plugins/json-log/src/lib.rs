@@ -44,7 +44,8 @@
 //!   When a label's field is absent and has no default, the action is
 //!   skipped for that line.
 //! - `value` is a field path (`"duration_ms"` or `"${duration_ms}"`,
-//!   optionally `"${bytes:-0}"`) or a number (default 1). A field value is a
+//!   optionally `"${bytes:-0}"`) or a number (default 1, for counters and
+//!   gauge adds; a gauge `set` or a histogram needs a `value`). A field value is a
 //!   number, a numeric string, or a boolean (1/0). A line whose value field
 //!   is absent (without default), not numeric, or not finite is counted as
 //!   rejected for that action; so is a negative value added to a counter.
@@ -55,7 +56,7 @@
 //!   `"250ms"`, `"3m20s"`, `"150µs"`) as seconds; plain numbers pass through.
 //!
 //! A line that is not valid JSON, or not an object, is counted as rejected.
-//! Blank lines are skipped.
+//! Blank lines (and a byte-order mark) are skipped.
 //!
 //! Example, for zerolog lines like
 //! `{"level":"info","message":"HTTP request","method":"POST","path":"/api/v1/tables/users","status":200,"duration_ms":25.5}`:
@@ -605,6 +606,7 @@ impl JsonLog {
     /// Apply the rules to one line. `slots` is scratch space, reused across
     /// the lines of a batch.
     pub fn line<'a>(&self, line: &'a str, slots: &mut Vec<Option<Field<'a>>>, out: &mut Output) {
+        let line = line.strip_prefix('\u{feff}').unwrap_or(line);
         if line.trim().is_empty() {
             return;
         }

@@ -67,6 +67,7 @@ fn zerolog_requests_and_levels() {
             r#"{"level":"info","message":"HTTP request","method":"GET","path":"/health/ready","status":200,"duration_ms":0.1}"#,
             r#"{"message":"started"}"#,
             "",
+            "\u{feff}{\"message\":\"after a byte-order mark\"}",
             "plain text line",
             r#"["not","an","object"]"#,
         ],
@@ -86,7 +87,7 @@ fn zerolog_requests_and_levels() {
     assert_eq!(observed(&out, 1, &["GET"]), vec![0.001]);
     assert_eq!(added(&out, 2, &["info"]), 3.0);
     assert_eq!(added(&out, 2, &["warn"]), 1.0);
-    assert_eq!(added(&out, 2, &["none"]), 1.0);
+    assert_eq!(added(&out, 2, &["none"]), 2.0);
     assert_eq!(out.len(), 7);
 }
 
