@@ -83,6 +83,11 @@ pub enum SourceSpec {
     },
     /// Read the agent's standard input.
     Stdin,
+    /// Run a command and read its standard output.
+    Exec {
+        /// Program and arguments; no shell.
+        command: Vec<String>,
+    },
 }
 
 impl SourceSpec {
@@ -91,6 +96,7 @@ impl SourceSpec {
         match self {
             SourceSpec::File { .. } => "file",
             SourceSpec::Stdin => "stdin",
+            SourceSpec::Exec { .. } => "exec",
         }
     }
 }
@@ -192,6 +198,9 @@ enum RawSource {
         start_at: StartAt,
     },
     Stdin {},
+    Exec {
+        command: Vec<String>,
+    },
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -391,6 +400,16 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 SourceSpec::File { paths, start_at }
             }
             RawSource::Stdin {} => SourceSpec::Stdin,
+            RawSource::Exec { command } => {
+                if command.is_empty() || command[0].is_empty() {
+                    ctx.err(
+                        Some(source_span.clone()),
+                        &format!("{key}.source.command"),
+                        "an exec source needs a command: [\"program\", \"arg\", ...]",
+                    );
+                }
+                SourceSpec::Exec { command }
+            }
         };
         let mut limits = Limits::default();
         if let Some(m) = &p.memory_limit {

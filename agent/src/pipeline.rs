@@ -44,7 +44,7 @@ pub fn plugin_desc(spec: &PipelineSpec, code: &PluginCode) -> String {
 
 fn world_for(source: &SourceSpec) -> World {
     match source {
-        SourceSpec::File { .. } | SourceSpec::Stdin => World::Log,
+        SourceSpec::File { .. } | SourceSpec::Stdin | SourceSpec::Exec { .. } => World::Log,
     }
 }
 
@@ -141,6 +141,7 @@ pub struct Pipeline {
     pub checkpoints: Option<Arc<Checkpoints>>,
     stop: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    child: Option<crate::sources::exec::ChildSlot>,
 }
 
 struct Worker {
@@ -317,8 +318,9 @@ impl Pipeline {
             SourceSpec::File { .. } => Some(checkpoints.unwrap_or_else(|| {
                 Checkpoints::new(state_dir.map(|d| checkpoint_path(d, &spec.name)))
             })),
-            SourceSpec::Stdin => None,
+            SourceSpec::Stdin | SourceSpec::Exec { .. } => None,
         };
+        let mut child = None;
         let name = spec.name.clone();
         let spawn = |what: &str, f: Box<dyn FnOnce() + Send>| {
             std::thread::Builder::new()
@@ -342,6 +344,25 @@ impl Pipeline {
                     stop.clone(),
                 );
                 match spawn("tail", Box::new(move || tailer.run())) {
+                    Ok(h) => threads.push(h),
+                    Err(e) => {
+                        tracing::error!(pipeline = %spec.name, "cannot start source thread: {e}")
+                    }
+                }
+            }
+            SourceSpec::Exec { command } => {
+                let slot: crate::sources::exec::ChildSlot = Arc::new(Mutex::new(None));
+                child = Some(slot.clone());
+                let settings = crate::sources::exec::ExecSettings {
+                    command: command.clone(),
+                    max_line_bytes: spec.max_line_bytes,
+                    batch_lines: spec.batch_lines,
+                };
+                let (st, stp, name) = (stats.clone(), stop.clone(), spec.name.clone());
+                match spawn(
+                    "exec",
+                    Box::new(move || crate::sources::exec::run(settings, tx, st, stp, slot, name)),
+                ) {
                     Ok(h) => threads.push(h),
                     Err(e) => {
                         tracing::error!(pipeline = %spec.name, "cannot start source thread: {e}")
@@ -394,6 +415,7 @@ impl Pipeline {
             checkpoints,
             stop,
             threads: Mutex::new(threads),
+            child,
         })
     }
 
@@ -402,6 +424,9 @@ impl Pipeline {
     /// deadline plus one poll).
     pub fn stop(&self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(c) = &self.child {
+            crate::sources::exec::kill(c);
+        }
         let threads: Vec<JoinHandle<()>> = self.threads.lock().drain(..).collect();
         if matches!(self.spec.source, SourceSpec::Stdin) {
             // The stdin thread may sit in a blocking read forever, and the
