@@ -456,6 +456,56 @@ impl Agent {
                     sum: h.sum,
                 },
             );
+            if matches!(
+                p.spec.source,
+                crate::config::SourceSpec::Http(_) | crate::config::SourceSpec::Process { .. }
+            ) {
+                e.scalar(
+                    "weir_source_up",
+                    Gauge,
+                    "Whether the pipeline's last poll or scan succeeded (1) or failed (0); on failure its series are removed.",
+                    &l,
+                    if st.source_up.load(Ordering::Relaxed) { 1.0 } else { 0.0 },
+                );
+                let errs = st.source_errors.lock().clone();
+                let mut reasons: Vec<&str> = crate::sources::http::PollError::REASONS.to_vec();
+                reasons.push("plugin");
+                for reason in reasons {
+                    e.scalar(
+                        "weir_source_errors_total",
+                        Counter,
+                        "Failed polls or scans by reason.",
+                        &[("pipeline", name), ("reason", reason)],
+                        errs.get(reason).copied().unwrap_or(0) as f64,
+                    );
+                }
+                let h = st.poll_duration.lock().clone();
+                let counts = if h.counts.is_empty() {
+                    vec![0; CALL_BUCKETS.len() + 1]
+                } else {
+                    h.counts
+                };
+                e.histogram(
+                    "weir_source_poll_duration_seconds",
+                    "Time taken by polls (HTTP) and scans (process table).",
+                    "seconds",
+                    &l,
+                    crate::exposition::OutValue::Histogram {
+                        buckets: CALL_BUCKETS.to_vec(),
+                        counts,
+                        sum: h.sum,
+                    },
+                );
+            }
+            if matches!(p.spec.source, crate::config::SourceSpec::Process { .. }) {
+                e.scalar(
+                    "weir_process_scan_denied_total",
+                    Counter,
+                    "Files under /proc the process scan was not allowed to read.",
+                    &l,
+                    st.scan_denied.load(Ordering::Relaxed) as f64,
+                );
+            }
             for (path, f) in st.files.lock().iter() {
                 let fl = [("pipeline", name), ("path", path.as_str())];
                 e.scalar(

@@ -88,6 +88,13 @@ pub enum SourceSpec {
         /// Program and arguments; no shell.
         command: Vec<String>,
     },
+    /// Poll an HTTP endpoint; each response is a snapshot.
+    Http(crate::sources::http::HttpSettings),
+    /// Scan the process table; each scan is a snapshot.
+    Process {
+        /// Time between scans.
+        interval: Duration,
+    },
 }
 
 impl SourceSpec {
@@ -97,6 +104,8 @@ impl SourceSpec {
             SourceSpec::File { .. } => "file",
             SourceSpec::Stdin => "stdin",
             SourceSpec::Exec { .. } => "exec",
+            SourceSpec::Http(_) => "http",
+            SourceSpec::Process { .. } => "process",
         }
     }
 }
@@ -149,7 +158,13 @@ pub struct AgentConfig {
 }
 
 /// Names of the built-in plugins.
-pub const BUILTINS: &[&str] = &["regex-log", "json-log"];
+pub const BUILTINS: &[&str] = &[
+    "regex-log",
+    "json-log",
+    "json-stats",
+    "prometheus-text",
+    "process-groups",
+];
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -201,6 +216,35 @@ enum RawSource {
     Exec {
         command: Vec<String>,
     },
+    Http {
+        url: String,
+        method: Option<String>,
+        body: Option<String>,
+        #[serde(default)]
+        headers: BTreeMap<String, String>,
+        basic_auth: Option<RawBasicAuth>,
+        bearer_token_env: Option<String>,
+        bearer_token_file: Option<String>,
+        timeout: Option<toml::Value>,
+        interval: Option<toml::Value>,
+        max_body_bytes: Option<toml::Value>,
+        #[serde(default)]
+        accept_status: Vec<u16>,
+        ca_file: Option<String>,
+        #[serde(default)]
+        insecure_skip_verify: bool,
+    },
+    Process {
+        interval: Option<toml::Value>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBasicAuth {
+    username: String,
+    password_env: Option<String>,
+    password_file: Option<String>,
 }
 
 fn line_of(text: &str, offset: usize) -> usize {
@@ -409,6 +453,135 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                     );
                 }
                 SourceSpec::Exec { command }
+            }
+            RawSource::Http {
+                url,
+                method,
+                body,
+                headers,
+                basic_auth,
+                bearer_token_env,
+                bearer_token_file,
+                timeout,
+                interval,
+                max_body_bytes,
+                accept_status,
+                ca_file,
+                insecure_skip_verify,
+            } => {
+                use crate::sources::http::{Auth, HttpSettings, Secret};
+                let skey = format!("{key}.source");
+                let mut bad = |k: &str, m: String| {
+                    ctx.err(Some(source_span.clone()), &format!("{skey}.{k}"), m)
+                };
+                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                    bad(
+                        "url",
+                        format!("\"{url}\" is not an http:// or https:// URL"),
+                    );
+                }
+                let method = method.unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
+                if method != "GET" && method != "POST" {
+                    bad("method", format!("\"{method}\": GET or POST"));
+                }
+                let secret = |env: Option<String>, file: Option<String>| match (env, file) {
+                    (Some(e), None) => Ok(Some(Secret::Env(e))),
+                    (None, Some(f)) => Ok(Some(Secret::File(base.join(f)))),
+                    (None, None) => Ok(None),
+                    (Some(_), Some(_)) => {
+                        Err("give the secret by _env or by _file, not both".to_string())
+                    }
+                };
+                let mut auth = None;
+                if let Some(b) = basic_auth {
+                    match secret(b.password_env, b.password_file) {
+                        Ok(Some(p)) => {
+                            auth = Some(Auth::Basic {
+                                username: b.username,
+                                password: p,
+                            })
+                        }
+                        Ok(None) => bad("basic_auth", "needs password_env or password_file".into()),
+                        Err(e) => bad("basic_auth", e),
+                    }
+                }
+                match secret(bearer_token_env, bearer_token_file) {
+                    Ok(Some(t)) => {
+                        if auth.is_some() {
+                            bad(
+                                "bearer_token_env",
+                                "basic_auth and a bearer token exclude each other".into(),
+                            );
+                        }
+                        auth = Some(Auth::Bearer(t));
+                    }
+                    Ok(None) => {}
+                    Err(e) => bad("bearer_token_env", e),
+                }
+                let mut dur = |k: &str, v: Option<toml::Value>, default: Duration| match v {
+                    None => default,
+                    Some(v) => match parse_duration(&v) {
+                        Ok(d) if d >= Duration::from_millis(10) => d,
+                        Ok(_) => {
+                            bad(k, "at least 10ms".into());
+                            default
+                        }
+                        Err(e) => {
+                            bad(k, e);
+                            default
+                        }
+                    },
+                };
+                let timeout = dur("timeout", timeout, Duration::from_secs(5));
+                let interval = dur("interval", interval, Duration::from_secs(15));
+                let max_body_bytes = match max_body_bytes.map(|v| parse_size(&v)) {
+                    None => 10 << 20,
+                    Some(Ok(n)) => n,
+                    Some(Err(e)) => {
+                        ctx.err(
+                            Some(source_span.clone()),
+                            &format!("{skey}.max_body_bytes"),
+                            e,
+                        );
+                        0
+                    }
+                };
+                SourceSpec::Http(HttpSettings {
+                    url,
+                    method,
+                    body,
+                    headers,
+                    auth,
+                    timeout,
+                    max_body_bytes,
+                    accept_status,
+                    ca_file: ca_file.map(|f| base.join(f)),
+                    insecure_skip_verify,
+                    interval,
+                })
+            }
+            RawSource::Process { interval } => {
+                let interval = match interval.map(|v| parse_duration(&v)) {
+                    None => Duration::from_secs(15),
+                    Some(Ok(d)) if d >= Duration::from_millis(10) => d,
+                    Some(Ok(_)) => {
+                        ctx.err(
+                            Some(source_span.clone()),
+                            &format!("{key}.source.interval"),
+                            "at least 10ms",
+                        );
+                        Duration::from_secs(15)
+                    }
+                    Some(Err(e)) => {
+                        ctx.err(
+                            Some(source_span.clone()),
+                            &format!("{key}.source.interval"),
+                            e,
+                        );
+                        Duration::from_secs(15)
+                    }
+                };
+                SourceSpec::Process { interval }
             }
         };
         let mut limits = Limits::default();

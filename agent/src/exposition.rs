@@ -28,6 +28,15 @@ pub enum OutValue {
         /// Sum of observations.
         sum: f64,
     },
+    /// Summary: quantiles, sum, count.
+    Summary {
+        /// (quantile, value).
+        quantiles: Vec<(f64, f64)>,
+        /// Sum.
+        sum: f64,
+        /// Count.
+        count: u64,
+    },
 }
 
 /// One exposed series.
@@ -117,6 +126,15 @@ impl Exposition {
                         buckets: d.buckets.clone(),
                         counts: counts.clone(),
                         sum: *sum,
+                    },
+                    Value::Summary {
+                        quantiles,
+                        sum,
+                        count,
+                    } => OutValue::Summary {
+                        quantiles: quantiles.clone(),
+                        sum: *sum,
+                        count: *count,
                     },
                 };
                 out.samples.push(OutSample {
@@ -223,21 +241,71 @@ impl Exposition {
                         write_labels(&mut s, &sample.labels, None);
                         let _ = writeln!(s, " {cum}");
                     }
+                    OutValue::Summary { .. } => write_summary(&mut s, &f.name, sample),
                 }
             }
         }
         s
     }
 
-    /// OpenMetrics 1.0 text, written by prometheus-client.
+    /// OpenMetrics 1.0 text, written by prometheus-client; summaries,
+    /// which it does not encode, are written here before `# EOF`.
     pub fn to_openmetrics(self) -> String {
+        let mut summaries = String::new();
+        for f in self.families.values() {
+            if f.kind != Kind::Summary || f.samples.is_empty() {
+                continue;
+            }
+            let _ = writeln!(summaries, "# TYPE {} summary", f.name);
+            if !f.unit.is_empty() {
+                let _ = writeln!(summaries, "# UNIT {} {}", f.name, f.unit);
+            }
+            let _ = writeln!(summaries, "# HELP {} {}", f.name, escape_om(&f.help));
+            let mut samples: Vec<&OutSample> = f.samples.iter().collect();
+            samples.sort_by(|a, b| a.labels.cmp(&b.labels));
+            for sample in samples {
+                write_summary(&mut summaries, &f.name, sample);
+            }
+        }
         let mut registry = Registry::default();
         registry.register_collector(Box::new(OpenMetricsCollector(self)));
         let mut s = String::new();
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut s, &registry);
+        let _ = prometheus_client::encoding::text::encode_registry(&mut s, &registry);
+        s.push_str(&summaries);
+        let _ = prometheus_client::encoding::text::encode_eof(&mut s);
         s
     }
+}
+
+fn escape_om(h: &str) -> String {
+    h.replace('\\', "\\\\")
+        .replace('\n', "\\n")
+        .replace('"', "\\\"")
+}
+
+fn write_summary(s: &mut String, name: &str, sample: &OutSample) {
+    let OutValue::Summary {
+        quantiles,
+        sum,
+        count,
+    } = &sample.value
+    else {
+        return;
+    };
+    for (q, v) in quantiles {
+        let mut labels = sample.labels.clone();
+        labels.push(("quantile".to_string(), fmt_f64(*q)));
+        s.push_str(name);
+        write_labels(s, &labels, None);
+        let _ = writeln!(s, " {}", fmt_f64(*v));
+    }
+    let _ = write!(s, "{name}_sum");
+    write_labels(s, &sample.labels, None);
+    let _ = writeln!(s, " {}", fmt_f64(*sum));
+    let _ = write!(s, "{name}_count");
+    write_labels(s, &sample.labels, None);
+    let _ = writeln!(s, " {count}");
 }
 
 fn escape_help(h: &str) -> String {
@@ -344,7 +412,7 @@ impl EncodeMetric for Hist<'_> {
 impl Collector for OpenMetricsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for f in self.0.families.values() {
-            if f.samples.is_empty() {
+            if f.samples.is_empty() || f.kind == Kind::Summary {
                 continue;
             }
             let mut base = match f.kind {
@@ -361,6 +429,7 @@ impl Collector for OpenMetricsCollector {
                 Kind::Counter => MetricType::Counter,
                 Kind::Gauge => MetricType::Gauge,
                 Kind::Histogram => MetricType::Histogram,
+                Kind::Summary => continue,
             };
             let mut fam = encoder.encode_descriptor(base, &f.help, unit.as_ref(), ty)?;
             if f.label_names.is_empty() {
@@ -373,6 +442,7 @@ impl Collector for OpenMetricsCollector {
                         counts,
                         sum,
                     } => Hist(buckets, counts, *sum).encode(fam)?,
+                    OutValue::Summary { .. } => {}
                 }
                 continue;
             }
@@ -392,6 +462,7 @@ impl Collector for OpenMetricsCollector {
                         counts,
                         sum,
                     } => Hist(buckets, counts, *sum).encode(enc)?,
+                    OutValue::Summary { .. } => {}
                 }
             }
         }
@@ -461,6 +532,57 @@ req_total{path=\"/a\\\"b\\\\c\\nd\"} 3\n";
         assert!(t.contains("# UNIT lat_seconds seconds\n"), "{t}");
         assert!(t.contains("lat_seconds_bucket{le=\"+Inf\"} 3\n"), "{t}");
         assert!(t.ends_with("# EOF\n"), "{t}");
+    }
+
+    #[test]
+    fn readings_replace_histograms_and_summaries_declared_mid_call() {
+        let mut s = PipelineStore::new(vec![], 100);
+        s.declare(vec![]);
+        let decl = |n: &str, k: Kind, b: Vec<f64>| {
+            FamilyDecl::validate(
+                n.into(),
+                k,
+                "h".into(),
+                String::new(),
+                vec!["x".into()],
+                b,
+                &[],
+            )
+            .expect("valid")
+        };
+        s.declare_more(vec![
+            decl("rpc_seconds", Kind::Summary, vec![]),
+            decl("lat_seconds", Kind::Histogram, vec![1.0]),
+        ])
+        .expect("declared");
+        assert!(s
+            .declare_more(vec![decl("lat_seconds", Kind::Gauge, vec![])])
+            .is_err());
+        let r = s.apply(
+            vec![
+                (
+                    0,
+                    vec!["a".into()],
+                    Change::SetSummary(vec![(0.5, 0.1), (0.99, f64::NAN)], 3.0, 7),
+                ),
+                (1, vec!["a".into()], Change::SetHistogram(vec![4, 1], 2.5)),
+                (1, vec!["b".into()], Change::SetHistogram(vec![4], 2.5)),
+            ],
+            Semantics::Snapshot,
+        );
+        assert_eq!(r.applied, 2);
+        assert_eq!(r.rejected, vec![(crate::store::Reject::WrongOp, 1)]);
+        let mut e = Exposition::new();
+        e.add_store(&s);
+        let t = e.to_text();
+        assert!(t.contains("# TYPE rpc_seconds summary\nrpc_seconds{x=\"a\",quantile=\"0.5\"} 0.1\nrpc_seconds{x=\"a\",quantile=\"0.99\"} NaN\nrpc_seconds_sum{x=\"a\"} 3\nrpc_seconds_count{x=\"a\"} 7\n"), "{t}");
+        assert!(t.contains("lat_seconds_bucket{x=\"a\",le=\"1\"} 4\nlat_seconds_bucket{x=\"a\",le=\"+Inf\"} 5\n"), "{t}");
+        let om = e.to_openmetrics();
+        assert!(
+            om.contains("# TYPE rpc_seconds summary\n")
+                && om.ends_with("rpc_seconds_count{x=\"a\"} 7\n# EOF\n"),
+            "{om}"
+        );
     }
 
     #[test]

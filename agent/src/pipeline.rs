@@ -6,6 +6,7 @@
 //! counted as dropped, and a new instance is made after a back-off that
 //! doubles up to [`MAX_BACKOFF`] and resets after a successful call.
 use crate::config::{PipelineSpec, SourceSpec};
+use crate::runtime::bindings::process::exports::weir::plugin::process::Fields;
 use crate::runtime::{bindings::types, CallError, Instance, PluginCode, Runtime, World};
 use crate::sources::file::{checkpoint_path, Checkpoints, FileSourceSettings, Tailer};
 use crate::sources::Batch;
@@ -32,6 +33,7 @@ pub struct Prepared {
     code: PluginCode,
     instance: Instance,
     decls: Vec<FamilyDecl>,
+    fields: Fields,
 }
 
 /// How to name a pipeline's plugin in messages.
@@ -45,6 +47,8 @@ pub fn plugin_desc(spec: &PipelineSpec, code: &PluginCode) -> String {
 fn world_for(source: &SourceSpec) -> World {
     match source {
         SourceSpec::File { .. } | SourceSpec::Stdin | SourceSpec::Exec { .. } => World::Log,
+        SourceSpec::Http(_) => World::Http,
+        SourceSpec::Process { .. } => World::Process,
     }
 }
 
@@ -61,6 +65,7 @@ fn to_decls(spec: &PipelineSpec, families: Vec<types::Family>) -> Result<Vec<Fam
             types::MetricKind::Counter => Kind::Counter,
             types::MetricKind::Gauge => Kind::Gauge,
             types::MetricKind::Histogram => Kind::Histogram,
+            types::MetricKind::Summary => Kind::Summary,
         };
         out.push(FamilyDecl::validate(
             f.name,
@@ -81,7 +86,7 @@ fn instantiate(
     rt: &Runtime,
     spec: &PipelineSpec,
     code: &PluginCode,
-) -> Result<(Instance, Vec<FamilyDecl>), String> {
+) -> Result<(Instance, Vec<FamilyDecl>, Fields), String> {
     let desc = plugin_desc(spec, code);
     let mut inst = Instance::new(
         rt,
@@ -94,8 +99,9 @@ fn instantiate(
         CallError::Plugin(m) => format!("{desc}: init failed: {m}"),
         other => format!("{desc}: init failed: {other}"),
     })?;
+    let fields = decl.process_fields.unwrap_or(Fields::empty());
     let decls = to_decls(spec, decl.families).map_err(|e| format!("{desc}: {e}"))?;
-    Ok((inst, decls))
+    Ok((inst, decls, fields))
 }
 
 /// Build a pipeline aside: check the plugin fits the source, instantiate
@@ -111,12 +117,13 @@ pub fn prepare(rt: &Runtime, spec: PipelineSpec, code: PluginCode) -> Result<Pre
             want.as_str()
         ));
     }
-    let (instance, decls) = instantiate(rt, &spec, &code)?;
+    let (instance, decls, fields) = instantiate(rt, &spec, &code)?;
     Ok(Prepared {
         spec,
         code,
         instance,
         decls,
+        fields,
     })
 }
 
@@ -153,6 +160,7 @@ struct Worker {
     checkpoints: Option<Arc<Checkpoints>>,
     stop: Arc<AtomicBool>,
     backoff: Duration,
+    fields: Fields,
 }
 
 fn convert(updates: Vec<types::Update>) -> Vec<RawUpdate> {
@@ -164,6 +172,8 @@ fn convert(updates: Vec<types::Update>) -> Vec<RawUpdate> {
                 types::Change::Set(v) => Change::Set(v),
                 types::Change::Observe(v) => Change::Observe(vec![v]),
                 types::Change::ObserveMany(vs) => Change::Observe(vs),
+                types::Change::SetHistogram(h) => Change::SetHistogram(h.counts, h.sum),
+                types::Change::SetSummary(r) => Change::SetSummary(r.quantiles, r.sum, r.count),
             };
             (u.family, u.labels, change)
         })
@@ -190,8 +200,9 @@ impl Worker {
                 return false;
             }
             match instantiate(&self.rt, &self.spec, &self.code) {
-                Ok((inst, decls)) => {
+                Ok((inst, decls, fields)) => {
                     self.store.lock().declare(decls);
+                    self.fields = fields;
                     self.stats.up.store(true, Ordering::Relaxed);
                     tracing::info!(pipeline = %self.spec.name, "plugin restarted");
                     *slot = Some(inst);
@@ -221,7 +232,21 @@ impl Worker {
                         .inputs_rejected
                         .fetch_add(rejected_inputs, Ordering::Relaxed);
                 }
-                let applied = self.store.lock().apply(convert(out.updates), semantics);
+                let mut store = self.store.lock();
+                if !out.declare.is_empty() {
+                    let n = out.declare.len() as u64;
+                    let declared =
+                        to_decls(&self.spec, out.declare).and_then(|d| store.declare_more(d));
+                    if let Err(e) = declared {
+                        self.stats.rejected("declaration", n);
+                        tracing::warn!(
+                            "{}: family declared during a call refused: {e}",
+                            self.desc()
+                        );
+                    }
+                }
+                let applied = store.apply(convert(out.updates), semantics);
+                drop(store);
                 for (reason, n) in applied.rejected {
                     self.stats.rejected(reason.as_str(), n);
                 }
@@ -278,6 +303,143 @@ impl Worker {
     }
 }
 
+impl Worker {
+    /// Wait until `next`, waking early on stop. False when stopped.
+    fn wait_until(&self, next: Instant) -> bool {
+        while Instant::now() < next {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            std::thread::sleep((next - Instant::now()).min(Duration::from_millis(20)));
+        }
+        !self.stop.load(Ordering::Relaxed)
+    }
+
+    /// A snapshot that could not be taken: no stale values stay behind.
+    fn source_failed(&self, reason: &'static str, msg: &str) {
+        self.stats.source_error(reason);
+        if self.stats.source_up.swap(false, Ordering::Relaxed) {
+            tracing::warn!(pipeline = %self.spec.name, "source down: {msg}");
+        } else {
+            tracing::debug!(pipeline = %self.spec.name, "source still down: {msg}");
+        }
+        self.store.lock().clear_series();
+    }
+
+    fn source_ok(&self) {
+        if !self.stats.source_up.swap(true, Ordering::Relaxed) {
+            tracing::info!(pipeline = %self.spec.name, "source up");
+        }
+    }
+
+    fn run_http(
+        mut self,
+        mut slot: Option<Instance>,
+        settings: crate::sources::http::HttpSettings,
+    ) {
+        let url = settings.url.clone();
+        let interval = settings.interval;
+        let poller = match crate::sources::http::Poller::new(settings) {
+            Ok(p) => p,
+            Err(e) => {
+                self.source_failed("other", &e);
+                tracing::error!(pipeline = %self.spec.name, "{e}");
+                return;
+            }
+        };
+        let mut next = Instant::now();
+        while self.wait_until(next) {
+            next += interval;
+            if next < Instant::now() {
+                next = Instant::now() + interval;
+            }
+            let start = Instant::now();
+            let fetched = poller.poll();
+            self.stats.observe_poll(start.elapsed().as_secs_f64());
+            let fetched = match fetched {
+                Ok(f) => f,
+                Err(e) => {
+                    self.source_failed(e.reason(), &format!("{url}: {e}"));
+                    continue;
+                }
+            };
+            self.stats
+                .bytes_read
+                .fetch_add(fetched.body.len() as u64, Ordering::Relaxed);
+            self.stats.lines_read.fetch_add(1, Ordering::Relaxed);
+            if !self.ensure(&mut slot) {
+                return;
+            }
+            let Some(inst) = slot.as_mut() else { continue };
+            let response = crate::runtime::bindings::http::exports::weir::plugin::http::Response {
+                url: url.clone(),
+                status: fetched.status,
+                headers: fetched.headers,
+                body: fetched.body,
+            };
+            let t = Instant::now();
+            let result = inst.on_response(&response);
+            self.stats.observe_call(t.elapsed().as_secs_f64());
+            self.stats
+                .memory_bytes
+                .store(inst.memory_bytes() as u64, Ordering::Relaxed);
+            if self.handle(&mut slot, result, 1, Semantics::Snapshot) {
+                self.source_ok();
+            } else {
+                self.source_failed("plugin", "the plugin could not handle the response");
+            }
+        }
+    }
+
+    fn run_process(mut self, mut slot: Option<Instance>, interval: Duration) {
+        let scanner = match crate::sources::process::Scanner::new() {
+            Ok(s) => s,
+            Err(e) => {
+                self.source_failed("other", &e);
+                return;
+            }
+        };
+        let mut next = Instant::now();
+        while self.wait_until(next) {
+            next += interval;
+            if next < Instant::now() {
+                next = Instant::now() + interval;
+            }
+            if !self.ensure(&mut slot) {
+                return;
+            }
+            let start = Instant::now();
+            let scanned = scanner.scan(self.fields);
+            self.stats.observe_poll(start.elapsed().as_secs_f64());
+            let (scan, issues) = match scanned {
+                Ok(s) => s,
+                Err(e) => {
+                    self.source_failed("other", &e);
+                    continue;
+                }
+            };
+            self.stats
+                .scan_denied
+                .fetch_add(issues.denied, Ordering::Relaxed);
+            self.stats
+                .lines_read
+                .fetch_add(scan.processes.len() as u64, Ordering::Relaxed);
+            let Some(inst) = slot.as_mut() else { continue };
+            let t = Instant::now();
+            let result = inst.on_scan(&scan);
+            self.stats.observe_call(t.elapsed().as_secs_f64());
+            self.stats
+                .memory_bytes
+                .store(inst.memory_bytes() as u64, Ordering::Relaxed);
+            if self.handle(&mut slot, result, 1, Semantics::Snapshot) {
+                self.source_ok();
+            } else {
+                self.source_failed("plugin", "the plugin could not handle the scan");
+            }
+        }
+    }
+}
+
 impl Pipeline {
     /// Start a prepared pipeline. `store` is the previous store of a
     /// pipeline of the same name (a reload): families whose declaration is
@@ -295,6 +457,7 @@ impl Pipeline {
             code,
             instance,
             decls,
+            fields,
         } = prepared;
         let const_values: Vec<String> = spec.labels.values().cloned().collect();
         let store = store.unwrap_or_else(|| {
@@ -318,7 +481,7 @@ impl Pipeline {
             SourceSpec::File { .. } => Some(checkpoints.unwrap_or_else(|| {
                 Checkpoints::new(state_dir.map(|d| checkpoint_path(d, &spec.name)))
             })),
-            SourceSpec::Stdin | SourceSpec::Exec { .. } => None,
+            _ => None,
         };
         let mut child = None;
         let name = spec.name.clone();
@@ -369,6 +532,9 @@ impl Pipeline {
                     }
                 }
             }
+            // Snapshot sources poll on the plugin's thread: one poll, one
+            // call, one snapshot, in order.
+            SourceSpec::Http(_) | SourceSpec::Process { .. } => drop(tx),
             SourceSpec::Stdin => {
                 let st = stats.clone();
                 let (max, batch) = (spec.max_line_bytes, spec.batch_lines);
@@ -392,10 +558,16 @@ impl Pipeline {
             checkpoints: checkpoints.clone(),
             stop: stop.clone(),
             backoff: MIN_BACKOFF,
+            fields,
         };
+        let source = spec.source.clone();
         match spawn(
             "plugin",
-            Box::new(move || worker.run_log(Some(instance), rx)),
+            Box::new(move || match source {
+                SourceSpec::Http(settings) => worker.run_http(Some(instance), settings),
+                SourceSpec::Process { interval } => worker.run_process(Some(instance), interval),
+                _ => worker.run_log(Some(instance), rx),
+            }),
         ) {
             Ok(h) => threads.push(h),
             Err(e) => tracing::error!(pipeline = %spec.name, "cannot start plugin thread: {e}"),

@@ -3,6 +3,8 @@
 //! source instead of growing memory.
 pub mod exec;
 pub mod file;
+pub mod http;
+pub mod process;
 pub mod stdin;
 
 use crate::stats::PipelineStats;

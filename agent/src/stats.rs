@@ -106,6 +106,12 @@ pub struct PipelineStats {
     pub call_duration: Mutex<Hist>,
     /// Per-file figures, by path.
     pub files: Mutex<BTreeMap<String, FileStats>>,
+    /// Source failures by reason (polls, scans, commands).
+    pub source_errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Poll or scan durations.
+    pub poll_duration: Mutex<Hist>,
+    /// Files of /proc the scan was not allowed to read.
+    pub scan_denied: AtomicU64,
 }
 
 impl PipelineStats {
@@ -116,6 +122,14 @@ impl PipelineStats {
     /// Count refused updates.
     pub fn rejected(&self, reason: &'static str, n: u64) {
         *self.updates_rejected.lock().entry(reason).or_insert(0) += n;
+    }
+    /// Count a source failure.
+    pub fn source_error(&self, reason: &'static str) {
+        *self.source_errors.lock().entry(reason).or_insert(0) += 1;
+    }
+    /// Record a poll's duration.
+    pub fn observe_poll(&self, secs: f64) {
+        self.poll_duration.lock().observe(secs);
     }
     /// Record a call's duration.
     pub fn observe_call(&self, secs: f64) {

@@ -16,6 +16,8 @@ pub enum Kind {
     Gauge,
     /// Histogram with fixed buckets.
     Histogram,
+    /// Summary: quantiles computed elsewhere, set as read.
+    Summary,
 }
 
 impl Kind {
@@ -25,6 +27,7 @@ impl Kind {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
             Kind::Histogram => "histogram",
+            Kind::Summary => "summary",
         }
     }
 }
@@ -108,6 +111,11 @@ impl FamilyDecl {
                     "family \"{name}\": \"le\" is reserved for histogram buckets"
                 ));
             }
+            if kind == Kind::Summary && l == "quantile" {
+                return Err(format!(
+                    "family \"{name}\": \"quantile\" is reserved for summary quantiles"
+                ));
+            }
             if !seen.insert(l.as_str()) {
                 return Err(format!("family \"{name}\": label \"{l}\" appears twice"));
             }
@@ -157,6 +165,11 @@ pub enum Change {
     Set(f64),
     /// Observe values into a histogram.
     Observe(Vec<f64>),
+    /// Replace a histogram with a reading: counts per bucket (not
+    /// cumulative, `+Inf` last) and sum.
+    SetHistogram(Vec<u64>, f64),
+    /// Replace a summary with a reading: quantiles, sum, count.
+    SetSummary(Vec<(f64, f64)>, f64, u64),
 }
 
 /// Value of one series.
@@ -178,6 +191,15 @@ pub enum Value {
         counts: Vec<u64>,
         /// Sum of observations.
         sum: f64,
+    },
+    /// Summary as last read.
+    Summary {
+        /// (quantile, value) pairs.
+        quantiles: Vec<(f64, f64)>,
+        /// Sum.
+        sum: f64,
+        /// Count.
+        count: u64,
     },
 }
 
@@ -314,6 +336,25 @@ impl PipelineStore {
         self.series = self.families.iter().map(|f| f.series.len()).sum();
     }
 
+    /// Add families declared during a call. Refuses (and adds none of
+    /// them) if a name is already declared.
+    pub fn declare_more(&mut self, decls: Vec<FamilyDecl>) -> Result<(), String> {
+        for (i, d) in decls.iter().enumerate() {
+            if self.families.iter().any(|f| f.decl.name == d.name)
+                || decls[..i].iter().any(|o| o.name == d.name)
+            {
+                return Err(format!("family \"{}\" is already declared", d.name));
+            }
+        }
+        for d in decls {
+            self.families.push(FamilyState {
+                decl: Arc::new(d),
+                series: HashMap::new(),
+            });
+        }
+        Ok(())
+    }
+
     /// The declared families.
     pub fn families(&self) -> &[FamilyState] {
         &self.families
@@ -349,6 +390,11 @@ impl PipelineStore {
             let finite = match &change {
                 Change::Add(v) | Change::Set(v) => v.is_finite(),
                 Change::Observe(vs) => vs.iter().all(|v| v.is_finite()),
+                Change::SetHistogram(_, sum) => sum.is_finite(),
+                // A summary with no observations has NaN quantiles.
+                Change::SetSummary(qs, sum, _) => {
+                    !sum.is_infinite() && qs.iter().all(|(q, _)| q.is_finite())
+                }
             };
             if !finite {
                 res.reject(Reject::NotFinite);
@@ -363,8 +409,15 @@ impl PipelineStore {
                     res.reject(Reject::NegativeCounter);
                     continue;
                 }
+                (Kind::Histogram, Change::SetHistogram(counts, _))
+                    if counts.len() != decl.buckets.len() + 1 =>
+                {
+                    res.reject(Reject::WrongOp);
+                    continue;
+                }
                 (Kind::Counter | Kind::Gauge, Change::Add(_) | Change::Set(_))
-                | (Kind::Histogram, Change::Observe(_)) => {}
+                | (Kind::Histogram, Change::Observe(_) | Change::SetHistogram(..))
+                | (Kind::Summary, Change::SetSummary(..)) => {}
                 _ => {
                     res.reject(Reject::WrongOp);
                     continue;
@@ -397,6 +450,11 @@ impl PipelineStore {
                             counts: vec![0; nb + 1],
                             sum: 0.0,
                         },
+                        Kind::Summary => Value::Summary {
+                            quantiles: Vec::new(),
+                            sum: 0.0,
+                            count: 0,
+                        },
                     };
                     fam.series.entry(key.clone()).or_insert(init)
                 }
@@ -421,6 +479,22 @@ impl PipelineStore {
                         counts[i] += 1;
                         *sum += v;
                     }
+                }
+                (Value::Histogram { counts, sum }, Change::SetHistogram(c, s)) => {
+                    *counts = c;
+                    *sum = s;
+                }
+                (
+                    Value::Summary {
+                        quantiles,
+                        sum,
+                        count,
+                    },
+                    Change::SetSummary(q, s, n),
+                ) => {
+                    *quantiles = q;
+                    *sum = s;
+                    *count = n;
                 }
                 // Kind and change were checked together above.
                 _ => {}

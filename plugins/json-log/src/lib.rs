@@ -554,6 +554,9 @@ impl JsonLog {
                     (Kind::Histogram, None | Some("observe")) => Op::Observe,
                     (Kind::Gauge, None | Some("set")) => Op::Set,
                     (Kind::Gauge, Some("add")) => Op::Add,
+                    (Kind::Summary, _) => {
+                        return Err(format!("{ewhat}: summaries cannot be fed from log lines"))
+                    }
                     (_, Some(o)) => {
                         return Err(format!(
                             "{ewhat}: op \"{o}\" does not apply to {} \"{}\"",
@@ -633,6 +636,7 @@ fn kind_name(k: Kind) -> &'static str {
         Kind::Counter => "counter",
         Kind::Gauge => "gauge",
         Kind::Histogram => "histogram",
+        Kind::Summary => "summary",
     }
 }
 

@@ -164,10 +164,12 @@ impl RegexLog {
                 "counter" => Kind::Counter,
                 "gauge" => Kind::Gauge,
                 "histogram" => Kind::Histogram,
-                other => return Err(format!(
+                other => {
+                    return Err(format!(
                     "metrics[{i}] \"{}\": unknown type \"{other}\" (counter, gauge or histogram)",
                     m.name
-                )),
+                ))
+                }
             };
             if by_name.contains_key(&m.name) {
                 return Err(format!("metrics[{i}]: \"{}\" is declared twice", m.name));
@@ -236,6 +238,9 @@ impl RegexLog {
                     (Kind::Histogram, None | Some("observe")) => Op::Observe,
                     (Kind::Gauge, None | Some("set")) => Op::Set,
                     (Kind::Gauge, Some("add")) => Op::Add,
+                    (Kind::Summary, _) => {
+                        return Err(format!("{ewhat}: summaries cannot be fed from log lines"))
+                    }
                     (_, Some(o)) => {
                         return Err(format!(
                             "{ewhat}: op \"{o}\" does not apply to {:?} \"{}\"",

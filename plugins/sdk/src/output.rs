@@ -1,5 +1,7 @@
 //! Collects a call's updates, merging those that touch the same series.
-use crate::bindings::log_world::weir::plugin::types::{Change, Output as WitOutput, Update};
+use crate::bindings::log_world::weir::plugin::types::{
+    Change, Family, HistogramReading, Output as WitOutput, SummaryReading, Update,
+};
 use crate::FamilyId;
 use rustc_hash::FxHasher;
 use std::collections::HashMap;
@@ -17,6 +19,7 @@ pub struct Output {
     // hash of (family, labels) -> indexes into `updates` with that hash
     index: HashMap<u64, Vec<usize>, std::hash::BuildHasherDefault<NoHash>>,
     rejected: u32,
+    declare: Vec<Family>,
 }
 
 /// The keys are already hashes.
@@ -72,6 +75,63 @@ impl Output {
     /// Observe a value into a histogram.
     pub fn observe<S: AsRef<str>>(&mut self, family: FamilyId, labels: &[S], value: f64) {
         self.push(family, labels, Op::Observe, value)
+    }
+
+    /// Replace a histogram series with a reading taken elsewhere: `counts`
+    /// per declared bucket (not cumulative) plus one for `+Inf`.
+    pub fn set_histogram<S: AsRef<str>>(
+        &mut self,
+        family: FamilyId,
+        labels: &[S],
+        counts: Vec<u64>,
+        sum: f64,
+    ) {
+        self.push_raw(
+            family,
+            labels,
+            Change::SetHistogram(HistogramReading { counts, sum }),
+        );
+    }
+
+    /// Replace a summary series with a reading.
+    pub fn set_summary<S: AsRef<str>>(
+        &mut self,
+        family: FamilyId,
+        labels: &[S],
+        quantiles: Vec<(f64, f64)>,
+        sum: f64,
+        count: u64,
+    ) {
+        self.push_raw(
+            family,
+            labels,
+            Change::SetSummary(SummaryReading {
+                quantiles,
+                sum,
+                count,
+            }),
+        );
+    }
+
+    /// Declare a family during this call (families learnt from the data).
+    /// `already` is how many families exist (declared at init and in
+    /// earlier calls); the new family's id follows them and those declared
+    /// earlier in this call.
+    pub fn declare(&mut self, already: u32, family: crate::Families) -> Vec<FamilyId> {
+        let mut ids = Vec::new();
+        for f in family.into_wit() {
+            ids.push(FamilyId(already + self.declare.len() as u32));
+            self.declare.push(f);
+        }
+        ids
+    }
+
+    fn push_raw<S: AsRef<str>>(&mut self, family: FamilyId, labels: &[S], change: Change) {
+        self.updates.push(Update {
+            family: family.0,
+            labels: labels.iter().map(|l| l.as_ref().to_string()).collect(),
+            change,
+        });
     }
 
     /// Count one input the plugin could not make sense of.
@@ -150,6 +210,7 @@ impl Output {
         WitOutput {
             updates: self.updates,
             rejected: self.rejected,
+            declare: self.declare,
         }
     }
 }

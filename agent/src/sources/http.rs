@@ -1,0 +1,281 @@
+//! Polling an HTTP endpoint: GET, or POST with a body; http and https
+//! (rustls, webpki roots plus an optional custom CA, verification off only
+//! when asked); headers; basic and bearer auth with secrets read from an
+//! environment variable or a file at each poll and never logged; a timeout,
+//! a body size limit and the accepted status codes.
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where a secret comes from. The value is read at each poll, so a
+/// rotated secret is picked up, and it is never written to the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Secret {
+    /// An environment variable of the agent.
+    Env(String),
+    /// A file (trailing newline removed).
+    File(PathBuf),
+}
+
+impl Secret {
+    fn read(&self) -> Result<String, String> {
+        match self {
+            Secret::Env(v) => {
+                std::env::var(v).map_err(|_| format!("environment variable {v} is not set"))
+            }
+            Secret::File(p) => std::fs::read_to_string(p)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("cannot read secret file {}: {e}", p.display())),
+        }
+    }
+}
+
+/// Authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// HTTP basic.
+    Basic {
+        /// User name.
+        username: String,
+        /// Password.
+        password: Secret,
+    },
+    /// `Authorization: Bearer`.
+    Bearer(Secret),
+}
+
+/// Settings of an HTTP source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSettings {
+    /// URL to fetch.
+    pub url: String,
+    /// `GET` or `POST`.
+    pub method: String,
+    /// Request body (POST).
+    pub body: Option<String>,
+    /// Extra request headers.
+    pub headers: BTreeMap<String, String>,
+    /// Authentication.
+    pub auth: Option<Auth>,
+    /// Whole-request timeout.
+    pub timeout: Duration,
+    /// Largest body accepted.
+    pub max_body_bytes: usize,
+    /// Accepted status codes; empty means 200–299.
+    pub accept_status: Vec<u16>,
+    /// PEM file with extra root certificates.
+    pub ca_file: Option<PathBuf>,
+    /// Skip certificate verification (never by default).
+    pub insecure_skip_verify: bool,
+    /// Time between polls.
+    pub interval: Duration,
+}
+
+/// Why a poll failed; `reason()` labels `weir_source_errors_total`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PollError {
+    /// Could not connect.
+    Connect(String),
+    /// TLS handshake or certificate failure.
+    Tls(String),
+    /// Past the timeout.
+    Timeout,
+    /// Status not accepted.
+    Status(u16),
+    /// Body over the limit.
+    TooLarge(usize),
+    /// Too many redirects.
+    Redirect(String),
+    /// A secret could not be read.
+    Secret(String),
+    /// Anything else.
+    Other(String),
+}
+
+impl PollError {
+    /// Label value.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PollError::Connect(_) => "connect",
+            PollError::Tls(_) => "tls",
+            PollError::Timeout => "timeout",
+            PollError::Status(_) => "status",
+            PollError::TooLarge(_) => "too_large",
+            PollError::Redirect(_) => "redirect",
+            PollError::Secret(_) => "secret",
+            PollError::Other(_) => "other",
+        }
+    }
+
+    /// Every reason, for pre-registered series.
+    pub const REASONS: [&'static str; 8] = [
+        "connect",
+        "tls",
+        "timeout",
+        "status",
+        "too_large",
+        "redirect",
+        "secret",
+        "other",
+    ];
+}
+
+impl std::fmt::Display for PollError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PollError::Connect(e) => write!(f, "cannot connect: {e}"),
+            PollError::Tls(e) => write!(f, "TLS failed: {e}"),
+            PollError::Timeout => write!(f, "timed out"),
+            PollError::Status(s) => write!(f, "status {s} not accepted"),
+            PollError::TooLarge(n) => write!(f, "body larger than {n} bytes"),
+            PollError::Redirect(e) => write!(f, "redirects: {e}"),
+            PollError::Secret(e) => write!(f, "{e}"),
+            PollError::Other(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+/// A fetched response.
+pub struct Fetched {
+    /// Status code.
+    pub status: u16,
+    /// Headers, names lowercase.
+    pub headers: Vec<(String, String)>,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+/// A configured client. Create it on the thread that polls: the blocking
+/// client must not live inside an async runtime.
+pub struct Poller {
+    client: reqwest::blocking::Client,
+    settings: HttpSettings,
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+impl Poller {
+    /// Build the client.
+    pub fn new(settings: HttpSettings) -> Result<Self, String> {
+        let mut b = reqwest::blocking::Client::builder()
+            .timeout(settings.timeout)
+            .connect_timeout(settings.timeout)
+            .redirect(reqwest::redirect::Policy::limited(10))
+            .user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = &settings.ca_file {
+            let pem = std::fs::read(ca)
+                .map_err(|e| format!("cannot read ca_file {}: {e}", ca.display()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        if settings.insecure_skip_verify {
+            b = b.danger_accept_invalid_certs(true);
+        }
+        let client = b
+            .build()
+            .map_err(|e| format!("building the HTTP client: {}", chain(&e)))?;
+        Ok(Poller { client, settings })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &HttpSettings {
+        &self.settings
+    }
+
+    /// Fetch once.
+    pub fn poll(&self) -> Result<Fetched, PollError> {
+        let s = &self.settings;
+        let mut req = if s.method.eq_ignore_ascii_case("POST") {
+            self.client
+                .post(&s.url)
+                .body(s.body.clone().unwrap_or_default())
+        } else {
+            self.client.get(&s.url)
+        };
+        for (k, v) in &s.headers {
+            req = req.header(k, v);
+        }
+        match &s.auth {
+            Some(Auth::Basic { username, password }) => {
+                let p = password.read().map_err(PollError::Secret)?;
+                req = req.basic_auth(username, Some(p));
+            }
+            Some(Auth::Bearer(token)) => {
+                let t = token.read().map_err(PollError::Secret)?;
+                req = req.bearer_auth(t);
+            }
+            None => {}
+        }
+        let resp = req.send().map_err(classify)?;
+        let status = resp.status().as_u16();
+        let accepted = if s.accept_status.is_empty() {
+            (200..300).contains(&status)
+        } else {
+            s.accept_status.contains(&status)
+        };
+        if !accepted {
+            return Err(PollError::Status(status));
+        }
+        if resp
+            .content_length()
+            .is_some_and(|n| n as usize > s.max_body_bytes)
+        {
+            return Err(PollError::TooLarge(s.max_body_bytes));
+        }
+        let headers = resp
+            .headers()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.as_str().to_ascii_lowercase(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect();
+        let mut body = Vec::new();
+        let mut limited = resp.take(s.max_body_bytes as u64 + 1);
+        limited.read_to_end(&mut body).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::TimedOut {
+                PollError::Timeout
+            } else {
+                PollError::Other(format!("reading the body: {e}"))
+            }
+        })?;
+        if body.len() > s.max_body_bytes {
+            return Err(PollError::TooLarge(s.max_body_bytes));
+        }
+        Ok(Fetched {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+fn classify(e: reqwest::Error) -> PollError {
+    let text = chain(&e);
+    if e.is_timeout() {
+        PollError::Timeout
+    } else if e.is_redirect() {
+        PollError::Redirect(text)
+    } else if text.contains("certificate") || text.contains("tls") || text.contains("TLS") {
+        PollError::Tls(text)
+    } else if e.is_connect() {
+        PollError::Connect(text)
+    } else {
+        PollError::Other(text)
+    }
+}
