@@ -89,7 +89,7 @@ pub enum SourceSpec {
         command: Vec<String>,
     },
     /// Poll an HTTP endpoint; each response is a snapshot.
-    Http(crate::sources::http::HttpSettings),
+    Http(Box<crate::sources::http::HttpSettings>),
     /// Scan the process table; each scan is a snapshot.
     Process {
         /// Time between scans.
@@ -204,6 +204,8 @@ struct RawPipeline {
     labels: Option<Spanned<BTreeMap<String, String>>>,
 }
 
+// Parsed once per reload; boxing the large variant buys nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
 enum RawSource {
@@ -546,7 +548,7 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                         0
                     }
                 };
-                SourceSpec::Http(HttpSettings {
+                SourceSpec::Http(Box::new(HttpSettings {
                     url,
                     method,
                     body,
@@ -558,7 +560,7 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                     ca_file: ca_file.map(|f| base.join(f)),
                     insecure_skip_verify,
                     interval,
-                })
+                }))
             }
             RawSource::Process { interval } => {
                 let interval = match interval.map(|v| parse_duration(&v)) {

@@ -564,7 +564,7 @@ impl Pipeline {
         match spawn(
             "plugin",
             Box::new(move || match source {
-                SourceSpec::Http(settings) => worker.run_http(Some(instance), settings),
+                SourceSpec::Http(settings) => worker.run_http(Some(instance), *settings),
                 SourceSpec::Process { interval } => worker.run_process(Some(instance), interval),
                 _ => worker.run_log(Some(instance), rx),
             }),
