@@ -54,6 +54,59 @@ enum Command {
         #[arg(long, short = 'c')]
         config_dir: PathBuf,
     },
+    /// Run one plugin over sample input on stdin and print the exposition.
+    Test {
+        /// Built-in plugin name or path to a .wasm.
+        #[arg(long)]
+        plugin: String,
+        /// Plugin settings: a TOML file, or JSON if it ends in .json.
+        #[arg(long)]
+        plugin_config: Option<PathBuf>,
+        /// What stdin is: log lines, an HTTP response body, or (process)
+        /// nothing: a live scan of this host.
+        #[arg(long, value_enum, default_value_t = SourceKind::Log)]
+        source: SourceKind,
+        /// Compare with this file instead of printing; WEIR_BLESS=1
+        /// rewrites it.
+        #[arg(long)]
+        expect: Option<PathBuf>,
+        /// Memory limit of the plugin, e.g. 64MiB.
+        #[arg(long, default_value = "64MiB")]
+        memory_limit: String,
+    },
+    /// Show what a plugin targets, imports and exports, and the families
+    /// it declares for a config.
+    Inspect {
+        /// Built-in plugin name or path to a .wasm.
+        plugin: String,
+        /// Plugin settings: a TOML file, or JSON if it ends in .json.
+        #[arg(long)]
+        plugin_config: Option<PathBuf>,
+    },
+    /// Plugin authoring.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Create a plugin crate from a template that builds and has a test.
+    New {
+        /// Crate name.
+        name: String,
+        /// Where to create it.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SourceKind {
+    Log,
+    Http,
+    Process,
 }
 
 fn init_logging(level: &str, format: LogFormat) {
@@ -106,6 +159,84 @@ fn main() -> ExitCode {
             state_dir,
         } => run(&config_dir, listen, state_dir),
         Command::Check { config_dir } => check(&config_dir),
+        Command::Test {
+            plugin,
+            plugin_config,
+            source,
+            expect,
+            memory_limit,
+        } => {
+            let world = match source {
+                SourceKind::Log => weir::runtime::World::Log,
+                SourceKind::Http => weir::runtime::World::Http,
+                SourceKind::Process => weir::runtime::World::Process,
+            };
+            let mut limits = weir::runtime::Limits::default();
+            match config::parse_size(&toml::Value::String(memory_limit)) {
+                Ok(n) => limits.memory_bytes = n,
+                Err(e) => {
+                    eprintln!("error: --memory-limit: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            let out = weir::tools::run_test(
+                &plugin,
+                plugin_config.as_deref(),
+                world,
+                std::io::stdin(),
+                limits,
+            );
+            match (out, expect) {
+                (Ok(text), None) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                (Ok(text), Some(file)) => match weir::tools::expect(&text, &file) {
+                    Ok(true) => ExitCode::SUCCESS,
+                    Ok(false) => ExitCode::FAILURE,
+                    Err(e) => {
+                        eprintln!("error: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                },
+                (Err(e), _) => {
+                    eprintln!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Inspect {
+            plugin,
+            plugin_config,
+        } => match weir::tools::inspect(&plugin, plugin_config.as_deref()) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Plugin {
+            command: PluginCommand::New { name, dir },
+        } => match weir::tools::plugin_new(&name, &dir) {
+            Ok(d) => {
+                println!(
+                    "created {}
+  cd {}
+  cargo test
+  cargo build --release --target wasm32-wasip2",
+                    d.display(),
+                    d.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
     }
 }
 

@@ -267,6 +267,18 @@ impl tokio::io::AsyncWrite for LineWriter {
     }
 }
 
+/// What `describe` found.
+pub struct Description {
+    /// The world, or why none fits.
+    pub world: Result<World, String>,
+    /// Imported interface names.
+    pub imports: Vec<String>,
+    /// Exported interface names.
+    pub exports: Vec<String>,
+    /// Whether every import is provided by the agent.
+    pub link: Result<(), String>,
+}
+
 /// Why a call failed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum CallError {
@@ -448,6 +460,33 @@ impl Runtime {
             "the component exports no weir:plugin interface (log, http or process); it exports: [{}]",
             found.join(", ")
         )
+    }
+
+    /// What a component imports and exports, and which world it targets,
+    /// without linking it (for `weir inspect`).
+    pub fn describe(&self, bytes: &[u8]) -> Result<Description> {
+        let component = Component::new(&self.engine, bytes).map_err(|e| anyhow!("{e:#}"))?;
+        let ty = component.component_type();
+        let imports = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let exports = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let world = self.world_of(&component).map_err(|e| format!("{e:#}"));
+        let link = self
+            .linker
+            .instantiate_pre(&component)
+            .map(|_| ())
+            .map_err(|e| format!("{e:#}"));
+        Ok(Description {
+            world,
+            imports,
+            exports,
+            link,
+        })
     }
 
     /// The engine, for tests and tools.

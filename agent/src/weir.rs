@@ -18,3 +18,4 @@ pub mod server;
 pub mod sources;
 pub mod stats;
 pub mod store;
+pub mod tools;
