@@ -146,6 +146,10 @@ pub struct AgentSettings {
     pub state_dir: Option<PathBuf>,
     /// Whether `POST /-/reload` is served.
     pub reload_endpoint: bool,
+    /// TLS, credentials, allow-list.
+    pub security: crate::server::security::SecuritySettings,
+    /// Client limits.
+    pub limits: crate::server::ServerLimits,
 }
 
 /// A whole config directory.
@@ -181,6 +185,74 @@ struct RawServer {
     listen: Option<Spanned<String>>,
     #[serde(default)]
     reload_endpoint: bool,
+    tls: Option<RawTls>,
+    auth: Option<RawAuth>,
+    admin_auth: Option<RawAuth>,
+    #[serde(default)]
+    allow: Vec<String>,
+    max_connections: Option<usize>,
+    header_timeout: Option<toml::Value>,
+    request_timeout: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: String,
+    key_file: String,
+    client_ca_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    /// user -> bcrypt hash (`weir hash-password`).
+    #[serde(default)]
+    basic: BTreeMap<String, String>,
+    #[serde(default)]
+    bearer_token_files: Vec<String>,
+    bearer_token_env: Option<String>,
+}
+
+fn read_auth(
+    raw: Option<RawAuth>,
+    base: &Path,
+    key: &str,
+    errs: &mut Vec<String>,
+) -> crate::server::security::AuthSettings {
+    let mut out = crate::server::security::AuthSettings::default();
+    let Some(raw) = raw else { return out };
+    for (user, hash) in raw.basic {
+        if !hash.starts_with("$2") {
+            errs.push(format!(
+                "{key}.basic.{user}: not a bcrypt hash (make one with `weir hash-password`)"
+            ));
+        }
+        out.basic.insert(user, hash);
+    }
+    for f in raw.bearer_token_files {
+        let p = base.join(&f);
+        match std::fs::read_to_string(&p) {
+            Ok(t) if !t.trim().is_empty() => out.bearer_tokens.push(t.trim().to_string()),
+            Ok(_) => errs.push(format!(
+                "{key}.bearer_token_files: {} is empty",
+                p.display()
+            )),
+            Err(e) => errs.push(format!(
+                "{key}.bearer_token_files: cannot read {}: {e}",
+                p.display()
+            )),
+        }
+    }
+    if let Some(v) = raw.bearer_token_env {
+        match std::env::var(&v) {
+            Ok(t) if !t.trim().is_empty() => out.bearer_tokens.push(t.trim().to_string()),
+            _ => errs.push(format!(
+                "{key}.bearer_token_env: environment variable {v} is not set"
+            )),
+        }
+    }
+    out
 }
 
 #[derive(Deserialize)]
@@ -355,6 +427,8 @@ struct AgentSettingsPart {
     listen: Option<SocketAddr>,
     reload_endpoint: bool,
     state_dir: Option<PathBuf>,
+    security: crate::server::security::SecuritySettings,
+    limits: crate::server::ServerLimits,
 }
 
 fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed {
@@ -377,8 +451,56 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
     if raw.server.is_some() || raw.agent.is_some() {
         let mut part = AgentSettingsPart::default();
         if let Some(server) = raw.server {
+            let span = server.span();
             let server = server.into_inner();
             part.reload_endpoint = server.reload_endpoint;
+            let mut errs = Vec::new();
+            part.security.tls = server.tls.map(|t| crate::server::security::TlsSettings {
+                cert_file: base.join(t.cert_file),
+                key_file: base.join(t.key_file),
+                client_ca_file: t.client_ca_file.map(|c| base.join(c)),
+            });
+            part.security.auth = read_auth(server.auth, base, "server.auth", &mut errs);
+            part.security.admin_auth =
+                read_auth(server.admin_auth, base, "server.admin_auth", &mut errs);
+            for a in &server.allow {
+                let net = a
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from));
+                match net {
+                    Ok(n) => part.security.allow.push(n),
+                    Err(_) => errs.push(format!(
+                        "server.allow: \"{a}\" is not a network like 10.0.0.0/8"
+                    )),
+                }
+            }
+            if let Some(n) = server.max_connections {
+                part.limits.max_connections = n.max(1);
+            }
+            for (k, v, slot) in [
+                (
+                    "server.header_timeout",
+                    server.header_timeout,
+                    &mut part.limits.header_timeout,
+                ),
+                (
+                    "server.request_timeout",
+                    server.request_timeout,
+                    &mut part.limits.request_timeout,
+                ),
+            ] {
+                if let Some(v) = v {
+                    match parse_duration(&v) {
+                        Ok(d) if d >= Duration::from_millis(100) => *slot = d,
+                        Ok(_) => errs.push(format!("{k}: at least 100ms")),
+                        Err(e) => errs.push(format!("{k}: {e}")),
+                    }
+                }
+            }
+            for e in errs {
+                let (k, m) = e.split_once(": ").unwrap_or(("server", e.as_str()));
+                ctx.err(Some(span.clone()), k, m.to_string());
+            }
             if let Some(listen) = server.listen {
                 match listen.get_ref().parse::<SocketAddr>() {
                     Ok(a) => part.listen = Some(a),
@@ -753,6 +875,8 @@ pub fn load_dir(dir: &Path) -> Result<AgentConfig, Vec<ConfigError>> {
             listen,
             state_dir: part.state_dir,
             reload_endpoint: part.reload_endpoint,
+            security: part.security,
+            limits: part.limits,
         },
         pipelines,
     })

@@ -83,6 +83,13 @@ enum Command {
         #[arg(long)]
         plugin_config: Option<PathBuf>,
     },
+    /// Read a password on stdin and print its bcrypt hash, for
+    /// [server.auth] basic.
+    HashPassword {
+        /// bcrypt cost.
+        #[arg(long, default_value_t = 10)]
+        cost: u32,
+    },
     /// Plugin authoring.
     Plugin {
         #[command(subcommand)]
@@ -218,6 +225,25 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::HashPassword { cost } => {
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_err()
+                || line.trim_end_matches(['\n', '\r']).is_empty()
+            {
+                eprintln!("error: give the password on standard input");
+                return ExitCode::FAILURE;
+            }
+            match bcrypt::hash(line.trim_end_matches(['\n', '\r']), cost) {
+                Ok(h) => {
+                    println!("{h}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Plugin {
             command: PluginCommand::New { name, dir },
         } => match weir::tools::plugin_new(&name, &dir) {
@@ -342,6 +368,21 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
             return ExitCode::FAILURE;
         }
     };
+    let security = match weir::server::Security::new(
+        cfg.settings.security.clone(),
+        cfg.settings.limits.clone(),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!("server TLS: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let scheme = if security.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
     tokio_rt.block_on(async move {
         let listener = match weir::server::bind(listen).await {
             Ok(l) => l,
@@ -354,12 +395,12 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
             version = weir::agent::VERSION,
             config_dir = %dir.display(),
             state_dir = ?state_dir,
-            "weir listening on http://{listen}/metrics"
+            "weir listening on {scheme}://{listen}/metrics"
         );
         let a = agent.clone();
         let first = tokio::task::spawn_blocking(move || a.reload()).await;
         match first {
-            Ok(Ok(_)) => {}
+            Ok(Ok(s)) => tracing::info!("ready: {} pipeline(s)", s.added.len()),
             _ => {
                 tracing::error!("the configuration could not be loaded; not starting");
                 return ExitCode::FAILURE;
@@ -372,6 +413,7 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
         let ctx = Arc::new(weir::server::ServerCtx {
             agent: agent.clone(),
             reload: reload_tx,
+            security,
         });
         let server = tokio::spawn(weir::server::serve(listener, ctx));
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {

@@ -1,5 +1,7 @@
 //! The HTTP endpoint: `/metrics`, `/health`, `/ready`, a landing page at
-//! `/`, and `POST /-/reload` when enabled.
+//! `/`, and `POST /-/reload` when enabled; TLS, authentication, an
+//! allow-list and limits from [`security`].
+pub mod security;
 use crate::agent::Agent;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -19,10 +21,62 @@ use tokio::sync::{mpsc, Semaphore};
 pub const TEXT_04: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Content type of OpenMetrics 1.0.
 pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-/// Connections served at once; more wait in the kernel's backlog.
-const MAX_CONNECTIONS: usize = 64;
-/// Time allowed to send request headers.
-const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest life of one connection (keep-alive included).
+const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
+
+/// Limits on clients.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerLimits {
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Time allowed to send request headers (and the TLS handshake).
+    pub header_timeout: Duration,
+    /// Time allowed to answer one request.
+    pub request_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: 64,
+            header_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The server's security, built once at startup.
+pub struct Security {
+    /// TLS, if configured.
+    pub tls: Option<security::Tls>,
+    /// Credentials for reading.
+    pub read: security::Guard,
+    /// Credentials for admin routes, if separate.
+    pub admin: Option<security::Guard>,
+    /// Allowed networks.
+    pub allow: Vec<ipnet::IpNet>,
+    /// Limits.
+    pub limits: ServerLimits,
+}
+
+impl Security {
+    /// Build from settings; TLS files are read now, errors name them.
+    pub fn new(s: security::SecuritySettings, limits: ServerLimits) -> Result<Self, String> {
+        let tls = s.tls.map(security::Tls::new).transpose()?;
+        let admin = if s.admin_auth.is_empty() {
+            None
+        } else {
+            Some(security::Guard::new(s.admin_auth))
+        };
+        Ok(Security {
+            tls,
+            read: security::Guard::new(s.auth),
+            admin,
+            allow: s.allow,
+            limits,
+        })
+    }
+}
 
 /// What the server asks of the rest of the agent.
 pub struct ServerCtx {
@@ -30,6 +84,17 @@ pub struct ServerCtx {
     pub agent: Arc<Agent>,
     /// Where reload requests go (answered with the outcome).
     pub reload: mpsc::Sender<tokio::sync::oneshot::Sender<Result<String, String>>>,
+    /// TLS, credentials, allow-list and limits.
+    pub security: Security,
+}
+
+fn unauthorized() -> Response<Full<Bytes>> {
+    let mut r = respond(StatusCode::UNAUTHORIZED, "text/plain", "unauthorized\n");
+    r.headers_mut().insert(
+        hyper::header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"weir\", charset=\"UTF-8\""),
+    );
+    r
 }
 
 fn respond(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Response<Full<Bytes>> {
@@ -88,10 +153,55 @@ fn landing(agent: &Agent) -> String {
 
 async fn handle(
     ctx: Arc<ServerCtx>,
+    peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+    let timeout = ctx.security.limits.request_timeout;
+    match tokio::time::timeout(timeout, route(ctx, peer, req)).await {
+        Ok(r) => Ok(r),
+        Err(_) => Ok(respond(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "request timed out\n",
+        )),
+    }
+}
+
+async fn route(
+    ctx: Arc<ServerCtx>,
+    peer: SocketAddr,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     let agent = &ctx.agent;
-    let resp = match (req.method(), req.uri().path()) {
+    let path = req.uri().path();
+    let authorization = req
+        .headers()
+        .get(hyper::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    // /health stays open for liveness probes; it tells nothing.
+    if path != "/health" {
+        let sec = &ctx.security;
+        let verdict = if path.starts_with("/-/") {
+            match &sec.admin {
+                Some(admin) => admin.check(authorization.as_deref()),
+                None if !peer.ip().is_loopback() => security::Verdict::Unauthorized,
+                None => sec.read.check(authorization.as_deref()),
+            }
+        } else if sec.read.enabled() {
+            let s = ctx.clone();
+            // bcrypt is slow on purpose: keep it off the async workers.
+            tokio::task::spawn_blocking(move || s.security.read.check(authorization.as_deref()))
+                .await
+                .unwrap_or(security::Verdict::Unauthorized)
+        } else {
+            security::Verdict::Allow
+        };
+        if verdict != security::Verdict::Allow {
+            return unauthorized();
+        }
+    }
+    match (req.method(), req.uri().path()) {
         (&Method::GET | &Method::HEAD, "/metrics") => {
             let accept = req
                 .headers()
@@ -168,8 +278,7 @@ async fn handle(
             "text/plain",
             "not found; try /metrics\n",
         ),
-    };
-    Ok(resp)
+    }
 }
 
 /// Bind the listener (so errors show at startup).
@@ -177,15 +286,29 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
+async fn serve_conn<I>(io: I, ctx: Arc<ServerCtx>, peer: SocketAddr)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let header_timeout = ctx.security.limits.header_timeout;
+    let svc = service_fn(move |req| handle(ctx.clone(), peer, req));
+    let conn = http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .max_buf_size(16 << 10)
+        .serve_connection(TokioIo::new(io), svc);
+    let _ = tokio::time::timeout(MAX_CONNECTION_AGE, conn).await;
+}
+
 /// Serve until the task is dropped.
 pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Semaphore::new(ctx.security.limits.max_connections));
     loop {
         let permit = match slots.clone().acquire_owned().await {
             Ok(p) => p,
             Err(_) => return,
         };
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
                 tracing::warn!("accept failed: {e}");
@@ -193,16 +316,29 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>) {
                 continue;
             }
         };
+        if !security::allowed(&ctx.security.allow, peer.ip()) {
+            tracing::debug!(%peer, "connection refused by the allow-list");
+            drop(stream);
+            continue;
+        }
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            let svc = service_fn(move |req| handle(ctx.clone(), req));
-            let conn = http1::Builder::new()
-                .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
-                .max_buf_size(64 << 10)
-                .serve_connection(TokioIo::new(stream), svc);
-            // Bound a whole connection's life, slow readers included.
-            let _ = tokio::time::timeout(Duration::from_secs(120), conn).await;
+            match &ctx.security.tls {
+                Some(tls) => {
+                    let acceptor = tls.acceptor();
+                    let hs = tokio::time::timeout(
+                        ctx.security.limits.header_timeout,
+                        acceptor.accept(stream),
+                    )
+                    .await;
+                    match hs {
+                        Ok(Ok(s)) => serve_conn(s, ctx.clone(), peer).await,
+                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                }
+                None => serve_conn(stream, ctx.clone(), peer).await,
+            }
             drop(permit);
         });
     }

@@ -1,12 +1,27 @@
 //! Following files: globs re-evaluated, rotation by rename or copytruncate,
 //! truncation, deletion and re-creation, checkpoints that survive restarts.
 //!
-//! A file is known by device, inode and a fingerprint of its first bytes,
-//! so a reused inode or a copied file is not taken for one already read.
+//! A file is known by device and inode, plus a fingerprint of its first
+//! bytes (up to [`FINGERPRINT_BYTES`]) so that a reused inode, or a file
+//! emptied and written again, is not taken for the content already read.
+//!
+//! - **Rename** (`mv app.log app.log.1`, then a new `app.log`): the renamed
+//!   file is read to its end and kept open while it is still written to
+//!   (a daemon writes into it until it reopens its log), and let go after
+//!   [`ROTATE_WAIT`] without new data; the new file is read from its start.
+//!   If the globs also match the new name, the file is simply followed
+//!   under that name: it is never read twice.
+//! - **Deletion**: the same; the deleted file is held open and read out.
+//! - **Truncation and copytruncate**: a file shorter than what was read, or
+//!   whose first bytes changed, is read again from its start. Bytes read
+//!   while the file was being rewritten under us are checked the same way
+//!   before they are passed on.
+//!
 //! Offsets are checkpointed only once the plugin's updates for those lines
 //! are applied (the worker acknowledges each batch), so a crash never loses
 //! a line; it may count again at most the lines acknowledged since the
-//! last checkpoint write (one `CHECKPOINT_EVERY`).
+//! last checkpoint write, which happens every [`CHECKPOINT_EVERY`] while
+//! anything changed.
 use super::{decode_line, Batch};
 use crate::config::StartAt;
 use crate::stats::PipelineStats;
@@ -15,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -23,14 +38,20 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Sender;
 
 /// Bytes of a file's start used as its fingerprint.
-const FINGERPRINT_BYTES: usize = 256;
+pub const FINGERPRINT_BYTES: usize = 256;
 /// How often globs are expanded again.
 const RESCAN_EVERY: Duration = Duration::from_millis(500);
-/// How often acknowledged offsets are written to disk.
+/// How often acknowledged offsets are written to disk (when they changed).
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
+/// A file renamed away or deleted is let go once it got no new data for
+/// this long.
+pub const ROTATE_WAIT: Duration = Duration::from_secs(5);
 /// Sleep between polls when no file had new data.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 const READ_CHUNK: usize = 256 << 10;
+/// With `start_at = "end"`, how far back from the end a line start is
+/// looked for, so that a line being written at startup is read whole.
+const LINE_START_WINDOW: u64 = 64 << 10;
 
 /// Identity of a file across renames and restarts.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -38,9 +59,15 @@ pub struct FileKey {
     dev: u64,
     ino: u64,
     /// Length of the fingerprinted prefix (less than FINGERPRINT_BYTES for
-    /// a file that was shorter when first seen).
+    /// a file that was shorter when last looked at).
     fp_len: usize,
     fp: u64,
+}
+
+impl FileKey {
+    fn same_inode(&self, md: &std::fs::Metadata) -> bool {
+        self.dev == md.dev() && self.ino == md.ino()
+    }
 }
 
 fn fnv(bytes: &[u8]) -> u64 {
@@ -52,30 +79,93 @@ fn fnv(bytes: &[u8]) -> u64 {
     h
 }
 
-fn prefix(file: &mut File, len: usize) -> std::io::Result<Vec<u8>> {
+/// Up to `len` bytes from the start of `file` (the read position is not
+/// moved).
+fn prefix(file: &File, len: usize) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
-    let pos = file.stream_position()?;
-    file.seek(SeekFrom::Start(0))?;
     let mut got = 0;
     while got < len {
-        let n = file.read(&mut buf[got..])?;
+        let n = file.read_at(&mut buf[got..], got as u64)?;
         if n == 0 {
             break;
         }
         got += n;
     }
     buf.truncate(got);
-    file.seek(SeekFrom::Start(pos))?;
     Ok(buf)
+}
+
+/// The key of an open file, fingerprinting what its start holds now.
+fn identify(file: &File) -> std::io::Result<FileKey> {
+    let md = file.metadata()?;
+    let bytes = prefix(file, FINGERPRINT_BYTES)?;
+    Ok(FileKey {
+        dev: md.dev(),
+        ino: md.ino(),
+        fp_len: bytes.len(),
+        fp: fnv(&bytes),
+    })
+}
+
+/// What the start of a followed file says about it.
+#[derive(Debug, PartialEq)]
+enum Prefix {
+    /// Still the content the key describes.
+    Same,
+    /// The same, and longer than the key's fingerprint: a better key.
+    Longer(FileKey),
+    /// Not the content the key describes (emptied and written again).
+    Changed,
+}
+
+fn check_prefix(file: &File, key: &FileKey) -> std::io::Result<Prefix> {
+    let bytes = prefix(file, FINGERPRINT_BYTES)?;
+    if bytes.len() < key.fp_len || fnv(&bytes[..key.fp_len]) != key.fp {
+        return Ok(Prefix::Changed);
+    }
+    if bytes.len() > key.fp_len {
+        return Ok(Prefix::Longer(FileKey {
+            fp_len: bytes.len(),
+            fp: fnv(&bytes),
+            ..key.clone()
+        }));
+    }
+    Ok(Prefix::Same)
+}
+
+/// Where "the end" of a file is for `start_at = "end"`: after its last
+/// newline, so that a line being written now is read whole. Returns the
+/// offset and whether the bytes from there up to the next newline are to
+/// be skipped (a line longer than the window).
+fn line_start_near_end(file: &File, size: u64) -> (u64, bool) {
+    let from = size.saturating_sub(LINE_START_WINDOW);
+    let mut buf = vec![0u8; (size - from) as usize];
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], from + got as u64) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    if got < buf.len() {
+        return (size, false);
+    }
+    match memchr::memrchr(b'\n', &buf) {
+        Some(i) => (from + i as u64 + 1, false),
+        None if from == 0 => (0, false),
+        None => (size, true),
+    }
 }
 
 /// Offsets acknowledged per file, shared by the tailer (which registers
 /// files) and the plugin worker (which acknowledges batches).
-#[derive(Default, Debug)]
+#[derive(Debug)]
 pub struct Checkpoints {
     entries: Mutex<HashMap<u64, Entry>>,
     path: Option<PathBuf>,
     dirty: AtomicBool,
+    /// Held while writing; when the last write was made.
+    written: Mutex<Instant>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -97,6 +187,7 @@ impl Checkpoints {
             entries: Mutex::new(HashMap::new()),
             path,
             dirty: AtomicBool::new(false),
+            written: Mutex::new(Instant::now()),
         })
     }
 
@@ -122,13 +213,17 @@ impl Checkpoints {
     }
 
     /// The plugin applied a batch that ended at `offset` of file `id`.
+    /// Writes the checkpoints when the last write is older than
+    /// [`CHECKPOINT_EVERY`], so the bound on lines counted again after a
+    /// crash holds even while the tailer waits on a busy plugin.
     pub fn ack(&self, id: u64, offset: u64) {
         if let Some(e) = self.entries.lock().get_mut(&id) {
-            if offset > e.offset || offset == 0 {
+            if offset > e.offset {
                 e.offset = offset;
+                self.dirty.store(true, Ordering::Relaxed);
             }
-            self.dirty.store(true, Ordering::Relaxed);
         }
+        self.persist_if_due();
     }
 
     fn register(&self, id: u64, path: &str, key: FileKey, offset: u64) {
@@ -143,20 +238,52 @@ impl Checkpoints {
         self.dirty.store(true, Ordering::Relaxed);
     }
 
+    /// A followed file has a new name or a longer fingerprint.
+    fn update(&self, id: u64, path: &str, key: &FileKey) {
+        if let Some(e) = self.entries.lock().get_mut(&id) {
+            e.path = path.to_string();
+            e.key = key.clone();
+            self.dirty.store(true, Ordering::Relaxed);
+        }
+    }
+
     fn forget(&self, id: u64) {
         self.entries.lock().remove(&id);
         self.dirty.store(true, Ordering::Relaxed);
     }
 
-    /// Write to disk if anything changed (atomic: temp file, then rename).
+    /// Write if anything changed and the last write is [`CHECKPOINT_EVERY`]
+    /// old; never waits for a write in progress.
+    pub fn persist_if_due(&self) {
+        if self.path.is_none() || !self.dirty.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Some(mut last) = self.written.try_lock() {
+            if last.elapsed() >= CHECKPOINT_EVERY {
+                *last = Instant::now();
+                self.write();
+            }
+        }
+    }
+
+    /// Write to disk now if anything changed (atomic: temp file, then
+    /// rename).
     pub fn persist(&self) {
+        let mut last = self.written.lock();
+        *last = Instant::now();
+        self.write();
+    }
+
+    /// The caller holds `written`.
+    fn write(&self) {
         let Some(p) = &self.path else {
             return;
         };
         if !self.dirty.swap(false, Ordering::Relaxed) {
             return;
         }
-        let files: Vec<Entry> = self.entries.lock().values().cloned().collect();
+        let mut files: Vec<Entry> = self.entries.lock().values().cloned().collect();
+        files.sort_by(|a, b| a.path.cmp(&b.path));
         let data = match serde_json::to_vec(&OnDisk { files }) {
             Ok(d) => d,
             Err(_) => return,
@@ -191,7 +318,10 @@ pub struct FileSourceSettings {
 }
 
 struct Tracked {
+    /// Checkpoint entry; a new one after each truncation, so that late
+    /// acknowledgements of the old content cannot move the new offset.
     id: u64,
+    /// The name it is followed under.
     path: String,
     origin: Arc<str>,
     file: File,
@@ -202,8 +332,11 @@ struct Tracked {
     partial: Vec<u8>,
     /// The line in `partial` was already cut; drop bytes until newline.
     skipping: bool,
-    /// Renamed or deleted: read to the end, then let go.
-    draining: bool,
+    /// Since when no followed path names the file (renamed away or
+    /// deleted): it is read until it has been quiet for `ROTATE_WAIT`.
+    moved: Option<Instant>,
+    /// When bytes were last read from it.
+    last_data: Instant,
 }
 
 /// Follows a set of files until `stop` is set or the receiver goes away.
@@ -218,6 +351,10 @@ pub struct Tailer {
     saved: Vec<Entry>,
     first_scan: bool,
     buf: Vec<u8>,
+    /// Names whose file went away (deleted, or renamed with nothing in its
+    /// place yet), looked at on every poll rather than every rescan, so
+    /// that a file created there is followed at once.
+    waiting: Vec<(String, Instant)>,
 }
 
 /// A batch plus where it ends, for acknowledgement.
@@ -244,31 +381,8 @@ impl Tailer {
             saved,
             first_scan: true,
             buf: vec![0; READ_CHUNK],
+            waiting: Vec::new(),
         }
-    }
-
-    fn identify(file: &mut File) -> std::io::Result<FileKey> {
-        let md = file.metadata()?;
-        let len = (md.len() as usize).min(FINGERPRINT_BYTES);
-        let bytes = prefix(file, len)?;
-        Ok(FileKey {
-            dev: md.dev(),
-            ino: md.ino(),
-            fp_len: bytes.len(),
-            fp: fnv(&bytes),
-        })
-    }
-
-    /// Whether `key` (taken when the file was shorter) still describes the
-    /// file: same inode and the same first bytes.
-    fn same_file(key: &FileKey, file: &mut File) -> bool {
-        let Ok(md) = file.metadata() else {
-            return false;
-        };
-        if md.dev() != key.dev || md.ino() != key.ino || (md.len() as usize) < key.fp_len {
-            return false;
-        }
-        matches!(prefix(file, key.fp_len), Ok(b) if fnv(&b) == key.fp)
     }
 
     fn expand(&self) -> Vec<String> {
@@ -290,43 +404,106 @@ impl Tailer {
         out
     }
 
+    /// Look at `paths` (all matches of the globs, or names just vacated by
+    /// a rotation): a file already followed is recognised by its inode
+    /// under whatever name it has now; any other file is opened.
+    fn scan(&mut self, paths: Vec<String>) {
+        let mut fresh = Vec::new();
+        for p in paths {
+            let Ok(md) = std::fs::metadata(&p) else {
+                continue;
+            };
+            if !md.is_file() {
+                continue;
+            }
+            // Every followed file is held open, so its inode cannot be
+            // reused: the inode alone is a sure match here.
+            match self.files.iter().position(|t| t.key.same_inode(&md)) {
+                Some(i) => self.found_at(i, &p),
+                None => fresh.push(p),
+            }
+        }
+        for p in fresh {
+            if !self.files.iter().any(|t| t.path == p && t.moved.is_none()) {
+                self.open(&p);
+            }
+        }
+    }
+
+    /// Followed file `i` is at `p`.
+    fn found_at(&mut self, i: usize, p: &str) {
+        let t = &mut self.files[i];
+        if t.path == p {
+            if t.moved.take().is_some() {
+                tracing::debug!(path = p, "file back at its path");
+            }
+            return;
+        }
+        if t.moved.is_none() {
+            let still_there = std::fs::metadata(&t.path)
+                .map(|md| t.key.same_inode(&md))
+                .unwrap_or(false);
+            if still_there {
+                // A second name for the same file (a hard link): read once.
+                return;
+            }
+            self.stats.file(&t.path, |f| f.rotations += 1);
+        }
+        tracing::info!(from = %t.path, to = p, "file renamed; following it under its new name");
+        t.path = p.to_string();
+        t.origin = Arc::from(p);
+        t.moved = None;
+        self.checkpoints.update(t.id, &t.path, &t.key);
+    }
+
     fn open(&mut self, path: &str) {
         let Ok(mut file) = File::open(path) else {
             return;
         };
-        let Ok(key) = Self::identify(&mut file) else {
+        let Ok(key) = identify(&file) else {
             return;
         };
         let Ok(md) = file.metadata() else {
             return;
         };
-        // A file we follow already under another name (renamed), or twice.
         if self
             .files
             .iter()
-            .any(|t| t.key.dev == key.dev && t.key.ino == key.ino && !t.draining)
+            .any(|t| t.key.dev == key.dev && t.key.ino == key.ino)
         {
             return;
         }
         let size = md.len();
-        let saved = self.saved.iter().position(|e| {
-            e.key.dev == key.dev && e.key.ino == key.ino && {
-                let mut f2 = match File::open(path) {
-                    Ok(f) => f,
-                    Err(_) => return false,
-                };
-                Self::same_file(&e.key, &mut f2)
-            }
-        });
-        let (offset, key) = match saved {
+        let mut skipping = false;
+        let saved = self
+            .saved
+            .iter()
+            .position(|e| e.key.dev == key.dev && e.key.ino == key.ino);
+        let offset = match saved {
             Some(i) => {
                 let e = self.saved.remove(i);
-                // Resume; a file that shrank meanwhile was truncated.
-                let off = if e.offset <= size { e.offset } else { 0 };
-                (off, e.key)
+                let same = matches!(
+                    check_prefix(&file, &e.key),
+                    Ok(Prefix::Same | Prefix::Longer(_))
+                );
+                if same && e.offset <= size {
+                    e.offset
+                } else {
+                    // Truncated, rewritten, or a new file on a reused
+                    // inode: all of it was written after the checkpoint.
+                    tracing::info!(
+                        path,
+                        "file changed since its checkpoint; reading it from the start"
+                    );
+                    0
+                }
             }
-            None if self.first_scan && self.settings.start_at == StartAt::End => (size, key),
-            None => (0, key),
+            None if self.first_scan && self.settings.start_at == StartAt::End => {
+                let (offset, skip) = line_start_near_end(&file, size);
+                skipping = skip;
+                offset
+            }
+            None => 0,
         };
         if file.seek(SeekFrom::Start(offset)).is_err() {
             return;
@@ -343,107 +520,149 @@ impl Tailer {
             key,
             offset,
             partial: Vec::new(),
-            skipping: false,
-            draining: false,
+            skipping,
+            moved: None,
+            last_data: Instant::now(),
         });
     }
 
     /// Run until stopped.
     pub fn run(mut self) {
-        let mut last_scan = Instant::now() - RESCAN_EVERY;
-        let mut last_checkpoint = Instant::now();
+        let mut last_scan: Option<Instant> = None;
         while !self.stop.load(Ordering::Relaxed) {
-            if last_scan.elapsed() >= RESCAN_EVERY {
-                last_scan = Instant::now();
-                for p in self.expand() {
-                    let followed = self.files.iter().any(|t| t.path == p && !t.draining);
-                    if !followed {
-                        self.open(&p);
-                    }
-                }
+            let vacated = self.check_files();
+            if last_scan.is_none_or(|t| t.elapsed() >= RESCAN_EVERY) {
+                last_scan = Some(Instant::now());
+                let paths = self.expand();
+                self.scan(paths);
                 self.first_scan = false;
-                self.check_rotation();
+            } else {
+                // The file that took a rotated file's name, or that is
+                // created again where one was deleted: at once.
+                let mut paths = vacated;
+                let files = &self.files;
+                self.waiting.retain(|(p, since)| {
+                    since.elapsed() < ROTATE_WAIT
+                        && !files.iter().any(|t| t.path == *p && t.moved.is_none())
+                });
+                paths.extend(
+                    self.waiting
+                        .iter()
+                        .filter(|(p, _)| std::fs::metadata(p).is_ok())
+                        .map(|(p, _)| p.clone()),
+                );
+                if !paths.is_empty() {
+                    self.scan(paths);
+                }
             }
             let mut progressed = false;
-            let mut i = 0;
-            while i < self.files.len() {
+            for i in 0..self.files.len() {
                 match self.read_available(i) {
                     Ok(n) => progressed |= n > 0,
                     Err(Closed) => return,
                 }
-                if self.files[i].draining {
-                    self.flush_partial(i);
-                    let t = self.files.remove(i);
-                    // Its last batch may still be in flight; it was
-                    // acknowledged or will be. Forget it once read.
-                    self.checkpoints.forget(t.id);
-                    tracing::debug!(path = %t.path, "released rotated file");
-                    continue;
-                }
-                i += 1;
             }
-            if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
-                last_checkpoint = Instant::now();
-                self.checkpoints.persist();
+            if self.release_quiet().is_err() {
+                return;
             }
+            self.checkpoints.persist_if_due();
             if !progressed {
                 std::thread::sleep(IDLE_POLL);
-                // Rotation is checked on every idle poll too: a renamed
-                // file is drained at once and the new one picked up.
-                self.check_rotation();
             }
         }
     }
 
-    /// Compare each followed file with what its path names now.
-    fn check_rotation(&mut self) {
-        let mut reopen = Vec::new();
-        for t in &mut self.files {
-            if t.draining {
+    /// Compare each followed file with what its path names now; returns
+    /// the paths that now name another file.
+    fn check_files(&mut self) -> Vec<String> {
+        let mut vacated = Vec::new();
+        for i in 0..self.files.len() {
+            let t = &mut self.files[i];
+            if t.moved.is_some() {
                 continue;
             }
-            let current = std::fs::metadata(&t.path);
-            let size_now = t.file.metadata().map(|m| m.len()).unwrap_or(0);
-            match current {
-                Ok(md) if md.dev() == t.key.dev && md.ino() == t.key.ino => {
-                    if size_now < t.offset {
-                        // copytruncate or truncation: start again at 0.
-                        let _ = t.file.seek(SeekFrom::Start(0));
-                        t.offset = 0;
-                        t.partial.clear();
-                        t.skipping = false;
-                        self.stats.file(&t.path, |f| f.truncations += 1);
-                        self.checkpoints.ack(t.id, 0);
-                        tracing::info!(path = %t.path, "file truncated; reading from the start");
+            match std::fs::metadata(&t.path) {
+                Ok(md) if t.key.same_inode(&md) => self.check_content(i),
+                found => {
+                    // Renamed away (perhaps with a new file in its place)
+                    // or deleted: read it out, follow what has its name.
+                    t.moved = Some(Instant::now());
+                    self.stats.file(&t.path, |f| f.rotations += 1);
+                    if found.is_ok() {
+                        tracing::info!(path = %t.path, "file rotated; reading the new file from its start");
+                        vacated.push(t.path.clone());
+                    } else {
+                        tracing::info!(path = %t.path, "file renamed or deleted; reading it to its end");
+                        self.waiting.push((t.path.clone(), Instant::now()));
                     }
-                }
-                Ok(_) => {
-                    // Renamed away and a new file created in its place:
-                    // finish the old one, then follow the new one.
-                    t.draining = true;
-                    self.stats.file(&t.path, |f| f.rotations += 1);
-                    reopen.push(t.path.clone());
-                    tracing::info!(path = %t.path, "file rotated");
-                }
-                Err(_) => {
-                    // Deleted (or renamed with nothing new yet).
-                    t.draining = true;
-                    self.stats.file(&t.path, |f| f.rotations += 1);
                 }
             }
         }
-        for p in reopen {
-            // The replacement is new: read it from the start.
-            let first = self.first_scan;
-            self.first_scan = false;
-            self.open(&p);
-            self.first_scan = first;
+        vacated
+    }
+
+    /// Truncation of followed file `i`: shorter than what was read, or its
+    /// first bytes changed. Also lengthens a short fingerprint.
+    fn check_content(&mut self, i: usize) {
+        let t = &mut self.files[i];
+        let Ok(size) = t.file.metadata().map(|m| m.len()) else {
+            return;
+        };
+        match check_prefix(&t.file, &t.key) {
+            _ if size < t.offset => self.restart(i),
+            Ok(Prefix::Changed) => self.restart(i),
+            Ok(Prefix::Longer(key)) => {
+                t.key = key;
+                self.checkpoints.update(t.id, &t.path, &t.key);
+            }
+            Ok(Prefix::Same) | Err(_) => {}
         }
+    }
+
+    /// File `i` was truncated (copytruncate, `: > file`): read it again
+    /// from its start, under a new checkpoint entry.
+    fn restart(&mut self, i: usize) {
+        let t = &mut self.files[i];
+        let _ = t.file.seek(SeekFrom::Start(0));
+        t.offset = 0;
+        t.partial.clear();
+        t.skipping = false;
+        if let Ok(key) = identify(&t.file) {
+            t.key = key;
+        }
+        self.checkpoints.forget(t.id);
+        t.id = self.next_id;
+        self.next_id += 1;
+        self.checkpoints.register(t.id, &t.path, t.key.clone(), 0);
+        self.stats.file(&t.path, |f| f.truncations += 1);
+        tracing::info!(path = %t.path, "file truncated; reading it from the start");
+    }
+
+    /// Let go of rotated files that have been quiet for `ROTATE_WAIT`.
+    fn release_quiet(&mut self) -> Result<(), Closed> {
+        let mut i = 0;
+        while i < self.files.len() {
+            let t = &self.files[i];
+            let quiet = t
+                .moved
+                .is_some_and(|m| m.max(t.last_data).elapsed() >= ROTATE_WAIT);
+            if !quiet {
+                i += 1;
+                continue;
+            }
+            self.flush_partial(i)?;
+            let t = self.files.remove(i);
+            // Its last batch may still be in flight: a late
+            // acknowledgement of a forgotten entry is ignored.
+            self.checkpoints.forget(t.id);
+            tracing::debug!(path = %t.path, "released rotated file");
+        }
+        Ok(())
     }
 
     fn read_available(&mut self, i: usize) -> Result<usize, Closed> {
         let mut total = 0;
-        loop {
+        while !self.stop.load(Ordering::Relaxed) {
             let t = &mut self.files[i];
             let n = match t.file.read(&mut self.buf) {
                 Ok(0) => break,
@@ -454,6 +673,14 @@ impl Tailer {
                     break;
                 }
             };
+            // Bytes read while the file was emptied and written again come
+            // from the middle of the new content: checked before use.
+            if matches!(check_prefix(&t.file, &t.key), Ok(Prefix::Changed)) {
+                self.restart(i);
+                total += n;
+                continue;
+            }
+            t.last_data = Instant::now();
             total += n;
             let lines = self.split(i, n);
             let t = &self.files[i];
@@ -531,21 +758,21 @@ impl Tailer {
     }
 
     /// A rotated file ends without a newline: its last line is complete.
-    fn flush_partial(&mut self, i: usize) {
+    fn flush_partial(&mut self, i: usize) -> Result<(), Closed> {
         let t = &mut self.files[i];
         if t.partial.is_empty() || t.skipping {
-            return;
+            return Ok(());
         }
         let (l, _) = decode_line(&t.partial, self.settings.max_line_bytes);
         t.offset += t.partial.len() as u64;
         t.partial.clear();
         self.stats.lines_read.fetch_add(1, Ordering::Relaxed);
-        let _ = self.send(i, vec![l]);
+        self.send(i, vec![l])
     }
 
     fn send(&mut self, i: usize, mut lines: Vec<String>) -> Result<(), Closed> {
         let t = &self.files[i];
-        let max = self.settings.batch_lines;
+        let max = self.settings.batch_lines.max(1);
         while !lines.is_empty() {
             let rest = if lines.len() > max {
                 lines.split_off(max)
