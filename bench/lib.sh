@@ -33,23 +33,6 @@ ticks_to_s() { awk -v t="$1" -v h="$CLK_TCK" 'BEGIN{printf "%.2f", t/h}'; }
 # Peak resident set (VmHWM) of PID in KiB.
 proc_peak_rss_kb() { awk '/^VmHWM:/{print $2}' "/proc/$1/status" 2>/dev/null || echo "?"; }
 
-# Sum of all samples of metric NAME (any labels) at URL; prints an integer
-# (0 when the metric is absent), or nothing when the endpoint is unreachable.
-metric_sum() {
-  local url=$1 name=$2 body
-  body=$(curl -s --max-time 2 "$url") || return 1
-  awk -v n="$name" '
-    index($0, n) == 1 {
-      rest = substr($0, length(n) + 1)
-      c = substr(rest, 1, 1)
-      if (c != "{" && c != " ") next
-      sub(/^\{.*\}/, "", rest)          # drop label set
-      split(rest, f, " ")
-      s += f[1]
-    }
-    END { printf "%.0f\n", s }' <<<"$body"
-}
-
 # wait_http URL PID TIMEOUT_S: until URL answers 200; fails if PID dies or timeout.
 wait_http() {
   local url=$1 pid=$2 deadline=$(( $(date +%s) + $3 ))
@@ -65,28 +48,11 @@ wait_http() {
 }
 
 # wait_metric_sum URL NAME TARGET PID TIMEOUT_S [POLL_S]
-# Polls until sum(NAME) >= TARGET.  Prints "elapsed_s last_value polls" and
-# returns 0 on success, 1 on timeout / process death (still printing).
+# Polls until sum(NAME) >= TARGET (bench/poll-metric.py: one light process).
+# Prints "elapsed_s last_value polls"; returns 0 on success, 1 on timeout or
+# process death (still printing).
 wait_metric_sum() {
-  local url=$1 name=$2 target=$3 pid=$4 timeout=$5 poll=${6:-0.1}
-  local t0 t v=0 polls=0
-  t0=$(now)
-  while :; do
-    v=$(metric_sum "$url" "$name" || echo "${v:-0}")
-    v=${v:-0}
-    polls=$((polls + 1))
-    t=$(now)
-    if (( v >= target )); then
-      echo "$(fsub "$t" "$t0") $v $polls"; return 0
-    fi
-    if ! kill -0 "$pid" 2>/dev/null; then
-      echo "$(fsub "$t" "$t0") $v $polls"; echo "process $pid died" >&2; return 1
-    fi
-    if awk -v a="$(fsub "$t" "$t0")" -v b="$timeout" 'BEGIN{exit !(a >= b)}'; then
-      echo "$(fsub "$t" "$t0") $v $polls"; echo "timeout after ${timeout}s (value $v < $target)" >&2; return 1
-    fi
-    sleep "$poll"
-  done
+  python3 "$BENCH_DIR/poll-metric.py" "$1" "$2" "$3" --pid "$4" --timeout "$5" --interval "${6:-0.1}"
 }
 
 # stop_pid PID: TERM, wait up to 5 s, then KILL.  Only ever our own child.
@@ -112,7 +78,7 @@ machine_info() {
 # System-wide busy ticks (user+nice+system+irq+softirq+steal over all CPUs)
 # and steal ticks, from /proc/stat.  Used to tell whether a run shared the
 # machine: other_cpu_s = busy delta - measured process CPU.  (It includes the
-# harness's own polling: curl+awk, ~10 ms per poll.)
+# harness's own polling: poll-metric.py, ~0.2 CPU-s per 100 s.)
 sys_busy_ticks() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9; exit}' /proc/stat; }
 sys_steal_ticks() { awk '/^cpu /{print $9; exit}' /proc/stat; }
 # other_cpu_s BUSY0 BUSY1 PROC_CPU_S

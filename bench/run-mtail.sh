@@ -16,6 +16,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 LOG=$(realpath "$1")
 OUT=${2:-$(mktemp -d /tmp/weir-bench-mtail.XXXXXX)}
 mkdir -p "$OUT"
+OUT=$(realpath "$OUT")
+machine_info >"$OUT/machine.txt"
 MTAIL=${MTAIL:-mtail}
 PROGS=${PROGS:-$BENCH_DIR/mtail}
 [[ -r $LOG ]] || die "cannot read $LOG"

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# weir counterpart of run-mtail.sh / tail-catchup-mtail.sh (SKELETON: written
-# before the weir binary existed; to be validated by the lead).
+# weir counterpart of run-mtail.sh / tail-catchup-mtail.sh.  SKELETON: the
+# flags follow agent/src/main.rs (run --config-dir/--listen/--state-dir), but
+# it has only been exercised with a stand-in (mtail behind a wrapper), never
+# with weir itself.
 #
 #   bench/run-weir.sh [options] WEIR_BIN CONFIG_DIR N
 #
@@ -29,13 +31,16 @@
 #   --port P                  default: a free port chosen by the kernel
 #   --out DIR                 where logs/exposition/summary go (default mktemp)
 #   --timeout S               default 120
+#   --state-dir DIR           weir --state-dir (checkpoints, compiled plugins);
+#                             default OUT/state, fresh per run, so no stored
+#                             offset or plugin cache carries over between runs
 # Env: POLL_S (0.1), SETTLE_S (1), WEIR_ARGS (extra args appended to `weir run`).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-usage() { sed -n '2,35p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | grep '^#' | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
-SRC= FILE= EXPECTED= PORT= OUT= TIMEOUT_S=120
+SRC= FILE= EXPECTED= PORT= OUT= TIMEOUT_S=120 STATE_DIR=
 POLL_S=${POLL_S:-0.1}
 SETTLE_S=${SETTLE_S:-1}
 ARGS=()
@@ -47,6 +52,7 @@ while [[ $# -gt 0 ]]; do
     --port) PORT=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
     --timeout) TIMEOUT_S=$2; shift 2 ;;
+    --state-dir) STATE_DIR=$2; shift 2 ;;
     -h|--help) usage ;;
     --) shift; ARGS+=("$@"); break ;;
     -*) die "unknown option $1" ;;
@@ -70,7 +76,11 @@ else
 fi
 OUT=${OUT:-$(mktemp -d /tmp/weir-bench-weir.XXXXXX)}
 mkdir -p "$OUT"
+OUT=$(realpath "$OUT")
+machine_info >"$OUT/machine.txt"
 PORT=${PORT:-$(free_port)}
+STATE_DIR=${STATE_DIR:-$OUT/state}
+mkdir -p "$STATE_DIR"
 URL=http://127.0.0.1:$PORT/metrics
 
 if [[ $MODE == catch-up ]]; then
@@ -82,14 +92,15 @@ WEIR_PID=
 cleanup() {
   if [[ -n $WEIR_PID ]]; then stop_pid "$WEIR_PID"; fi
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 echo "== starting weir ($MODE) on 127.0.0.1:$PORT, config $CONFIG_DIR"
 LOAD0=$(cut -d' ' -f1 /proc/loadavg)
 BUSY0=$(sys_busy_ticks); STEAL0=$(sys_steal_ticks)
 T_START=$(now)
 # shellcheck disable=SC2086
-"$WEIR" run --config-dir "$CONFIG_DIR" --listen "127.0.0.1:$PORT" ${WEIR_ARGS:-} \
+"$WEIR" run --config-dir "$CONFIG_DIR" --listen "127.0.0.1:$PORT" --state-dir "$STATE_DIR" ${WEIR_ARGS:-} \
   >"$OUT/weir.stdout" 2>"$OUT/weir.stderr" &
 WEIR_PID=$!
 wait_http "$URL" "$WEIR_PID" 60 || { tail -20 "$OUT/weir.stderr" >&2; exit 1; }

@@ -18,6 +18,8 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 SRC=$(realpath "$1")
 OUT=${2:-$(mktemp -d /tmp/weir-bench-tail-mtail.XXXXXX)}
 mkdir -p "$OUT"
+OUT=$(realpath "$OUT")
+machine_info >"$OUT/machine.txt"
 MTAIL=${MTAIL:-mtail}
 PROGS=${PROGS:-$BENCH_DIR/mtail}
 TIMEOUT_S=${TIMEOUT_S:-120}
@@ -38,7 +40,8 @@ MTAIL_PID=
 cleanup() {
   if [[ -n $MTAIL_PID ]]; then stop_pid "$MTAIL_PID"; fi
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 echo "== starting mtail on 127.0.0.1:$PORT tailing $FILE"
 "$MTAIL" --progs "$PROGS" --logs "$FILE" --address 127.0.0.1 --port "$PORT" \

@@ -46,6 +46,8 @@ pub struct Agent {
     pub stats: AgentStats,
     ready: AtomicBool,
     reload_endpoint: AtomicBool,
+    /// Remote-write targets and their figures.
+    pub remote_write: Mutex<Vec<(String, Arc<crate::remote_write::RemoteWriteStats>)>>,
 }
 
 /// Read a plugin's bytes: built-in or file.
@@ -79,6 +81,7 @@ impl Agent {
             stats: AgentStats::default(),
             ready: AtomicBool::new(false),
             reload_endpoint: AtomicBool::new(false),
+            remote_write: Mutex::new(Vec::new()),
         })
     }
 
@@ -321,6 +324,52 @@ impl Agent {
             &[],
             s.exposition_conflicts.load(Ordering::Relaxed) as f64,
         );
+        for (target, rw) in self.remote_write.lock().iter() {
+            let l = [("target", target.as_str())];
+            let ld = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed) as f64;
+            e.scalar(
+                "weir_remote_write_samples_sent_total",
+                Counter,
+                "Samples the receiver accepted.",
+                &l,
+                ld(&rw.sent),
+            );
+            e.scalar(
+                "weir_remote_write_samples_failed_total",
+                Counter,
+                "Samples the receiver refused (4xx other than 429); not retried.",
+                &l,
+                ld(&rw.failed),
+            );
+            e.scalar(
+                "weir_remote_write_samples_retried_total",
+                Counter,
+                "Samples sent again after a 5xx, 429 or connection failure.",
+                &l,
+                ld(&rw.retried),
+            );
+            e.scalar(
+                "weir_remote_write_samples_dropped_total",
+                Counter,
+                "Samples dropped because the queue was full.",
+                &l,
+                ld(&rw.dropped),
+            );
+            e.scalar(
+                "weir_remote_write_queue_samples",
+                Gauge,
+                "Samples waiting to be sent.",
+                &l,
+                ld(&rw.queued),
+            );
+            e.scalar(
+                "weir_remote_write_last_success_timestamp_seconds",
+                Gauge,
+                "Unix time of the last request the receiver accepted.",
+                &l,
+                rw.last_success.get(),
+            );
+        }
         for p in pipelines {
             let name = p.spec.name.as_str();
             let plugin = p.spec.plugin.to_string();

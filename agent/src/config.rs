@@ -150,6 +150,8 @@ pub struct AgentSettings {
     pub security: crate::server::security::SecuritySettings,
     /// Client limits.
     pub limits: crate::server::ServerLimits,
+    /// Remote-write targets.
+    pub remote_write: Vec<crate::remote_write::RemoteWriteSettings>,
 }
 
 /// A whole config directory.
@@ -176,6 +178,8 @@ struct RawFile {
     server: Option<Spanned<RawServer>>,
     agent: Option<Spanned<RawAgent>>,
     #[serde(default)]
+    remote_write: Vec<Spanned<RawRemoteWrite>>,
+    #[serde(default)]
     pipeline: BTreeMap<Spanned<String>, Spanned<RawPipeline>>,
 }
 
@@ -193,6 +197,29 @@ struct RawServer {
     max_connections: Option<usize>,
     header_timeout: Option<toml::Value>,
     request_timeout: Option<toml::Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRemoteWrite {
+    url: String,
+    name: Option<String>,
+    interval: Option<toml::Value>,
+    timeout: Option<toml::Value>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    basic_auth: Option<RawBasicAuth>,
+    bearer_token_env: Option<String>,
+    bearer_token_file: Option<String>,
+    #[serde(default)]
+    external_labels: BTreeMap<String, String>,
+    #[serde(default)]
+    keep: Vec<String>,
+    #[serde(default)]
+    drop: Vec<String>,
+    max_queue_samples: Option<usize>,
+    max_samples_per_send: Option<usize>,
+    ca_file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -429,6 +456,7 @@ struct AgentSettingsPart {
     state_dir: Option<PathBuf>,
     security: crate::server::security::SecuritySettings,
     limits: crate::server::ServerLimits,
+    remote_write: Vec<crate::remote_write::RemoteWriteSettings>,
 }
 
 fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed {
@@ -448,8 +476,94 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
         }
     };
     let base = path.parent().unwrap_or(Path::new("."));
-    if raw.server.is_some() || raw.agent.is_some() {
+    if raw.server.is_some() || raw.agent.is_some() || !raw.remote_write.is_empty() {
         let mut part = AgentSettingsPart::default();
+        for (i, rw) in raw.remote_write.into_iter().enumerate() {
+            let span = rw.span();
+            let rw = rw.into_inner();
+            let key = format!("remote_write[{i}]");
+            let mut bad =
+                |k: &str, m: String| ctx.err(Some(span.clone()), &format!("{key}.{k}"), m);
+            if !(rw.url.starts_with("http://") || rw.url.starts_with("https://")) {
+                bad(
+                    "url",
+                    format!("\"{}\" is not an http:// or https:// URL", rw.url),
+                );
+            }
+            let mut dur = |k: &str, v: Option<toml::Value>, d: Duration| match v
+                .map(|v| parse_duration(&v))
+            {
+                None => d,
+                Some(Ok(x)) if x >= Duration::from_millis(100) => x,
+                Some(Ok(_)) => {
+                    bad(k, "at least 100ms".into());
+                    d
+                }
+                Some(Err(e)) => {
+                    bad(k, e);
+                    d
+                }
+            };
+            let interval = dur("interval", rw.interval, Duration::from_secs(15));
+            let timeout = dur("timeout", rw.timeout, Duration::from_secs(10));
+            let mut regexes = |k: &str, v: &[String]| -> Vec<regex::Regex> {
+                v.iter()
+                    .filter_map(|r| match regex::Regex::new(r) {
+                        Ok(x) => Some(x),
+                        Err(e) => {
+                            ctx.err(
+                                Some(span.clone()),
+                                &format!("{key}.{k}"),
+                                format!("invalid regex: {e}"),
+                            );
+                            None
+                        }
+                    })
+                    .collect()
+            };
+            let keep = regexes("keep", &rw.keep);
+            let drop = regexes("drop", &rw.drop);
+            use crate::sources::http::{Auth, Secret};
+            let secret = |env: Option<String>, file: Option<String>| match (env, file) {
+                (Some(e), _) => Some(Secret::Env(e)),
+                (None, Some(f)) => Some(Secret::File(base.join(f))),
+                (None, None) => None,
+            };
+            let auth = match (
+                rw.basic_auth,
+                secret(rw.bearer_token_env, rw.bearer_token_file),
+            ) {
+                (Some(b), _) => secret(b.password_env, b.password_file).map(|p| Auth::Basic {
+                    username: b.username,
+                    password: p,
+                }),
+                (None, Some(t)) => Some(Auth::Bearer(t)),
+                (None, None) => None,
+            };
+            let name = rw.name.unwrap_or_else(|| {
+                rw.url
+                    .split("://")
+                    .nth(1)
+                    .and_then(|r| r.split('/').next())
+                    .unwrap_or("remote")
+                    .to_string()
+            });
+            part.remote_write
+                .push(crate::remote_write::RemoteWriteSettings {
+                    name,
+                    url: rw.url,
+                    interval,
+                    timeout,
+                    headers: rw.headers,
+                    auth,
+                    external_labels: rw.external_labels,
+                    keep,
+                    drop,
+                    max_queue_samples: rw.max_queue_samples.unwrap_or(500_000).max(1),
+                    max_samples_per_send: rw.max_samples_per_send.unwrap_or(2_000).max(1),
+                    ca_file: rw.ca_file.map(|f| base.join(f)),
+                });
+        }
         if let Some(server) = raw.server {
             let span = server.span();
             let server = server.into_inner();
@@ -602,6 +716,13 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                     bad(
                         "url",
                         format!("\"{url}\" is not an http:// or https:// URL"),
+                    );
+                } else if reqwest::Url::parse(&url)
+                    .is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
+                {
+                    bad(
+                        "url",
+                        "holds a user name or password, which would be logged; use basic_auth with password_file or password_env".into(),
                     );
                 }
                 let method = method.unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
@@ -877,6 +998,7 @@ pub fn load_dir(dir: &Path) -> Result<AgentConfig, Vec<ConfigError>> {
             reload_endpoint: part.reload_endpoint,
             security: part.security,
             limits: part.limits,
+            remote_write: part.remote_write,
         },
         pipelines,
     })

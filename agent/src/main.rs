@@ -378,6 +378,8 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
             return ExitCode::FAILURE;
         }
     };
+    let rw_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let rw_stop_end = rw_stop.clone();
     let scheme = if security.tls.is_some() {
         "https"
     } else {
@@ -405,6 +407,16 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
                 tracing::error!("the configuration could not be loaded; not starting");
                 return ExitCode::FAILURE;
             }
+        }
+        for rw in cfg.settings.remote_write.clone() {
+            let stats = Arc::new(weir::remote_write::RemoteWriteStats::default());
+            agent.remote_write.lock().push((rw.name.clone(), stats.clone()));
+            let a = agent.clone();
+            let stop = rw_stop.clone();
+            tracing::info!(target = %rw.name, url = %rw.url, "remote write enabled");
+            let _ = std::thread::Builder::new()
+                .name(format!("remote-write:{}", rw.name))
+                .spawn(move || weir::remote_write::run(a, rw, stats, stop));
         }
         if let Err(e) = weir::reload::spawn(agent.clone()) {
             tracing::warn!("cannot watch the config directory ({e}); reload with SIGHUP");
@@ -453,6 +465,7 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
             }
         }
         server.abort();
+        rw_stop_end.store(true, std::sync::atomic::Ordering::Relaxed);
         let a = agent.clone();
         let _ = tokio::task::spawn_blocking(move || a.shutdown()).await;
         tracing::info!("stopped; checkpoints written");

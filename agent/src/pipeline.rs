@@ -234,15 +234,19 @@ impl Worker {
                 }
                 let mut store = self.store.lock();
                 if !out.declare.is_empty() {
-                    let n = out.declare.len() as u64;
-                    let declared =
-                        to_decls(&self.spec, out.declare).and_then(|d| store.declare_more(d));
-                    if let Err(e) = declared {
-                        self.stats.rejected("declaration", n);
-                        tracing::warn!(
-                            "{}: family declared during a call refused: {e}",
-                            self.desc()
-                        );
+                    // One by one: a refused family keeps its index, so the
+                    // families declared after it keep theirs.
+                    for f in out.declare {
+                        let declared =
+                            to_decls(&self.spec, vec![f]).and_then(|d| store.declare_more(d));
+                        if let Err(e) = declared {
+                            store.declare_refused();
+                            self.stats.rejected("declaration", 1);
+                            tracing::warn!(
+                                "{}: family declared during a call refused: {e}",
+                                self.desc()
+                            );
+                        }
                     }
                 }
                 let applied = store.apply(convert(out.updates), semantics);
@@ -386,7 +390,10 @@ impl Worker {
             if self.handle(&mut slot, result, 1, Semantics::Snapshot) {
                 self.source_ok();
             } else {
-                self.source_failed("plugin", "the plugin could not handle the response");
+                self.source_failed(
+                    "plugin",
+                    &format!("{url}: the plugin could not handle the response"),
+                );
             }
         }
     }

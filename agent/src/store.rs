@@ -355,6 +355,22 @@ impl PipelineStore {
         Ok(())
     }
 
+    /// Hold the index of a family declared during a call and refused: its
+    /// updates are rejected as unknown; later families keep their ids.
+    pub fn declare_refused(&mut self) {
+        self.families.push(FamilyState {
+            decl: Arc::new(FamilyDecl {
+                name: String::new(),
+                kind: Kind::Gauge,
+                help: String::new(),
+                unit: String::new(),
+                labels: Vec::new(),
+                buckets: Vec::new(),
+            }),
+            series: HashMap::new(),
+        });
+    }
+
     /// The declared families.
     pub fn families(&self) -> &[FamilyState] {
         &self.families
@@ -382,6 +398,10 @@ impl PipelineStore {
                 res.reject(Reject::UnknownFamily);
                 continue;
             };
+            if fam.decl.name.is_empty() {
+                res.reject(Reject::UnknownFamily);
+                continue;
+            }
             let decl = &fam.decl;
             if labels.len() + self.const_values.len() != decl.labels.len() {
                 res.reject(Reject::LabelCount);

@@ -13,6 +13,7 @@ pub mod config;
 pub mod exposition;
 pub mod pipeline;
 pub mod reload;
+pub mod remote_write;
 pub mod runtime;
 pub mod server;
 pub mod sources;

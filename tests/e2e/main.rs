@@ -4,5 +4,13 @@ mod support;
 
 mod check;
 mod faults;
+mod http;
+mod logs;
 mod nginx;
+mod process;
 mod reload;
+mod remote_write;
+mod restart;
+mod rotation;
+mod security;
+mod tools;

@@ -1,22 +1,35 @@
 //! A command's standard output as lines (`journalctl -f -o json`,
 //! `kubectl logs -f`, a script). The command is restarted with back-off
-//! when it exits; its standard error goes to the agent log.
+//! when it exits; its standard error goes to the agent log, tagged with
+//! the pipeline.
+//!
+//! The command runs in a process group of its own, and stopping the
+//! pipeline kills the whole group: a child it started (`sh -c 'a | b'`, a
+//! `sleep` in a script) would otherwise hold the output pipe open and keep
+//! the source, and the agent's shutdown, waiting. On Linux the command is
+//! also killed if the agent dies without stopping it.
 use super::{pump_lines, Batch};
 use crate::stats::PipelineStats;
 use parking_lot::Mutex;
-use std::io::BufRead;
-use std::process::{Child, Command, Stdio};
+use std::io::{BufRead, Read};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Sender;
 
 /// First wait before restarting a command that exited.
-const MIN_RESTART: Duration = Duration::from_secs(1);
+pub const MIN_RESTART: Duration = Duration::from_secs(1);
 /// Longest wait.
-const MAX_RESTART: Duration = Duration::from_secs(60);
+pub const MAX_RESTART: Duration = Duration::from_secs(60);
 /// A run this long resets the back-off.
-const HEALTHY_RUN: Duration = Duration::from_secs(10);
+pub const HEALTHY_RUN: Duration = Duration::from_secs(10);
+/// Standard error lines logged per second at most; the rest are counted
+/// and reported in one line.
+const STDERR_LINES_PER_SEC: u32 = 50;
+/// Longest standard error line logged.
+const STDERR_LINE_BYTES: usize = 4096;
 
 /// Settings of an exec source.
 #[derive(Clone)]
@@ -32,6 +45,34 @@ pub struct ExecSettings {
 /// The running child, so that `stop` can end it.
 pub type ChildSlot = Arc<Mutex<Option<Child>>>;
 
+fn spawn(command: &[String]) -> std::io::Result<Child> {
+    let Some((program, args)) = command.split_first() else {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "empty command",
+        ));
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    #[cfg(target_os = "linux")]
+    // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+    unsafe {
+        cmd.pre_exec(|| {
+            // Killed with the agent (the thread that started it, which
+            // lives as long as the command does).
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    cmd.spawn()
+}
+
 /// Run the command until `stop`; restart it when it exits.
 pub fn run(
     settings: ExecSettings,
@@ -45,21 +86,12 @@ pub fn run(
     let mut delay = MIN_RESTART;
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
-        let Some((program, args)) = settings.command.split_first() else {
-            return;
-        };
-        let spawned = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn();
-        let mut child = match spawned {
+        let mut child = match spawn(&settings.command) {
             Ok(c) => c,
             Err(e) => {
                 stats.source_up.store(false, Ordering::Relaxed);
                 tracing::error!(
-                    pipeline,
+                    pipeline = %pipeline,
                     "cannot run {:?}: {e}; retrying in {delay:?}",
                     settings.command
                 );
@@ -69,29 +101,19 @@ pub fn run(
             }
         };
         stats.source_up.store(true, Ordering::Relaxed);
-        tracing::info!(pipeline, pid = child.id(), "started {:?}", settings.command);
+        tracing::info!(pipeline = %pipeline, pid = child.id(), "started {:?}", settings.command);
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         *slot.lock() = Some(child);
         if stop.load(Ordering::Relaxed) {
             kill(&slot);
         }
-        let err_thread = stderr.map(|e| {
+        let err_thread = stderr.and_then(|e| {
             let p = pipeline.clone();
-            std::thread::spawn(move || {
-                for line in std::io::BufReader::new(e)
-                    .lines()
-                    .map_while(Result::ok)
-                    .take(100_000)
-                {
-                    tracing::warn!(
-                        pipeline = p,
-                        stream = "stderr",
-                        "{}",
-                        line.chars().take(4096).collect::<String>()
-                    );
-                }
-            })
+            std::thread::Builder::new()
+                .name(format!("stderr:{p}"))
+                .spawn(move || log_stderr(e, &p))
+                .ok()
         });
         let mut closed = false;
         if let Some(out) = stdout {
@@ -106,10 +128,14 @@ pub fn run(
             ) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => closed = true,
-                Err(e) => tracing::warn!(pipeline, "reading the command's output: {e}"),
+                Err(e) => tracing::warn!(pipeline = %pipeline, "reading the command's output: {e}"),
             }
         }
-        let status = slot.lock().take().and_then(|mut c| c.wait().ok());
+        if closed {
+            // The pipeline is going away: nothing reads the output.
+            kill(&slot);
+        }
+        let status = wait(&slot, &stop);
         if let Some(t) = err_thread {
             let _ = t.join();
         }
@@ -121,7 +147,7 @@ pub fn run(
             delay = MIN_RESTART;
         }
         tracing::warn!(
-            pipeline,
+            pipeline = %pipeline,
             "{:?} exited ({}); restarting in {delay:?}",
             settings.command,
             status
@@ -133,9 +159,120 @@ pub fn run(
     }
 }
 
-/// End the running command, if any.
+/// Wait for the child in `slot` to exit, leaving it there meanwhile so that
+/// `stop` can kill it (a command may close its output and go on running).
+/// Once it exited, whatever it left running in its group is killed too.
+fn wait(slot: &ChildSlot, stop: &AtomicBool) -> Option<ExitStatus> {
+    let mut killed = false;
+    loop {
+        {
+            let mut guard = slot.lock();
+            let child = guard.as_mut()?;
+            if exited(child) {
+                // Not reaped yet: the group id cannot have been reused.
+                kill_group(child);
+                let status = child.wait().ok();
+                *guard = None;
+                return status;
+            }
+        }
+        if stop.load(Ordering::Relaxed) && !killed {
+            kill(slot);
+            killed = true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Whether the child exited, without reaping it. An error (no such
+/// child) counts as exited, so that `wait` does not loop forever.
+fn exited(child: &Child) -> bool {
+    let pid: libc::id_t = child.id();
+    // SAFETY: a zeroed siginfo_t is a valid value; waitid writes into it.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: plain system call on our own child; WNOWAIT leaves it
+    // waitable, so std's `Child` still reaps it.
+    let r = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid,
+            &mut info,
+            libc::WEXITED | libc::WNOWAIT | libc::WNOHANG,
+        )
+    };
+    // SAFETY: si_pid is set by waitid (0 when nothing exited yet).
+    r != 0 || unsafe { info.si_pid() } != 0
+}
+
+/// Log the command's standard error, line by line, at most
+/// `STDERR_LINES_PER_SEC` a second. Reads to the end whatever the bytes
+/// are: a command must never be stopped by a pipe nobody reads.
+fn log_stderr(stream: ChildStderr, pipeline: &str) {
+    let mut reader = std::io::BufReader::new(stream);
+    let mut line = Vec::new();
+    let mut window = Instant::now();
+    let mut logged = 0u32;
+    let mut suppressed = 0u64;
+    loop {
+        line.clear();
+        // Bounded: a line longer than we log is cut, the rest skipped.
+        let n = match (&mut reader)
+            .take(STDERR_LINE_BYTES as u64 + 1)
+            .read_until(b'\n', &mut line)
+        {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if n > STDERR_LINE_BYTES && line.last() != Some(&b'\n') {
+            let mut rest = Vec::new();
+            loop {
+                rest.clear();
+                match (&mut reader).take(1 << 16).read_until(b'\n', &mut rest) {
+                    Ok(0) | Err(_) => break,
+                    Ok(_) if rest.last() == Some(&b'\n') => break,
+                    Ok(_) => {}
+                }
+            }
+        }
+        if window.elapsed() >= Duration::from_secs(1) {
+            if suppressed > 0 {
+                tracing::warn!(pipeline = %pipeline, stream = "stderr", "{suppressed} more lines not logged");
+            }
+            window = Instant::now();
+            logged = 0;
+            suppressed = 0;
+        }
+        if logged >= STDERR_LINES_PER_SEC {
+            suppressed += 1;
+            continue;
+        }
+        logged += 1;
+        let (text, _) =
+            super::decode_line(line.strip_suffix(b"\n").unwrap_or(&line), STDERR_LINE_BYTES);
+        tracing::warn!(pipeline = %pipeline, stream = "stderr", "{text}");
+    }
+    if suppressed > 0 {
+        tracing::warn!(pipeline = %pipeline, stream = "stderr", "{suppressed} more lines not logged");
+    }
+}
+
+/// Kill the process group the command leads (its children included).
+/// Only called on a child not reaped yet.
+fn kill_group(child: &Child) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) with a negative pid signals that process group;
+        // the group is the child's own (process_group(0)), and the child
+        // is not reaped yet, so its id cannot have been reused.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// End the running command and everything it started, if any.
 pub fn kill(slot: &ChildSlot) {
     if let Some(c) = slot.lock().as_mut() {
+        kill_group(c);
         let _ = c.kill();
     }
 }

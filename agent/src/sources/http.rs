@@ -58,7 +58,7 @@ pub struct HttpSettings {
     pub headers: BTreeMap<String, String>,
     /// Authentication.
     pub auth: Option<Auth>,
-    /// Whole-request timeout.
+    /// Deadline of the whole request, body included.
     pub timeout: Duration,
     /// Largest body accepted.
     pub max_body_bytes: usize,
@@ -167,6 +167,15 @@ fn chain(e: &dyn std::error::Error) -> String {
 impl Poller {
     /// Build the client.
     pub fn new(settings: HttpSettings) -> Result<Self, String> {
+        // The URL is written in log lines and handed to the plugin: no
+        // secrets in it.
+        let url = reqwest::Url::parse(&settings.url)
+            .map_err(|e| format!("url \"{}\": {e}", settings.url))?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(
+                "the url holds a user name or password, which would be logged: use basic_auth with password_file or password_env".into(),
+            );
+        }
         let mut b = reqwest::blocking::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
@@ -197,6 +206,7 @@ impl Poller {
 
     /// Fetch once.
     pub fn poll(&self) -> Result<Fetched, PollError> {
+        let started = std::time::Instant::now();
         let s = &self.settings;
         let mut req = if s.method.eq_ignore_ascii_case("POST") {
             self.client
@@ -231,7 +241,7 @@ impl Poller {
         }
         if resp
             .content_length()
-            .is_some_and(|n| n as usize > s.max_body_bytes)
+            .is_some_and(|n| n > s.max_body_bytes as u64)
         {
             return Err(PollError::TooLarge(s.max_body_bytes));
         }
@@ -245,15 +255,23 @@ impl Poller {
                 )
             })
             .collect();
+        // The client's timeout bounds the request up to the headers, then
+        // each read of the body; the deadline bounds the body as a whole.
         let mut body = Vec::new();
         let mut limited = resp.take(s.max_body_bytes as u64 + 1);
-        limited.read_to_end(&mut body).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::TimedOut {
-                PollError::Timeout
-            } else {
-                PollError::Other(format!("reading the body: {e}"))
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = match limited.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(body_error(&e)),
+            };
+            body.extend_from_slice(&chunk[..n]);
+            if started.elapsed() > s.timeout {
+                return Err(PollError::Timeout);
             }
-        })?;
+        }
         if body.len() > s.max_body_bytes {
             return Err(PollError::TooLarge(s.max_body_bytes));
         }
@@ -262,6 +280,27 @@ impl Poller {
             headers,
             body,
         })
+    }
+}
+
+/// Why reading a body failed: the deadline passed (the whole request has
+/// one), or something else, with the causes spelled out.
+fn body_error(e: &std::io::Error) -> PollError {
+    let mut timed_out = e.kind() == std::io::ErrorKind::TimedOut;
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|i| i as _);
+    while let Some(c) = cur {
+        if let Some(r) = c.downcast_ref::<reqwest::Error>() {
+            timed_out |= r.is_timeout();
+        }
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            timed_out |= io.kind() == std::io::ErrorKind::TimedOut;
+        }
+        cur = c.source();
+    }
+    if timed_out {
+        PollError::Timeout
+    } else {
+        PollError::Other(format!("reading the body: {}", chain(e)))
     }
 }
 
@@ -277,5 +316,71 @@ fn classify(e: reqwest::Error) -> PollError {
         PollError::Connect(text)
     } else {
         PollError::Other(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(url: &str) -> HttpSettings {
+        HttpSettings {
+            url: url.into(),
+            method: "GET".into(),
+            body: None,
+            headers: BTreeMap::new(),
+            auth: None,
+            timeout: Duration::from_secs(1),
+            max_body_bytes: 1024,
+            accept_status: Vec::new(),
+            ca_file: None,
+            insecure_skip_verify: false,
+            interval: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn credentials_in_the_url_are_refused_without_echoing_them() {
+        let e = Poller::new(settings("http://weir:hunter2@127.0.0.1:9/stats"))
+            .err()
+            .unwrap_or_default();
+        assert!(e.contains("basic_auth") && !e.contains("hunter2"), "{e}");
+        assert!(Poller::new(settings("http://127.0.0.1:9/stats")).is_ok());
+        assert!(Poller::new(settings("http://")).is_err());
+    }
+
+    #[test]
+    fn body_errors_tell_timeouts_apart() {
+        let t = std::io::Error::new(std::io::ErrorKind::TimedOut, "slow");
+        assert_eq!(body_error(&t), PollError::Timeout);
+        let inner = std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline");
+        let wrapped = std::io::Error::other(inner);
+        assert_eq!(body_error(&wrapped), PollError::Timeout);
+        let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "cut short");
+        assert_eq!(
+            body_error(&std::io::Error::other(eof)),
+            PollError::Other("reading the body: cut short".into())
+        );
+    }
+
+    #[test]
+    fn secrets_are_read_at_each_use() {
+        let dir = std::env::temp_dir().join(format!("weir-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let f = dir.join("token");
+        std::fs::write(&f, "one\n").expect("write");
+        let s = Secret::File(f.clone());
+        assert_eq!(s.read(), Ok("one".to_string()));
+        std::fs::write(&f, "two\r\n").expect("write");
+        assert_eq!(s.read(), Ok("two".to_string()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let e = Secret::Env("WEIR_TEST_SURELY_UNSET_VARIABLE".into())
+            .read()
+            .err()
+            .unwrap_or_default();
+        assert!(
+            e.contains("WEIR_TEST_SURELY_UNSET_VARIABLE is not set"),
+            "{e}"
+        );
     }
 }

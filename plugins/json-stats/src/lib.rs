@@ -3,8 +3,12 @@
 //! labels, strings mapped to numbers, `&&` and regex filters.
 //!
 //! Each response is a snapshot: the series it yields replace the previous
-//! ones. A non-2xx status or a body that is not JSON is counted as rejected
-//! and yields nothing (the host marks the source).
+//! ones. The source decides which statuses are handed over (its
+//! `accept_status`). A body that is not JSON is an error (the call fails
+//! with serde's message, so the agent logs it, counts it in
+//! `weir_source_errors_total{reason="plugin"}`, removes the pipeline's
+//! series and sets `weir_source_up` to 0): a page that cannot be read says
+//! nothing about the values, and keeping the last ones would be stale.
 //!
 //! Settings (JSON, from the pipeline's `[pipeline.NAME.config]` table):
 //! `metrics`, a list of mappings, each
@@ -24,8 +28,12 @@
 //! - `labels` maps a label name to a template: text in which `${ref}` is
 //!   replaced (see below) and everything else is kept as written; `$$` is a
 //!   literal `$`; `${ref:-text}` gives a default for when `ref` is absent or
-//!   `null`. A match whose label has no value and no default yields no
-//!   series.
+//!   `null`; `${ref#text}` and `${ref%text}` remove `text` from the start or
+//!   the end of the value when it is there (`${field.name#hrsp_}` turns
+//!   `hrsp_2xx` into `2xx`). A match whose label has no value and no
+//!   default yields no series.
+//!
+//! `help` defaults to "Read from the JSON document at PATH.".
 //!
 //! Several mappings may share a `name` (one family: same `type` and label
 //! names; `help` and `unit` from whichever gives them), for example to put
@@ -59,11 +67,17 @@
 //! | ref | is |
 //! |---|---|
 //! | `name`, `@.name`, `a.b[0]` | a value inside the match (in a filter: inside the candidate) |
+//! | `^[?field.name == "pxname"].value` | with a filter step: the first member or element for which it holds, then on from there |
 //! | `@` | the match itself |
 //! | `$.name` | a value from the document root |
 //! | `^.name`, `^^.name` | a value inside the parent of the match, the grandparent... (each `^` is one step of the path back) |
 //! | `*` | the key (or array index) taken by the last `*` or filter step |
 //! | `*1`, `*2` | ... by the first, second `*` or filter step |
+//!
+//! A reference names one value: no `*` in it; a filter step in it takes the
+//! first match, which is how rows of name/value pairs are read (HAProxy's
+//! `/stats;json`, tag lists like `[{"Key": "env", "Value": "prod"}]`); see
+//! `examples/haproxy/`.
 //!
 //! Label text is a string's content, a number or boolean as JSON writes it,
 //! an object or array as compact JSON, a key, or an index.
@@ -162,7 +176,18 @@ struct MetricConfig {
 /// One piece of a label template.
 enum Part {
     Lit(String),
-    Ref { r: Ref, default: Option<String> },
+    Ref { r: Ref, op: Op },
+}
+
+/// What a `${...}` does besides naming its reference.
+enum Op {
+    None,
+    /// `${ref:-text}`: text when the reference is absent or null.
+    Default(String),
+    /// `${ref#text}`: text removed from the start, when there.
+    StripPrefix(String),
+    /// `${ref%text}`: text removed from the end, when there.
+    StripSuffix(String),
 }
 
 enum ValueSource {
@@ -205,21 +230,32 @@ fn parse_template(
             lit.push('$');
             rest = a;
         } else if let Some(a) = after.strip_prefix('{') {
-            let end = a
-                .find('}')
-                .ok_or_else(|| format!("{what}: unclosed \"${{\" in \"{template}\""))?;
-            let inner = &a[..end];
-            let (r, default) = match inner.find(":-") {
-                Some(d) => (&inner[..d], Some(inner[d + 2..].to_string())),
-                None => (inner, None),
-            };
-            let r = Ref::parse(r)
+            let unclosed = || format!("{what}: unclosed \"${{\" in \"{template}\"");
+            // The reference ends at the first `}`, `:-`, `#` or `%` outside
+            // its brackets; the text of an operator runs to the next `}`.
+            let (at, stop) = path::find_top(a, &["}", ":-", "#", "%"])
+                .map_err(|e| format!("{what}: {e}"))?
+                .ok_or_else(unclosed)?;
+            let r = Ref::parse(&a[..at])
                 .and_then(|r| r.check(depth, captures).map(|()| r))
                 .map_err(|e| format!("{what}: {e} (in \"{template}\")"))?;
+            let after_ref = &a[at + stop.len()..];
+            let (op, end) = if stop == "}" {
+                (Op::None, at)
+            } else {
+                let close = after_ref.find('}').ok_or_else(unclosed)?;
+                let text = after_ref[..close].to_string();
+                let op = match stop {
+                    ":-" => Op::Default(text),
+                    "#" => Op::StripPrefix(text),
+                    _ => Op::StripSuffix(text),
+                };
+                (op, at + stop.len() + close)
+            };
             if !lit.is_empty() {
                 parts.push(Part::Lit(std::mem::take(&mut lit)));
             }
-            parts.push(Part::Ref { r, default });
+            parts.push(Part::Ref { r, op });
             rest = &a[end + 1..];
         } else {
             lit.push('$');
@@ -312,7 +348,16 @@ impl JsonStats {
         }
         let mut ids = HashMap::new();
         for s in family_specs(&cfg)? {
-            let id = families.declare(s.kind, s.name, s.help, s.unit, &s.labels, &[]);
+            // Prometheus tooling wants a HELP text; say where it comes from.
+            let help = if s.help.is_empty() {
+                format!(
+                    "Read from the JSON document at {}.",
+                    cfg.metrics[s.first].path
+                )
+            } else {
+                s.help.to_string()
+            };
+            let id = families.declare(s.kind, s.name, &help, s.unit, &s.labels, &[]);
             ids.insert(s.name, (id, s.kind));
         }
         let mut mappings = Vec::new();
@@ -389,10 +434,12 @@ impl Mapping {
             for p in parts {
                 let piece: Cow<'_, str> = match p {
                     Part::Lit(l) => Cow::Borrowed(l),
-                    Part::Ref { r, default } => match (r.resolve(chain), default) {
+                    Part::Ref { r, op } => match (r.resolve(chain), op) {
+                        (Some(f), Op::StripPrefix(p)) => strip(f.text(), |t| t.strip_prefix(p)),
+                        (Some(f), Op::StripSuffix(p)) => strip(f.text(), |t| t.strip_suffix(p)),
                         (Some(f), _) => f.text(),
-                        (None, Some(d)) => Cow::Borrowed(d),
-                        (None, None) => return,
+                        (None, Op::Default(d)) => Cow::Borrowed(d),
+                        (None, _) => return,
                     },
                 };
                 if text.is_empty() {
@@ -407,24 +454,34 @@ impl Mapping {
     }
 }
 
+/// `text` with `f` applied when it matches.
+fn strip<'a>(text: Cow<'a, str>, f: impl Fn(&str) -> Option<&str>) -> Cow<'a, str> {
+    match text {
+        Cow::Borrowed(t) => Cow::Borrowed(f(t).unwrap_or(t)),
+        Cow::Owned(t) => match f(&t) {
+            Some(s) => Cow::Owned(s.to_string()),
+            None => Cow::Owned(t),
+        },
+    }
+}
+
 impl HttpPlugin for JsonStats {
     fn init(config: &str, families: &mut Families) -> Result<Self, String> {
         Self::from_config(config, families)
     }
 
     fn on_response(&mut self, response: &Response, out: &mut Output) -> Result<(), String> {
-        if !(200..300).contains(&response.status) {
-            out.reject();
-            return Ok(());
-        }
         let body = response
             .body
             .strip_prefix(b"\xEF\xBB\xBF")
             .unwrap_or(&response.body);
-        match serde_json::from_slice::<Value>(body) {
-            Ok(doc) => self.document(&doc, out),
-            Err(_) => out.reject(),
-        }
+        let doc = serde_json::from_slice::<Value>(body).map_err(|e| {
+            format!(
+                "{} (HTTP {}): the body is not JSON: {e}",
+                response.url, response.status
+            )
+        })?;
+        self.document(&doc, out);
         Ok(())
     }
 }

@@ -34,36 +34,45 @@ pub enum Base {
     Up(usize),
 }
 
+/// One step of a reference to a value.
+#[derive(Debug)]
+pub enum Seg {
+    /// An object key; on an array, the index it spells.
+    Key(String, Option<usize>),
+    /// The first member or element for which every condition holds.
+    Filter(Vec<Cond>),
+}
+
 /// A reference from a matched value: to a value near it, or to a key a
 /// wildcard or filter went through.
 #[derive(Debug)]
 pub enum Ref {
-    /// A value: a base, then keys or indexes.
-    Value {
-        base: Base,
-        segs: Vec<(String, Option<usize>)>,
-    },
+    /// A value: a base, then keys, indexes or filters.
+    Value { base: Base, segs: Vec<Seg> },
     /// The key or index taken by a wildcard or filter step: `None` for the
     /// last one (`*`), else by position (`*1` is `Some(0)`).
     Capture(Option<usize>),
 }
 
+/// A literal of a condition.
 #[derive(Debug)]
-enum Lit {
+pub enum Lit {
     Text(String),
     Num(f64),
 }
 
+/// A comparison.
 #[derive(Debug, Clone, Copy)]
-enum CmpOp {
+pub enum CmpOp {
     Lt,
     Le,
     Gt,
     Ge,
 }
 
+/// A condition of a filter.
 #[derive(Debug)]
-enum Cond {
+pub enum Cond {
     Exists(Ref),
     Eq { r: Ref, lit: Lit, negate: bool },
     Re { r: Ref, re: Regex, negate: bool },
@@ -138,7 +147,7 @@ impl<'a> Found<'a> {
 
 impl Ref {
     /// Parse a reference: `name`, `a.b[0]`, `@`, `@.a`, `$.a`, `^.a`, `^^`,
-    /// `*`, `*2`.
+    /// `*`, `*2`, `^[?name == "x"].value`.
     pub fn parse(src: &str) -> Result<Ref, String> {
         let s = src.trim();
         if let Some(n) = s.strip_prefix('*') {
@@ -169,9 +178,10 @@ impl Ref {
         let segs = steps
             .into_iter()
             .map(|st| match st {
-                Step::Key { key, index } => Ok((key, index)),
-                _ => Err(format!(
-                    "\"{s}\": a reference names one value: no \"*\" or filters in it"
+                Step::Key { key, index } => Ok(Seg::Key(key, index)),
+                Step::Filter(conds) => Ok(Seg::Filter(conds)),
+                Step::Wild => Err(format!(
+                    "\"{s}\": a reference names one value: no \"*\" in it (a filter takes the first match)"
                 )),
             })
             .collect::<Result<_, _>>()?;
@@ -195,6 +205,25 @@ impl Ref {
                 "\"{}\" goes above the document: the match is only {depth} step(s) deep",
                 "^".repeat(*n)
             )),
+            Ref::Value { base, segs } => {
+                // Conditions of a filter stand on its candidate.
+                let mut at = match base {
+                    Base::Match => depth,
+                    Base::Root => 0,
+                    Base::Up(n) => depth - n,
+                };
+                let mut caps = captures;
+                for seg in segs {
+                    at += 1;
+                    if let Seg::Filter(conds) = seg {
+                        caps += 1;
+                        for c in conds {
+                            c.check(at, caps)?;
+                        }
+                    }
+                }
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -215,12 +244,18 @@ impl Ref {
             }
             Ref::Value { base, segs } => {
                 let start = match base {
-                    Base::Match => chain.last()?,
-                    Base::Root => chain.first()?,
-                    Base::Up(n) => chain.get(chain.len().checked_sub(1 + n)?)?,
+                    Base::Match => chain.len().checked_sub(1)?,
+                    Base::Root => 0,
+                    Base::Up(n) => chain.len().checked_sub(1 + n)?,
                 };
-                let mut v = start.value;
-                for (key, index) in segs {
+                if segs.iter().any(|s| matches!(s, Seg::Filter(_))) {
+                    return resolve_with_filters(chain.get(..=start)?, segs);
+                }
+                let mut v = chain.get(start)?.value;
+                for seg in segs {
+                    let Seg::Key(key, index) = seg else {
+                        return None;
+                    };
                     v = match v {
                         Value::Object(m) => m.get(key)?,
                         Value::Array(a) => a.get((*index)?)?,
@@ -231,6 +266,89 @@ impl Ref {
             }
         }
     }
+}
+
+/// Resolve `segs` from the end of `chain`, which grows as the steps go
+/// down, so that the conditions of a filter see their candidate as a match
+/// and its parents above it.
+fn resolve_with_filters<'a>(chain: &[Frame<'a>], segs: &[Seg]) -> Option<Found<'a>> {
+    let mut sub: Vec<Frame<'a>> = chain.to_vec();
+    for seg in segs {
+        let cur = sub.last()?.value;
+        match seg {
+            Seg::Key(key, index) => {
+                let (key, value) = match cur {
+                    Value::Object(m) => {
+                        let (k, v) = m.get_key_value(key.as_str())?;
+                        (KeyRef::Name(k), v)
+                    }
+                    Value::Array(a) => {
+                        let i = (*index)?;
+                        (KeyRef::Index(i), a.get(i)?)
+                    }
+                    _ => return None,
+                };
+                sub.push(Frame {
+                    value,
+                    key: Some(key),
+                    captured: false,
+                });
+            }
+            Seg::Filter(conds) => {
+                let candidates: Box<dyn Iterator<Item = (KeyRef<'a>, &'a Value)>> = match cur {
+                    Value::Object(m) => Box::new(m.iter().map(|(k, v)| (KeyRef::Name(k), v))),
+                    Value::Array(a) => {
+                        Box::new(a.iter().enumerate().map(|(i, v)| (KeyRef::Index(i), v)))
+                    }
+                    _ => return None,
+                };
+                let mut found = false;
+                for (key, value) in candidates {
+                    sub.push(Frame {
+                        value,
+                        key: Some(key),
+                        captured: true,
+                    });
+                    if conds.iter().all(|c| c.holds(&sub)) {
+                        found = true;
+                        break;
+                    }
+                    sub.pop();
+                }
+                if !found {
+                    return None;
+                }
+            }
+        }
+    }
+    let v = sub.last()?.value;
+    (!v.is_null()).then_some(Found::Value(v))
+}
+
+/// The first of `pats` in `s` outside quotes and brackets: its byte index
+/// and which one.
+pub fn find_top<'p>(s: &str, pats: &[&'p str]) -> Result<Option<(usize, &'p str)>, String> {
+    let b = s.as_bytes();
+    let mut depth = 0i32;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'"' | b'\'' if depth > 0 => {
+                i = quoted_end(s, i)?;
+                continue;
+            }
+            b'[' => depth += 1,
+            b']' => depth -= 1,
+            _ if depth == 0 => {
+                if let Some(p) = pats.iter().find(|p| b[i..].starts_with(p.as_bytes())) {
+                    return Ok(Some((i, p)));
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(None)
 }
 
 impl Cond {
@@ -538,7 +656,7 @@ fn split_top<'s>(s: &'s str, sep: &str) -> Result<Vec<&'s str>, String> {
             }
             b'[' => depth += 1,
             b']' => depth -= 1,
-            _ if depth == 0 && s[i..].starts_with(sep) => {
+            _ if depth == 0 && b[i..].starts_with(sep.as_bytes()) => {
                 parts.push(&s[start..i]);
                 i += sep.len();
                 start = i;
@@ -605,7 +723,7 @@ fn parse_cond(src: &str) -> Result<Cond, String> {
             _ if depth == 0 => {
                 found = OPS
                     .iter()
-                    .find(|op| s[i..].starts_with(**op))
+                    .find(|op| b[i..].starts_with(op.as_bytes()))
                     .map(|op| (i, *op))
             }
             _ => {}
@@ -823,7 +941,7 @@ mod tests {
             ("a[?b == 'x]", "unclosed quote"),
             ("a[?^^^.x]", "goes above the document"),
             ("a[?*2 == 'x']", "only 1 wildcard"),
-            ("a[?b.* == 'x']", "no \"*\" or filters"),
+            ("a[?b.* == 'x']", "no \"*\" in it"),
         ] {
             let e = Path::parse(p).err().unwrap_or_else(|| panic!("{p} parsed"));
             assert!(e.contains(want), "{p}: {e}");

@@ -71,6 +71,17 @@ fn stats_page() {
     let (mut p, f) = plugin(STATS_CONFIG);
     // app_db_connections is declared once, with help from its first mapping.
     assert_eq!(f.len(), 8);
+    let (_, again) = plugin(STATS_CONFIG);
+    let helps: Vec<(String, String)> = again
+        .into_wit()
+        .into_iter()
+        .map(|f| (f.name, f.help))
+        .collect();
+    assert!(helps.contains(&(
+        "app_goroutines".into(),
+        "Read from the JSON document at $.num_goroutines.".into()
+    )));
+    assert!(helps.contains(&("app_uptime_seconds".into(), "Time since start.".into())));
     let out = respond(&mut p, 200, STATS);
     assert_eq!(out.rejected(), 0);
     assert_eq!(get(&f, &out, "app_uptime_seconds", &[]), Some(123.0));
@@ -169,26 +180,115 @@ fn array_filters_booleans_and_missing_labels() {
 }
 
 #[test]
-fn bad_responses_are_rejected_whole() {
+fn a_body_that_is_not_json_is_an_error() {
     let (mut p, _) = plugin(STATS_CONFIG);
-    for (status, body) in [
-        (503, STATS),
-        (301, STATS),
-        (200, "<html>oops</html>"),
-        (200, ""),
-        (200, r#"{"uptime_seconds":1"#),
-    ] {
-        let out = respond(&mut p, status, body);
-        assert_eq!(out.rejected(), 1, "{status} {body}");
-        assert!(out.is_empty(), "{status} {body}");
+    for body in ["<html>oops</html>", "", r#"{"uptime_seconds":1"#] {
+        let r = Response {
+            url: "http://127.0.0.1:8080/stats".into(),
+            status: 200,
+            headers: vec![],
+            body: body.as_bytes().to_vec(),
+        };
+        let e = p
+            .on_response(&r, &mut Output::new())
+            .err()
+            .unwrap_or_default();
+        assert!(
+            e.contains("127.0.0.1:8080/stats (HTTP 200): the body is not JSON: "),
+            "{body}: {e}"
+        );
     }
     let with_bom = format!("\u{feff}{STATS}");
     let out = respond(&mut p, 200, &with_bom);
     assert_eq!(out.rejected(), 0);
     assert_eq!(out.len(), 9);
+    // The source decides which statuses are handed over (accept_status).
+    let out = respond(&mut p, 503, STATS);
+    assert_eq!(out.len(), 9);
     // A document of another shape: no series, nothing rejected.
     let out = respond(&mut p, 200, "[1,2,3]");
     assert!(out.is_empty() && out.rejected() == 0);
+}
+
+/// HAProxy's `/stats;json`, trimmed: rows of typed field objects.
+const HAPROXY: &str = r#"[
+ [{"objType":"Frontend","proxyId":2,"id":0,"field":{"pos":0,"name":"pxname"},"value":{"type":"str","value":"web"}},
+  {"objType":"Frontend","proxyId":2,"id":0,"field":{"pos":1,"name":"svname"},"value":{"type":"str","value":"FRONTEND"}},
+  {"objType":"Frontend","proxyId":2,"id":0,"field":{"pos":8,"name":"bin"},"value":{"type":"u64","value":840}},
+  {"objType":"Frontend","proxyId":2,"id":0,"field":{"pos":39,"name":"hrsp_2xx"},"value":{"type":"u64","value":5}},
+  {"objType":"Frontend","proxyId":2,"id":0,"field":{"pos":41,"name":"hrsp_4xx"},"value":{"type":"u64","value":3}},
+  {"objType":"Frontend","proxyId":2,"id":0,"field":{"pos":17,"name":"status"},"value":{"type":"str","value":"OPEN"}}],
+ [{"objType":"Server","proxyId":3,"id":1,"field":{"pos":0,"name":"pxname"},"value":{"type":"str","value":"app"}},
+  {"objType":"Server","proxyId":3,"id":1,"field":{"pos":1,"name":"svname"},"value":{"type":"str","value":"s1"}},
+  {"objType":"Server","proxyId":3,"id":1,"field":{"pos":8,"name":"bin"},"value":{"type":"u64","value":700}}],
+ [{"objType":"Backend","proxyId":3,"id":0,"field":{"pos":0,"name":"pxname"},"value":{"type":"str","value":"app"}},
+  {"objType":"Backend","proxyId":3,"id":0,"field":{"pos":1,"name":"svname"},"value":{"type":"str","value":"BACKEND"}},
+  {"objType":"Backend","proxyId":3,"id":0,"field":{"pos":8,"name":"bin"},"value":{"type":"u64","value":700}},
+  {"objType":"Backend","proxyId":3,"id":0,"field":{"pos":39,"name":"hrsp_2xx"},"value":{"type":"u64","value":4}}]
+]"#;
+
+#[test]
+fn filters_in_references_and_stripped_labels_map_haproxy_rows() {
+    let cfg = r#"{"metrics": [
+      {"name": "haproxy_frontend_bytes_in_total", "type": "counter",
+       "path": "[*][?objType == 'Frontend' && field.name == 'bin']", "value": "value.value",
+       "labels": {"proxy": "${^[?field.name == 'pxname'].value.value}"}},
+      {"name": "haproxy_frontend_http_responses_total", "type": "counter",
+       "path": "[*][?objType == 'Frontend' && field.name =~ '^hrsp_']", "value": "value.value",
+       "labels": {"proxy": "${^[?field.name == 'pxname'].value.value}", "code": "${field.name#hrsp_}"}},
+      {"name": "haproxy_server_bytes_in_total", "type": "counter",
+       "path": "[*][?objType == 'Server' && field.name == 'bin']", "value": "value.value",
+       "labels": {"proxy": "${^[?field.name == 'pxname'].value.value}",
+                  "server": "${^[?field.name == \"svname\"].value.value}"}},
+      {"name": "haproxy_up", "path": "[?[0].objType != 'Server']",
+       "value": "[?field.name == 'status'].value.value", "value_map": {"OPEN": 1, "UP": 1},
+       "labels": {"row": "${*}", "kind": "${[0].objType%end}", "missing": "${[?field.name == 'nope'].value:-none}"}}
+    ]}"#;
+    let (mut p, f) = plugin(cfg);
+    let out = respond(&mut p, 200, HAPROXY);
+    assert_eq!(
+        get(&f, &out, "haproxy_frontend_bytes_in_total", &["web"]),
+        Some(840.0)
+    );
+    let code = |c: &str| {
+        get(
+            &f,
+            &out,
+            "haproxy_frontend_http_responses_total",
+            &[c, "web"],
+        )
+    };
+    assert_eq!((code("2xx"), code("4xx")), (Some(5.0), Some(3.0)));
+    assert_eq!(
+        get(&f, &out, "haproxy_server_bytes_in_total", &["app", "s1"]),
+        Some(700.0)
+    );
+    // The frontend row has a status; the backend row has none: no series.
+    assert_eq!(
+        get(&f, &out, "haproxy_up", &["Front", "none", "0"]),
+        Some(1.0)
+    );
+    assert_eq!(out.len(), 5);
+    assert_eq!(out.rejected(), 0);
+}
+
+#[test]
+fn template_operators() {
+    let cfg = r#"{"metrics": [
+      {"name": "m", "path": "items[*]", "value": "n",
+       "labels": {"a": "${name#x_}", "b": "${name%_y}", "c": "<${tag:-}>", "d": "${name#zz}"}}
+    ]}"#;
+    let (mut p, f) = plugin(cfg);
+    let out = respond(
+        &mut p,
+        200,
+        r#"{"items":[{"name":"x_1_y","n":1,"tag":"t"},{"name":"q","n":2}]}"#,
+    );
+    assert_eq!(
+        get(&f, &out, "m", &["1_y", "x_1", "<t>", "x_1_y"]),
+        Some(1.0)
+    );
+    assert_eq!(get(&f, &out, "m", &["q", "q", "<>", "q"]), Some(2.0));
 }
 
 #[test]
@@ -258,6 +358,14 @@ fn init_errors_name_the_mapping() {
         (
             r#"{"metrics":[{"name":"a","path":"x","value":"a.*"}]}"#,
             "metrics[0] \"a\": value:",
+        ),
+        (
+            r#"{"metrics":[{"name":"a","path":"x","labels":{"k":"${y#p"}}]}"#,
+            "unclosed",
+        ),
+        (
+            r#"{"metrics":[{"name":"a","path":"x","labels":{"k":"${[?*2 == 'a'].v}"}}]}"#,
+            "only 1 wildcard",
         ),
         (
             r#"{"metrics":[{"name":"a","path":"x[?y =~ '(']"}]}"#,

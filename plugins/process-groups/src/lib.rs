@@ -60,17 +60,25 @@
 //! the last reading of every process; when one exits or moves to another
 //! group, what it used while in its group is added to that group's
 //! accumulator, and a group's counter is its accumulator plus what its live
-//! members used while members (a process counts from its start if it was in
-//! the group when first seen, else from the scan before it joined). It is
-//! emitted with `set`, as a cumulative reading. A process missing from one
-//! scan but back in the next (same pid and start) is not counted twice.
-//! Services work the same way across restarts of their main process.
+//! members used while members. It is emitted with `set`, as a cumulative
+//! reading. A process missing from one scan but back in the next (same pid
+//! and start) is not counted twice. Services work the same way across
+//! restarts of their main process.
+//!
+//! What counts as used, like process-exporter: a process that started since
+//! the previous scan counts from its start; one that was already running
+//! when this plugin instance first saw it (the first scan, or a process that
+//! joins a group or becomes a service's main process) counts from that
+//! sighting. So a new instance's first scan reads 0 for every counter.
 //!
 //! That memory lives in the plugin instance. When the instance is restarted
-//! or reloaded it starts afresh: group counters fall back to the sum over
-//! live processes, and the host, which treats a decrease of a cumulative
-//! reading as a reset, keeps the exposed counters monotonic. Groups whose
-//! processes have all exited keep their series (num_procs 0) until then.
+//! or reloaded it starts afresh, its counters from 0; the host, which keeps
+//! the series of unchanged families and treats a decrease of a cumulative
+//! reading as a reset, adds the new instance's readings to what it exposed
+//! before. Exposed counters neither go down nor count twice; what processes
+//! used between the old instance's last scan and the new one's first is not
+//! counted. Groups named from a template whose processes have all exited are
+//! not known to a new instance: their series go until a process shows up.
 use serde::Deserialize;
 use std::collections::HashMap;
 use weir_sdk::{Families, FamilyId, Kind, Output, ProcessFields, ProcessInfo, ProcessPlugin, Scan};
@@ -85,6 +93,11 @@ const SAME_START: f64 = 0.25;
 
 /// Scans a process may be missing from before it is forgotten.
 const FORGET_AFTER: u64 = 2;
+
+/// A process counts from its start when it started after the previous scan,
+/// less this margin (seconds) for the host's rounding of start times (clock
+/// ticks) and of the boot time it adds them to.
+const BORN_SLACK: f64 = 0.25;
 
 const DEFAULT_PREFIX: &str = "namedprocess_namegroup";
 const DEFAULT_SERVICE_PREFIX: &str = "namedprocess_service";
@@ -239,6 +252,9 @@ struct Service {
     current: Option<(u32, f64)>,
     /// What earlier main processes used.
     acc: Counters,
+    /// Reading of the main process when it became the main process (zeros:
+    /// from its start).
+    base: Counters,
     last: Counters,
 }
 
@@ -282,6 +298,8 @@ pub struct ProcessGroups {
     tallies: Vec<Tally>,
     seen: HashMap<u32, Seen>,
     generation: u64,
+    /// Time of this instance's previous scan; `None` before the first.
+    prev_time: Option<f64>,
     gf: Option<GroupFamilies>,
     sf: Option<ServiceFamilies>,
     name_buf: String,
@@ -369,6 +387,7 @@ impl ProcessGroups {
                 sel,
                 current: None,
                 acc: Counters::default(),
+                base: Counters::default(),
                 last: Counters::default(),
             });
         }
@@ -420,6 +439,7 @@ impl ProcessGroups {
             tallies,
             seen: HashMap::new(),
             generation: 0,
+            prev_time: None,
             gf,
             sf,
             name_buf: String::new(),
@@ -450,6 +470,7 @@ impl ProcessGroups {
         if self.sf.is_some() {
             self.services(scan, &cmdlines, out);
         }
+        self.prev_time = Some(scan.time);
     }
 
     /// The first group that matches, as (group index, name index).
@@ -479,6 +500,7 @@ impl ProcessGroups {
         out: &mut Output,
     ) -> Vec<Live> {
         let generation = self.generation;
+        let prev = self.prev_time;
         let mut live = vec![Live::default(); self.tallies.len()];
         let tallies = &mut self.tallies;
         for (p, a) in procs.iter().zip(assigned) {
@@ -510,11 +532,14 @@ impl ProcessGroups {
                             tallies[g].acc = tallies[g].acc.plus(s.last.minus(s.base));
                         }
                     }
+                    let last = Counters::read(p, &Counters::default());
+                    let born = born_since(prev, p);
                     let fresh = Seen {
                         start: p.start_time,
                         group,
-                        base: Counters::default(),
-                        last: Counters::read(p, &Counters::default()),
+                        // Already running when first seen: from now on.
+                        base: if born { Counters::default() } else { last },
+                        last,
                         generation,
                     };
                     self.seen.insert(p.pid, fresh);
@@ -594,6 +619,7 @@ impl ProcessGroups {
 
     fn services(&mut self, scan: &Scan, cmdlines: &[String], out: &mut Output) {
         let Some(f) = &self.sf else { return };
+        let prev = self.prev_time;
         let procs = &scan.processes;
         for svc in &mut self.services {
             let mut best: Option<&ProcessInfo> = None;
@@ -614,16 +640,24 @@ impl ProcessGroups {
                 let same = svc.current.is_some_and(|(pid, start)| {
                     pid == p.pid && (start - p.start_time).abs() < SAME_START
                 });
-                if !same {
+                if same {
+                    svc.last = Counters::read(p, &svc.last);
+                } else {
                     // A new main process: bank what the previous one used.
-                    svc.acc = svc.acc.plus(svc.last);
+                    // It counts from its start if it started since the last
+                    // scan (a restart), else from now.
+                    svc.acc = svc.acc.plus(svc.last.minus(svc.base));
                     svc.current = Some((p.pid, p.start_time));
-                    svc.last = Counters::default();
+                    svc.last = Counters::read(p, &Counters::default());
+                    svc.base = if born_since(prev, p) {
+                        Counters::default()
+                    } else {
+                        svc.last
+                    };
                 }
-                svc.last = Counters::read(p, &svc.last);
             }
             let n = svc.name.as_str();
-            let c = svc.acc.plus(svc.last).0;
+            let c = svc.acc.plus(svc.last.minus(svc.base)).0;
             out.set(f.up, &[n], if best.is_some() { 1.0 } else { 0.0 });
             out.set(f.cpu, &[n, "user"], c[USER]);
             out.set(f.cpu, &[n, "system"], c[SYSTEM]);
@@ -647,6 +681,12 @@ impl ProcessGroups {
             }
         }
     }
+}
+
+/// Whether `p` started since the previous scan at `prev`, so that all it
+/// used happened while this instance watched.
+fn born_since(prev: Option<f64>, p: &ProcessInfo) -> bool {
+    prev.is_some_and(|t| p.start_time > t - BORN_SLACK)
 }
 
 fn subject<'a>(procs: &'a [ProcessInfo], cmdlines: &'a [String], i: usize) -> Subject<'a> {

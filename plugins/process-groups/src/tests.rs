@@ -45,7 +45,17 @@ struct Harness {
 }
 
 impl Harness {
+    /// An instance that has been running since long before the scans of the
+    /// test (an empty scan at time 0), so that processes count from their
+    /// start.
     fn new(config: &str) -> Self {
+        let mut h = Self::fresh(config);
+        h.scan(0.0, Vec::new());
+        h
+    }
+
+    /// An instance that has not scanned yet.
+    fn fresh(config: &str) -> Self {
         let mut families = Families::default();
         let (plugin, fields) = ProcessGroups::from_config(config, &mut families).expect("config");
         Harness {
@@ -246,10 +256,10 @@ fn group_counters_never_go_down_through_churn() {
         // A new process took pid 11.
         vec![
             app(10, 1000.0, 6.0, Some(600)),
-            app(11, 2000.0, 0.5, Some(50)),
+            app(11, 3001.5, 0.5, Some(50)),
         ],
         // 10 exited, and pid 11 was reused once more between scans.
-        vec![app(11, 2500.0, 0.2, Some(20))],
+        vec![app(11, 3002.5, 0.2, Some(20))],
         // Nothing left.
         vec![],
     ];
@@ -288,14 +298,14 @@ fn group_counters_never_go_down_through_churn() {
         previous = s.values;
     }
     // Gauges follow the live processes only.
-    let s = h.scan(4000.0, vec![app(12, 3900.0, 1.0, None)]);
+    let s = h.scan(4000.0, vec![app(12, 3999.5, 1.0, None)]);
     assert_eq!(
         s.get("namedprocess_namegroup_oldest_start_time_seconds", &["app"]),
-        Some(3900.0)
+        Some(3999.5)
     );
     assert!((s.cpu("app", "user") - 10.7).abs() < 1e-9);
     for t in 0..FORGET_AFTER {
-        h.scan(4001.0 + t as f64, vec![app(12, 3900.0, 1.0, None)]);
+        h.scan(4001.0 + t as f64, vec![app(12, 3999.5, 1.0, None)]);
     }
     assert_eq!(h.plugin.seen.len(), 1, "exited processes are forgotten");
 }
@@ -537,4 +547,88 @@ fn init_errors_name_the_entry() {
     );
     let e = err("{}");
     assert!(e.contains("nothing to report"), "{e}");
+}
+
+/// The host's rule for a counter `set` from a snapshot source: a reading
+/// below the last one is a reset, and what was counted so far is kept.
+struct HostCounter {
+    offset: f64,
+    raw: f64,
+}
+
+impl HostCounter {
+    fn set(&mut self, v: f64) -> f64 {
+        if v < self.raw {
+            self.offset += self.raw;
+        }
+        self.raw = v;
+        self.offset + self.raw
+    }
+}
+
+#[test]
+fn running_processes_count_from_the_first_scan_and_new_ones_from_their_start() {
+    let cfg = r#"{"groups": [{"name": "app", "comm": "^app$"}],
+                  "services": [{"name": "app", "comm": "^app$"}]}"#;
+    let mut h = Harness::fresh(cfg);
+    let app = |pid: u32, start: f64, user: f64| with_cpu(proc(pid, 1, "app", start), user, 0.0);
+    let svc = |s: &Scan2| {
+        s.get("namedprocess_service_cpu_seconds_total", &["app", "user"])
+            .expect("service cpu")
+    };
+    // Running for a while before the plugin started: from now on.
+    let s = h.scan(100.0, vec![app(10, 50.0, 10.0)]);
+    assert_eq!((s.cpu("app", "user"), svc(&s)), (0.0, 0.0));
+    // A process started since the last scan: all it used.
+    let s = h.scan(101.0, vec![app(10, 50.0, 12.0), app(11, 100.5, 1.0)]);
+    assert_eq!((s.cpu("app", "user"), svc(&s)), (3.0, 2.0));
+    // The service's main process exits; the next oldest was running before
+    // the last scan: it counts from now, not from its start.
+    let s = h.scan(102.0, vec![app(11, 100.5, 1.5)]);
+    assert_eq!((s.cpu("app", "user"), svc(&s)), (3.5, 2.0));
+    let s = h.scan(103.0, vec![app(11, 100.5, 2.5)]);
+    assert_eq!((s.cpu("app", "user"), svc(&s)), (4.5, 3.0));
+}
+
+#[test]
+fn a_new_instance_neither_lowers_nor_doubles_the_exposed_counters() {
+    let cfg = r#"{"groups": [{"name": "app", "comm": "^app$"}],
+                  "services": [{"name": "app", "comm": "^app$"}]}"#;
+    let app = |pid: u32, start: f64, user: f64| with_cpu(proc(pid, 1, "app", start), user, 0.0);
+    let scans = [
+        (100.0, vec![app(10, 50.0, 10.0)]),
+        (101.0, vec![app(10, 50.0, 12.0), app(11, 100.5, 1.0)]),
+        (102.0, vec![app(10, 50.0, 13.0)]),
+        // A reload or a restart: a new instance from here on.
+        (103.0, vec![app(10, 50.0, 14.0)]),
+        (104.0, vec![app(10, 50.0, 15.0), app(12, 103.5, 0.5)]),
+    ];
+    let mut h = Harness::fresh(cfg);
+    let mut group = HostCounter {
+        offset: 0.0,
+        raw: 0.0,
+    };
+    let mut service = HostCounter {
+        offset: 0.0,
+        raw: 0.0,
+    };
+    let mut exposed = Vec::new();
+    for (i, (time, procs)) in scans.into_iter().enumerate() {
+        if i == 3 {
+            h = Harness::fresh(cfg);
+        }
+        let s = h.scan(time, procs);
+        let g = group.set(s.cpu("app", "user"));
+        let v = service.set(
+            s.get("namedprocess_service_cpu_seconds_total", &["app", "user"])
+                .expect("service cpu"),
+        );
+        exposed.push((g, v));
+    }
+    // Used while watched: pid 10 from 10 to 15, pid 11 1, pid 12 0.5; the
+    // second between the two instances' scans (13 to 14) is not counted.
+    assert_eq!(
+        exposed,
+        vec![(0.0, 0.0), (3.0, 2.0), (4.0, 3.0), (4.0, 3.0), (5.5, 4.0)]
+    );
 }

@@ -1,79 +1,81 @@
-//! prometheus-text: re-expose families of a Prometheus text exposition
-//! (format 0.0.4; OpenMetrics is read too) fetched by an HTTP source.
+//! prometheus-text: re-expose a Prometheus text exposition (format 0.0.4;
+//! OpenMetrics is read too) fetched by an HTTP source: every family it
+//! holds, or those `keep` and `drop` let through.
 //!
-//! A plugin declares its families at `init`, but an exposition says what
-//! it holds only when it is read. So the settings list the families to
-//! re-expose, with their type and label names; the plugin parses each
-//! response and emits those families only. This is the one clean fit with
-//! the interface: label names fix the order of label values, and kinds fix
-//! what an update may do, and both must be known before the first response.
+//! An exposition says what it holds only when it is read, so families are
+//! declared during the calls (`output.declare`), the first time a family
+//! shows up: its kind from the `# TYPE` line, its HELP text, its label
+//! names (every label name its samples carry in that response, in the
+//! order they first appear; a sample without one of them gets `""`, which
+//! Prometheus reads as no label), and for a histogram its bucket bounds.
+//! The plugin remembers what it declared for as long as its instance
+//! lives.
 //!
-//! Settings (JSON, from the pipeline's `[pipeline.NAME.config]` table):
+//! Settings (JSON, from the pipeline's `[pipeline.NAME.config]` table), all
+//! optional:
 //!
-//! - `families`: each `{name, type, help, labels}`. `type` is `counter`,
-//!   `gauge`, `histogram` or `summary`; `labels` are the label names the
-//!   samples may carry (a label with an empty value counts as absent).
-//!   `name` is the name as the samples show it for counters and gauges
-//!   (`node_cpu_seconds_total`), and the family name for histograms and
-//!   summaries (`http_request_duration_seconds`, without `_bucket`).
-//!   Samples without a `# TYPE` line take the listed type. `help` defaults
-//!   to a fixed text: the exposition's HELP arrives too late to declare.
 //! - `prefix`: prepended to every re-exposed name, with a `_` between.
-//! - `labels`: `{name: value}` added to every series.
-//! - `keep`, `drop`: regexes (unanchored) on family names, spelled as in
-//!   `families`. A family is kept when it matches some `keep` (or `keep` is
-//!   empty) and no `drop`.
+//! - `labels`: `{name: value}` added to every series. An upstream label of
+//!   the same name is renamed `exported_NAME`, as a Prometheus server does.
+//! - `keep`, `drop`: regexes (unanchored) on family names as the exposition
+//!   spells them: the sample name for counters, gauges and untyped
+//!   families (`node_cpu_seconds_total`), the family name for histograms
+//!   and summaries (`http_request_duration_seconds`, without `_bucket`). A
+//!   family is re-exposed when it matches some `keep` (or `keep` is empty)
+//!   and no `drop`.
 //!
 //! ```toml
 //! [pipeline.node.config]
 //! prefix = "edge"
 //! labels = { source = "node" }
-//! keep = ['^node_(cpu|filesystem)_', '^go_gc_']
-//! families = [
-//!   { name = "node_cpu_seconds_total", type = "counter", labels = ["cpu", "mode"] },
-//!   { name = "node_filesystem_avail_bytes", type = "gauge", labels = ["device", "fstype", "mountpoint"] },
-//!   { name = "go_gc_duration_seconds", type = "summary" },
-//! ]
+//! drop = ['^go_memstats_']
 //! ```
 //!
-//! What is emitted:
+//! What is emitted, kinds kept:
 //!
-//! - counters with `set` (cumulative readings: the host takes a decrease
-//!   for a reset). The host wants counter names to end in `_total`; a
-//!   counter listed without it (older exporters) is re-exposed with it:
-//!   `foo` becomes `foo_total`;
-//! - gauges with `set`;
-//! - a histogram `h` as the gauge families `h_bucket` (its labels and
-//!   `le`), `h_sum` and `h_count`, values as read. The interface has no
-//!   update that sets a whole histogram, and observations cannot rebuild
-//!   one. Gauges, because the host requires `_total` on counters: the
-//!   series keep the names and labels a Prometheus server would scrape, so
-//!   `histogram_quantile(0.9, rate(h_bucket[5m]))` works; only the TYPE
-//!   line differs (and `promtool check metrics` notes the suffixes);
-//! - a summary `s` as the gauge `s` with its labels and `quantile`, and the
-//!   gauges `s_sum` and `s_count`, for the same reason.
+//! - counters with `set` (cumulative readings; the host takes a decrease
+//!   for a reset). A counter whose name does not end in `_total` (older
+//!   exporters) is re-exposed as a gauge under its own name: renaming it
+//!   would break queries, and the host wants `_total` on counters;
+//! - gauges with `set`; untyped families, OpenMetrics `info` and
+//!   `stateset` families as gauges;
+//! - histograms whole (`set-histogram`): declared with the bucket bounds
+//!   the series of the first response share; cumulative bucket counts are
+//!   turned into counts per bucket, and the host writes them out again as
+//!   `_bucket`, `_sum` and `_count`;
+//! - summaries whole (`set-summary`): quantiles (NaN ones too), sum, count.
 //!
-//! What is counted as rejected: lines that do not parse, samples with a
-//! label their family does not list or a value their family cannot take
-//! (a negative counter, an `le` that is not a number), and, once per
-//! response, each family that is kept by `keep`/`drop` but not listed, or
-//! whose `# TYPE` contradicts its listed type. Use `keep` or `drop` to
-//! leave out the families you do not want without counting them. NaN values
-//! (an empty summary's quantiles) are skipped without counting; infinite
-//! values are rejected: the host stores neither.
+//! What is counted as rejected (`weir_plugin_inputs_rejected_total`; each
+//! unit is one sample line): lines that do not parse; samples with a label
+//! name their family was not declared with (logged once per family); a
+//! value the family cannot take (NaN or infinite counter and gauge values,
+//! negative counters, bucket counts that are not whole numbers or go down,
+//! a histogram series missing a declared bound, its `_sum` or both `+Inf`
+//! and `_count`, a summary series without `_sum` or `_count`); every sample
+//! of a family whose `# TYPE` changed since it was declared; every sample
+//! of a family that cannot be re-exposed (logged once, with the reason): a
+//! name with `:` or starting with `weir_` (set a prefix), a name another
+//! family already takes, a label name starting with `__`, a histogram
+//! without a finite bucket, an OpenMetrics gauge histogram.
+//!
 //! Timestamps and exemplars are ignored; OpenMetrics `_created` samples
-//! are skipped; reading stops at `# EOF`.
+//! are skipped; reading stops at `# EOF`. The status was checked by the
+//! source (`accept_status`); a protobuf body is an error.
 use regex::Regex;
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use weir_sdk::{Families, FamilyId, HttpPlugin, Kind, Output, Response};
 
 mod parse;
-use parse::{Role, Type};
+use parse::{Helps, Role, Type};
 
+/// HELP of a family whose exposition has none.
 const DEFAULT_HELP: &str = "Re-exposed from a scraped Prometheus exposition.";
 
-#[derive(Deserialize)]
+/// Most families logged about; past it, problems are only counted.
+const MAX_LOGGED: usize = 1000;
+
+#[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
 struct Config {
     #[serde(default)]
@@ -84,53 +86,56 @@ struct Config {
     keep: Vec<String>,
     #[serde(default)]
     drop: Vec<String>,
-    #[serde(default)]
-    families: Vec<FamilyConfig>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FamilyConfig {
-    name: String,
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    help: Option<String>,
-    #[serde(default)]
-    labels: Vec<String>,
-}
-
+/// How a family is re-exposed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Listed {
+enum Shape {
     Counter,
     Gauge,
     Histogram,
     Summary,
 }
 
-struct Family {
-    name: String,
-    kind: Listed,
+/// A family declared to the host.
+struct Declared {
+    id: FamilyId,
+    shape: Shape,
+    /// Upstream label names, in declared order (before any renaming).
     labels: Vec<String>,
+    /// Histogram bucket bounds, without `+Inf`.
+    buckets: Vec<f64>,
 }
 
-/// Where samples of one name go.
-#[derive(Clone, Copy)]
-struct Target {
-    listed: usize,
-    role: Role,
-    family: FamilyId,
+/// The samples of one family in one response.
+struct Group<'a> {
+    /// Family name as `keep`/`drop` see it, without the prefix.
+    key: &'a str,
+    /// Name of its `# TYPE` and `# HELP` lines.
+    base: &'a str,
+    ty: Type,
+    samples: Vec<(Role, &'a str)>,
 }
 
-/// The plugin: the listed families, by the sample names they take.
+/// A parsed sample: role, labels, value.
+type Sample<'a> = (Role, Vec<(&'a str, String)>, f64);
+
+/// The plugin: settings and what was declared so far.
 pub struct PrometheusText {
-    listed: Vec<Family>,
-    by_sample: HashMap<String, Target>,
-    /// Values of the `labels` setting, in declared order.
-    extra: Vec<String>,
+    prefix: String,
+    extra_names: Vec<String>,
+    extra_values: Vec<String>,
     keep: Vec<Regex>,
     drop: Vec<Regex>,
-    /// Family names already logged about, so each is logged once.
+    /// Declared families by `Group::key`.
+    declared: HashMap<String, Declared>,
+    /// Families declared so far (the next id).
+    count: u32,
+    /// Exposed sample names taken by declared families.
+    taken: HashSet<String>,
+    /// Families that cannot be re-exposed.
+    refused: HashSet<String>,
+    /// What was logged about, so each problem is logged once.
     logged: HashSet<String>,
 }
 
@@ -141,146 +146,63 @@ fn compile(list: &[String], key: &str) -> Result<Vec<Regex>, String> {
         .collect()
 }
 
-fn check_label(name: &str, what: &str) -> Result<(), String> {
-    if !parse::is_name(name, false) {
-        return Err(format!("{what}: \"{name}\" is not a label name"));
-    }
-    if name.starts_with("__") {
-        return Err(format!("{what}: label names starting with __ are reserved"));
-    }
-    Ok(())
+/// Whether the host takes `n` as a metric name: no colons.
+fn host_metric_name(n: &str) -> bool {
+    parse::is_name(n, false)
+}
+
+/// A whole, non-negative count that fits a u64.
+fn whole(v: f64) -> Option<u64> {
+    (v >= 0.0 && v.fract() == 0.0 && v < 18_446_744_073_709_551_616.0).then_some(v as u64)
 }
 
 impl PrometheusText {
-    /// Build from JSON settings, declaring families.
-    pub fn from_config(config: &str, families: &mut Families) -> Result<Self, String> {
-        let cfg: Config =
-            serde_json::from_str(config).map_err(|e| format!("invalid settings: {e}"))?;
-        if cfg.families.is_empty() {
-            return Err(
-                "no families: list the families to re-expose, each {name, type, labels}".into(),
-            );
-        }
+    /// Build from JSON settings. Nothing is declared at init.
+    pub fn from_config(config: &str) -> Result<Self, String> {
+        let cfg: Config = if config.trim().is_empty() {
+            Config::default()
+        } else {
+            serde_json::from_str(config).map_err(|e| format!("invalid settings: {e}"))?
+        };
         let prefix = match cfg.prefix.as_deref() {
             None | Some("") => String::new(),
-            Some(p) if parse::is_name(p, true) => format!("{}_", p.trim_end_matches('_')),
-            Some(p) => return Err(format!("prefix \"{p}\" is not a metric name prefix")),
+            Some(p) if host_metric_name(p) => format!("{}_", p.trim_end_matches('_')),
+            Some(p) => {
+                return Err(format!(
+                    "prefix \"{p}\" is not a metric name prefix ([a-zA-Z_][a-zA-Z0-9_]*)"
+                ))
+            }
         };
-        let keep = compile(&cfg.keep, "keep")?;
-        let drop = compile(&cfg.drop, "drop")?;
+        if prefix.starts_with("weir_") {
+            return Err(format!(
+                "prefix \"{}\": names starting with weir_ are reserved for the agent",
+                prefix.trim_end_matches('_')
+            ));
+        }
         for name in cfg.labels.keys() {
-            check_label(name, "labels")?;
+            if !parse::is_name(name, false) || name.starts_with("__") {
+                return Err(format!(
+                    "labels: \"{name}\" is not a label name (or starts with __, which is reserved)"
+                ));
+            }
             if name == "le" || name == "quantile" {
                 return Err(format!(
                     "labels: \"{name}\" belongs to histograms and summaries"
                 ));
             }
         }
-        let extra_names: Vec<&str> = cfg.labels.keys().map(String::as_str).collect();
-        let mut exposed_names = HashSet::new();
-        let mut plugin = PrometheusText {
-            listed: Vec::new(),
-            by_sample: HashMap::new(),
-            extra: cfg.labels.values().cloned().collect(),
-            keep,
-            drop,
+        Ok(PrometheusText {
+            prefix,
+            extra_names: cfg.labels.keys().cloned().collect(),
+            extra_values: cfg.labels.values().cloned().collect(),
+            keep: compile(&cfg.keep, "keep")?,
+            drop: compile(&cfg.drop, "drop")?,
+            declared: HashMap::new(),
+            count: 0,
+            taken: HashSet::new(),
+            refused: HashSet::new(),
             logged: HashSet::new(),
-        };
-        for (i, f) in cfg.families.iter().enumerate() {
-            let what = format!("families[{i}] \"{}\"", f.name);
-            if !parse::is_name(&f.name, true) {
-                return Err(format!("{what}: not a metric name"));
-            }
-            let kind = match f.kind.as_str() {
-                "counter" => Listed::Counter,
-                "gauge" => Listed::Gauge,
-                "histogram" => Listed::Histogram,
-                "summary" => Listed::Summary,
-                other => {
-                    return Err(format!(
-                        "{what}: unknown type \"{other}\" (counter, gauge, histogram or summary)"
-                    ))
-                }
-            };
-            for (j, l) in f.labels.iter().enumerate() {
-                check_label(l, &what)?;
-                if f.labels[..j].contains(l) {
-                    return Err(format!("{what}: label \"{l}\" is listed twice"));
-                }
-                if cfg.labels.contains_key(l) {
-                    return Err(format!(
-                        "{what}: label \"{l}\" is also set by the labels setting"
-                    ));
-                }
-                if (l == "le" && kind == Listed::Histogram)
-                    || (l == "quantile" && kind == Listed::Summary)
-                {
-                    return Err(format!(
-                        "{what}: \"{l}\" is implied for a {}; leave it out of labels",
-                        f.kind
-                    ));
-                }
-            }
-            if !plugin.kept(&f.name) {
-                return Err(format!("{what}: listed, but keep/drop leave it out"));
-            }
-            let help = f.help.as_deref().unwrap_or(DEFAULT_HELP);
-            let parts: &[(&str, Kind, Role, Option<&str>)] = match kind {
-                Listed::Counter => &[("", Kind::Counter, Role::Value, None)],
-                Listed::Gauge => &[("", Kind::Gauge, Role::Value, None)],
-                Listed::Histogram => &[
-                    ("_bucket", Kind::Gauge, Role::Bucket, Some("le")),
-                    ("_sum", Kind::Gauge, Role::Sum, None),
-                    ("_count", Kind::Gauge, Role::Count, None),
-                ],
-                Listed::Summary => &[
-                    ("", Kind::Gauge, Role::Quantile, Some("quantile")),
-                    ("_sum", Kind::Gauge, Role::Sum, None),
-                    ("_count", Kind::Gauge, Role::Count, None),
-                ],
-            };
-            for &(suffix, k, role, special) in parts {
-                let sample = format!("{}{suffix}", f.name);
-                let total = if k == Kind::Counter && !sample.ends_with("_total") {
-                    "_total"
-                } else {
-                    ""
-                };
-                let exposed = format!("{prefix}{sample}{total}");
-                if !exposed_names.insert(exposed.clone()) {
-                    return Err(format!("{what}: \"{exposed}\" would be re-exposed twice"));
-                }
-                if exposed.starts_with("weir_") {
-                    return Err(format!(
-                        "{what}: \"{exposed}\": names starting with weir_ are reserved for the agent; set a prefix"
-                    ));
-                }
-                if let Some(t) = plugin.by_sample.get(&sample) {
-                    return Err(format!(
-                        "{what}: samples named \"{sample}\" also belong to families[{}] \"{}\"",
-                        t.listed, plugin.listed[t.listed].name
-                    ));
-                }
-                let mut labels: Vec<&str> = f.labels.iter().map(String::as_str).collect();
-                labels.extend(special);
-                labels.extend(&extra_names);
-                let family = families.declare(k, &exposed, help, "", &labels, &[]);
-                plugin.by_sample.insert(
-                    sample,
-                    Target {
-                        listed: i,
-                        role,
-                        family,
-                    },
-                );
-            }
-            plugin.listed.push(Family {
-                name: f.name.clone(),
-                kind,
-                labels: f.labels.clone(),
-            });
-        }
-        Ok(plugin)
+        })
     }
 
     /// Whether `keep` and `drop` let a family through.
@@ -289,17 +211,24 @@ impl PrometheusText {
             && !self.drop.iter().any(|r| r.is_match(family))
     }
 
-    /// Parse one exposition and emit the listed families.
+    fn log_once(&mut self, what: String, message: impl FnOnce() -> String) {
+        if self.logged.len() < MAX_LOGGED && self.logged.insert(what) {
+            weir_sdk::log::warn(&message());
+        }
+    }
+
+    /// Parse one exposition: declare the families not seen before and emit
+    /// every kept family's series.
     pub fn exposition(&mut self, text: &str, out: &mut Output) {
-        let types = parse::types(text);
-        let mut unlisted: HashSet<&str> = HashSet::new();
-        let mut mismatched: HashSet<&str> = HashSet::new();
+        let (types, helps) = parse::meta(text);
+        let mut groups: Vec<Group<'_>> = Vec::new();
+        let mut index: HashMap<&str, usize> = HashMap::new();
         for sample in parse::samples(text) {
             let Ok((name, rest)) = sample else {
                 out.reject();
                 continue;
             };
-            let (family, ty, role) = parse::classify(name, &types);
+            let (base, ty, role) = parse::classify(name, &types);
             match role {
                 Role::Created => continue,
                 Role::Invalid => {
@@ -308,108 +237,457 @@ impl PrometheusText {
                 }
                 _ => {}
             }
-            let Some(&target) = self.by_sample.get(name) else {
-                // Unlisted: name it the way `families` would.
-                let key = match ty {
-                    Type::Histogram | Type::Summary | Type::GaugeHistogram => family,
-                    _ => name,
-                };
-                if self.kept(key) && unlisted.insert(key) {
-                    out.reject();
-                    self.log_once(key, || {
-                        format!(
-                            "family \"{key}\" is not listed in families; its samples are skipped"
-                        )
-                    });
-                }
-                continue;
+            let key = match ty {
+                Type::Histogram | Type::Summary | Type::GaugeHistogram => base,
+                _ => name,
             };
-            let listed = self.listed[target.listed].kind;
-            if !compatible(listed, target.role, ty, role) {
-                if mismatched.insert(family) {
-                    out.reject();
-                    self.log_once(family, || {
-                        format!(
-                            "family \"{family}\" is a {ty:?} in the exposition but listed as a {listed:?}; its samples are skipped"
-                        )
-                    });
-                }
+            if !self.kept(key) {
                 continue;
             }
+            let i = *index.entry(key).or_insert_with(|| {
+                groups.push(Group {
+                    key,
+                    base,
+                    ty,
+                    samples: Vec::new(),
+                });
+                groups.len() - 1
+            });
+            groups[i].samples.push((role, rest));
+        }
+        let already = self.count;
+        for g in &groups {
+            self.family(g, &helps, already, out);
+        }
+    }
+
+    fn family(&mut self, g: &Group<'_>, helps: &Helps<'_>, already: u32, out: &mut Output) {
+        if self.refused.contains(g.key) {
+            for _ in &g.samples {
+                out.reject();
+            }
+            return;
+        }
+        let mut samples: Vec<Sample<'_>> = Vec::with_capacity(g.samples.len());
+        for &(role, rest) in &g.samples {
             match parse::rest(rest) {
-                Ok((labels, value)) => self.emit(target, labels, value, out),
+                Ok((labels, value)) => samples.push((role, labels, value)),
                 Err(_) => out.reject(),
             }
         }
-    }
-
-    fn log_once(&mut self, family: &str, message: impl FnOnce() -> String) {
-        if self.logged.len() < 1000 && self.logged.insert(family.to_string()) {
-            weir_sdk::log::warn(&message());
+        if samples.is_empty() {
+            return;
         }
-    }
-
-    fn emit(&self, t: Target, labels: Vec<(&str, String)>, value: f64, out: &mut Output) {
-        let listed = &self.listed[t.listed];
-        let names = &listed.labels;
-        let special = match t.role {
-            Role::Bucket => Some("le"),
-            Role::Quantile => Some("quantile"),
-            _ => None,
+        let shape = match shape_of(g.ty, g.key) {
+            Ok(s) => s,
+            Err(why) => return self.refuse(g.key, why, samples.len(), out),
         };
-        let mut values = vec![String::new(); names.len() + usize::from(special.is_some())];
-        for (name, v) in labels {
-            if let Some(i) = names.iter().position(|n| n == name) {
-                values[i] = v;
-            } else if special == Some(name) {
-                values[names.len()] = v;
-            } else if !v.is_empty() {
-                out.reject();
-                return;
+        if !self.declared.contains_key(g.key) {
+            if let Err(why) = self.declare(g, shape, &samples, helps, already, out) {
+                return self.refuse(g.key, why, samples.len(), out);
             }
         }
-        if special.is_some() && values[names.len()].parse::<f64>().is_err() {
+        let Some(d) = self.declared.get(g.key) else {
+            return;
+        };
+        if d.shape != shape {
+            let was = d.shape;
+            for _ in &samples {
+                out.reject();
+            }
+            let key = g.key;
+            self.log_once(format!("{key}/type"), || {
+                format!(
+                    "family \"{key}\" was re-exposed as a {was:?} and is now a {shape:?} upstream; its samples are skipped until the plugin restarts"
+                )
+            });
+            return;
+        }
+        let unknown = match shape {
+            Shape::Counter | Shape::Gauge => self.scalars(d, shape == Shape::Counter, samples, out),
+            Shape::Histogram => self.histograms(d, samples, out),
+            Shape::Summary => self.summaries(d, samples, out),
+        };
+        if let Some(label) = unknown {
+            let key = g.key;
+            self.log_once(format!("{key}/label/{label}"), || {
+                format!(
+                    "family \"{key}\": samples with label \"{label}\", which the family was not declared with (it was not in the first response), are skipped"
+                )
+            });
+        }
+    }
+
+    fn refuse(&mut self, key: &str, why: String, samples: usize, out: &mut Output) {
+        for _ in 0..samples {
             out.reject();
-            return;
         }
-        if value.is_nan() {
-            return;
+        self.refused.insert(key.to_string());
+        self.log_once(format!("{key}/refused"), || {
+            format!("family \"{key}\" is not re-exposed: {why}")
+        });
+    }
+
+    /// Declare a family seen for the first time, from this response's
+    /// samples.
+    fn declare(
+        &mut self,
+        g: &Group<'_>,
+        shape: Shape,
+        samples: &[Sample<'_>],
+        helps: &Helps<'_>,
+        already: u32,
+        out: &mut Output,
+    ) -> Result<(), String> {
+        let name = format!("{}{}", self.prefix, g.key);
+        if !host_metric_name(&name) {
+            return Err(format!(
+                "\"{name}\" is not a metric name the agent takes ([a-zA-Z_][a-zA-Z0-9_]*, no ':')"
+            ));
         }
-        let count = listed.kind == Listed::Counter || matches!(t.role, Role::Bucket | Role::Count);
-        if value.is_infinite() || (count && value < 0.0) {
-            out.reject();
-            return;
+        if name.starts_with("weir_") {
+            return Err(format!(
+                "\"{name}\": names starting with weir_ are reserved for the agent; set a prefix"
+            ));
         }
-        values.extend(self.extra.iter().cloned());
-        out.set(t.family, &values, value);
+        let exposed: Vec<String> = match shape {
+            Shape::Counter | Shape::Gauge => vec![name.clone()],
+            Shape::Histogram => ["_bucket", "_sum", "_count"]
+                .iter()
+                .map(|s| format!("{name}{s}"))
+                .collect(),
+            Shape::Summary => ["", "_sum", "_count"]
+                .iter()
+                .map(|s| format!("{name}{s}"))
+                .collect(),
+        };
+        if let Some(t) = exposed.iter().find(|e| self.taken.contains(*e)) {
+            return Err(format!("\"{t}\" is already re-exposed by another family"));
+        }
+        // Label names: every one the samples carry, in order of appearance.
+        let mut labels: Vec<String> = Vec::new();
+        for (role, ls, _) in samples {
+            for (n, _) in ls {
+                let special = (*role == Role::Bucket && *n == "le")
+                    || (*role == Role::Quantile && *n == "quantile");
+                if !special && !labels.iter().any(|l| l == n) {
+                    labels.push(n.to_string());
+                }
+            }
+        }
+        let mut names: Vec<String> = labels
+            .iter()
+            .map(|l| {
+                if self.extra_names.contains(l) {
+                    format!("exported_{l}")
+                } else {
+                    l.clone()
+                }
+            })
+            .collect();
+        names.extend(self.extra_names.iter().cloned());
+        for (i, n) in names.iter().enumerate() {
+            if n.starts_with("__") {
+                return Err(format!(
+                    "label \"{n}\": names starting with __ are reserved"
+                ));
+            }
+            if names[..i].contains(n) {
+                return Err(format!("label \"{n}\" would appear twice"));
+            }
+            if (shape == Shape::Histogram && n == "le")
+                || (shape == Shape::Summary && n == "quantile")
+            {
+                return Err(format!(
+                    "label \"{n}\" is reserved in a {}",
+                    if shape == Shape::Histogram {
+                        "histogram"
+                    } else {
+                        "summary"
+                    }
+                ));
+            }
+        }
+        // Histogram bounds: those every series of the response has, so each
+        // can be read exactly.
+        let mut buckets = Vec::new();
+        if shape == Shape::Histogram {
+            let mut per_series: HashMap<Vec<(&str, &str)>, Vec<f64>> = HashMap::new();
+            for (role, ls, _) in samples {
+                if *role != Role::Bucket {
+                    continue;
+                }
+                let Some(le) = le_of(ls) else { continue };
+                if !le.is_finite() {
+                    continue;
+                }
+                let mut key: Vec<(&str, &str)> = ls
+                    .iter()
+                    .filter(|(n, v)| *n != "le" && !v.is_empty())
+                    .map(|(n, v)| (*n, v.as_str()))
+                    .collect();
+                key.sort_unstable();
+                per_series.entry(key).or_default().push(le);
+            }
+            let mut sets = per_series.into_values();
+            if let Some(first) = sets.next() {
+                buckets = first;
+                for other in sets {
+                    buckets.retain(|b| other.contains(b));
+                }
+            }
+            buckets.sort_by(f64::total_cmp);
+            buckets.dedup();
+            if buckets.is_empty() {
+                return Err("a histogram without a finite bucket bound".into());
+            }
+        }
+        let kind = match shape {
+            Shape::Counter => Kind::Counter,
+            Shape::Gauge => Kind::Gauge,
+            Shape::Histogram => Kind::Histogram,
+            Shape::Summary => Kind::Summary,
+        };
+        let help = helps.get(g.base).map_or(DEFAULT_HELP, String::as_str);
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let mut fams = Families::default();
+        fams.declare(kind, &name, help, "", &refs, &buckets);
+        let Some(&id) = out.declare(already, fams).first() else {
+            return Err("could not declare it".into());
+        };
+        self.count = id.0 + 1;
+        self.taken.extend(exposed);
+        self.declared.insert(
+            g.key.to_string(),
+            Declared {
+                id,
+                shape,
+                labels,
+                buckets,
+            },
+        );
+        Ok(())
+    }
+
+    /// Label values in declared order, with the constant labels; `Err`
+    /// with the first label name the family was not declared with.
+    fn values<'s>(
+        &self,
+        d: &Declared,
+        labels: &[(&'s str, String)],
+        special: &str,
+    ) -> Result<Vec<String>, &'s str> {
+        let mut values = vec![String::new(); d.labels.len()];
+        for (n, v) in labels {
+            if *n == special {
+                continue;
+            }
+            match d.labels.iter().position(|l| l == n) {
+                Some(i) => values[i] = v.clone(),
+                None if v.is_empty() => {}
+                None => return Err(n),
+            }
+        }
+        values.extend(self.extra_values.iter().cloned());
+        Ok(values)
+    }
+
+    fn scalars(
+        &self,
+        d: &Declared,
+        counter: bool,
+        samples: Vec<Sample<'_>>,
+        out: &mut Output,
+    ) -> Option<String> {
+        let mut unknown = None;
+        for (_, labels, v) in samples {
+            let values = match self.values(d, &labels, "") {
+                Ok(v) => v,
+                Err(l) => {
+                    unknown.get_or_insert_with(|| l.to_string());
+                    out.reject();
+                    continue;
+                }
+            };
+            if !v.is_finite() || (counter && v < 0.0) {
+                out.reject();
+                continue;
+            }
+            out.set(d.id, &values, v);
+        }
+        unknown
+    }
+
+    fn histograms(
+        &self,
+        d: &Declared,
+        samples: Vec<Sample<'_>>,
+        out: &mut Output,
+    ) -> Option<String> {
+        #[derive(Default)]
+        struct Series {
+            /// (le, cumulative count)
+            buckets: Vec<(f64, f64)>,
+            sum: Option<f64>,
+            count: Option<f64>,
+            samples: usize,
+            bad: bool,
+        }
+        let mut unknown = None;
+        let mut order: Vec<Vec<String>> = Vec::new();
+        let mut series: HashMap<Vec<String>, Series> = HashMap::new();
+        for (role, labels, v) in samples {
+            let values = match self.values(d, &labels, "le") {
+                Ok(v) => v,
+                Err(l) => {
+                    unknown.get_or_insert_with(|| l.to_string());
+                    out.reject();
+                    continue;
+                }
+            };
+            let s = series.entry(values.clone()).or_insert_with(|| {
+                order.push(values);
+                Series::default()
+            });
+            s.samples += 1;
+            match role {
+                Role::Bucket => match le_of(&labels) {
+                    Some(le) if !le.is_nan() => s.buckets.push((le, v)),
+                    _ => s.bad = true,
+                },
+                Role::Sum => s.sum = Some(v),
+                Role::Count => s.count = Some(v),
+                _ => s.bad = true,
+            }
+        }
+        for values in order {
+            let Some(s) = series.remove(&values) else {
+                continue;
+            };
+            match histogram_counts(&d.buckets, &s.buckets, s.count) {
+                Some(counts) if !s.bad && s.sum.is_some_and(f64::is_finite) => {
+                    let sum = s.sum.unwrap_or_default();
+                    out.set_histogram(d.id, &values, counts, sum);
+                }
+                _ => {
+                    for _ in 0..s.samples {
+                        out.reject();
+                    }
+                }
+            }
+        }
+        unknown
+    }
+
+    fn summaries(
+        &self,
+        d: &Declared,
+        samples: Vec<Sample<'_>>,
+        out: &mut Output,
+    ) -> Option<String> {
+        #[derive(Default)]
+        struct Series {
+            quantiles: Vec<(f64, f64)>,
+            sum: Option<f64>,
+            count: Option<f64>,
+            samples: usize,
+            bad: bool,
+        }
+        let mut unknown = None;
+        let mut order: Vec<Vec<String>> = Vec::new();
+        let mut series: HashMap<Vec<String>, Series> = HashMap::new();
+        for (role, labels, v) in samples {
+            let values = match self.values(d, &labels, "quantile") {
+                Ok(v) => v,
+                Err(l) => {
+                    unknown.get_or_insert_with(|| l.to_string());
+                    out.reject();
+                    continue;
+                }
+            };
+            let s = series.entry(values.clone()).or_insert_with(|| {
+                order.push(values);
+                Series::default()
+            });
+            s.samples += 1;
+            match role {
+                Role::Quantile => {
+                    let q = labels
+                        .iter()
+                        .find(|(n, _)| *n == "quantile")
+                        .and_then(|(_, q)| q.parse::<f64>().ok());
+                    match q {
+                        Some(q) if q.is_finite() => s.quantiles.push((q, v)),
+                        _ => s.bad = true,
+                    }
+                }
+                Role::Sum => s.sum = Some(v),
+                Role::Count => s.count = Some(v),
+                _ => s.bad = true,
+            }
+        }
+        for values in order {
+            let Some(s) = series.remove(&values) else {
+                continue;
+            };
+            match (s.sum, s.count.and_then(whole)) {
+                (Some(sum), Some(count)) if !s.bad && !sum.is_infinite() => {
+                    out.set_summary(d.id, &values, s.quantiles, sum, count);
+                }
+                _ => {
+                    for _ in 0..s.samples {
+                        out.reject();
+                    }
+                }
+            }
+        }
+        unknown
     }
 }
 
-/// Whether samples the exposition types as `ty` (in role `role`) may feed a
-/// family listed as `listed` (sample role `want`). Untyped samples take the
-/// listed type.
-fn compatible(listed: Listed, want: Role, ty: Type, role: Role) -> bool {
-    match (listed, ty) {
-        (_, Type::Untyped) => true,
-        (Listed::Counter, Type::Counter) => role == Role::Value,
-        (Listed::Gauge, Type::Gauge | Type::Info | Type::StateSet) => role == Role::Value,
-        (Listed::Histogram, Type::Histogram) | (Listed::Summary, Type::Summary) => role == want,
-        _ => false,
+/// How a family of type `ty` named `key` is re-exposed.
+fn shape_of(ty: Type, key: &str) -> Result<Shape, String> {
+    Ok(match ty {
+        Type::Counter if key.ends_with("_total") => Shape::Counter,
+        // Re-exposed under its own name, as a gauge: see the crate doc.
+        Type::Counter => Shape::Gauge,
+        Type::Gauge | Type::Untyped | Type::Info | Type::StateSet => Shape::Gauge,
+        Type::Histogram => Shape::Histogram,
+        Type::Summary => Shape::Summary,
+        Type::GaugeHistogram => return Err("gauge histograms are not re-exposed".into()),
+    })
+}
+
+fn le_of(labels: &[(&str, String)]) -> Option<f64> {
+    labels
+        .iter()
+        .find(|(n, _)| *n == "le")
+        .and_then(|(_, v)| v.trim().parse::<f64>().ok())
+}
+
+/// Counts per declared bucket (not cumulative), then `+Inf`, from
+/// cumulative `(le, count)` readings; `None` when a declared bound is
+/// missing, a count is not whole or the counts go down.
+fn histogram_counts(bounds: &[f64], read: &[(f64, f64)], count: Option<f64>) -> Option<Vec<u64>> {
+    let at = |b: f64| read.iter().find(|(le, _)| *le == b).map(|(_, c)| *c);
+    let inf = at(f64::INFINITY).or(count)?;
+    let mut counts = Vec::with_capacity(bounds.len() + 1);
+    let mut prev = 0u64;
+    for &b in bounds.iter().chain(std::iter::once(&f64::INFINITY)) {
+        let cum = if b.is_infinite() { inf } else { at(b)? };
+        let cum = whole(cum)?;
+        counts.push(cum.checked_sub(prev)?);
+        prev = cum;
     }
+    Some(counts)
 }
 
 impl HttpPlugin for PrometheusText {
-    fn init(config: &str, families: &mut Families) -> Result<Self, String> {
-        Self::from_config(config, families)
+    fn init(config: &str, _families: &mut Families) -> Result<Self, String> {
+        Self::from_config(config)
     }
 
     fn on_response(&mut self, response: &Response, out: &mut Output) -> Result<(), String> {
-        if !(200..300).contains(&response.status) {
-            return Err(format!(
-                "{} answered HTTP {}",
-                response.url, response.status
-            ));
-        }
         let content_type = response
             .headers
             .iter()

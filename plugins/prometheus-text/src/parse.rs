@@ -72,22 +72,65 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
         .filter(|l| !l.is_empty())
 }
 
-/// Read the `# TYPE` lines. A second `# TYPE` for a family replaces the first.
-pub fn types(text: &str) -> Types<'_> {
+/// The `# HELP` texts (escapes undone), by family name.
+pub type Helps<'a> = HashMap<&'a str, String>;
+
+/// Read the `# TYPE` and `# HELP` lines. A second line of either kind for
+/// a family replaces the first.
+pub fn meta(text: &str) -> (Types<'_>, Helps<'_>) {
     let mut types = HashMap::new();
+    let mut helps = HashMap::new();
     for line in lines(text) {
         let Some(rest) = line.strip_prefix('#') else {
             continue;
         };
-        let mut words = rest.split(is_blank).filter(|w| !w.is_empty());
-        if words.next() != Some("TYPE") {
-            continue;
-        }
-        if let (Some(name), Some(t)) = (words.next(), words.next().and_then(Type::parse)) {
-            types.insert(name, t);
+        let rest = rest.trim_start_matches(is_blank);
+        if let Some(r) = rest
+            .strip_prefix("TYPE")
+            .filter(|r| r.starts_with(is_blank))
+        {
+            let mut words = r.split(is_blank).filter(|w| !w.is_empty());
+            if let (Some(name), Some(t)) = (words.next(), words.next().and_then(Type::parse)) {
+                types.insert(name, t);
+            }
+        } else if let Some(r) = rest.strip_prefix("HELP") {
+            if !r.starts_with(is_blank) {
+                continue;
+            }
+            let r = r.trim_start_matches(is_blank);
+            let end = r.find(is_blank).unwrap_or(r.len());
+            let (name, text) = r.split_at(end);
+            if !name.is_empty() {
+                helps.insert(name, unescape_help(text.trim_start_matches(is_blank)));
+            }
         }
     }
-    types
+    (types, helps)
+}
+
+/// Undo `\\` and `\n` in a HELP text; other backslashes stay.
+fn unescape_help(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.peek() {
+                Some('\\') => {
+                    out.push('\\');
+                    chars.next();
+                    continue;
+                }
+                Some('n') => {
+                    out.push('\n');
+                    chars.next();
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        out.push(c);
+    }
+    out.trim_end_matches(is_blank).to_string()
 }
 
 /// The sample lines: name and the text after it, or `Err` for a line that
@@ -292,7 +335,16 @@ mod tests {
         let text = "# HELP a_total A.\n# TYPE a_total counter\n# TYPE om counter\n\
                     # TYPE h histogram\n# TYPE s summary\n# TYPE g gauge\n# UNIT g seconds\n\
                     # EOF\n# TYPE late gauge\n";
-        let t = types(text);
+        let (t, h) = meta(text);
+        assert_eq!(h.get("a_total").map(String::as_str), Some("A."));
+        let (_, h) =
+            meta("# HELP x Path C:\\\\dir, two\\nlines, \\d kept  \n#HELP  y\ty \n# HELPz no\n");
+        assert_eq!(
+            h.get("x").map(String::as_str),
+            Some("Path C:\\dir, two\nlines, \\d kept")
+        );
+        assert_eq!(h.get("y").map(String::as_str), Some("y"));
+        assert_eq!(h.len(), 2);
         assert_eq!(
             classify("a_total", &t),
             ("a_total", Type::Counter, Role::Value)
