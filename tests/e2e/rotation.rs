@@ -36,8 +36,6 @@ struct WriterState {
     /// Next line number; also the number of lines written.
     next: u64,
     file: Option<File>,
-    /// When each chunk was written: (time, lines written after it).
-    history: Vec<(Instant, u64)>,
 }
 
 struct WriterShared {
@@ -70,8 +68,6 @@ impl WriterShared {
             st.file = None;
         }
         st.next += n;
-        let next = st.next;
-        st.history.push((Instant::now(), next));
     }
 }
 
@@ -90,7 +86,6 @@ impl LineWriter {
             state: Mutex::new(WriterState {
                 next: 0,
                 file: None,
-                history: Vec::new(),
             }),
             paused: AtomicBool::new(false),
             stop: AtomicBool::new(false),
@@ -138,19 +133,6 @@ impl LineWriter {
     /// `KeepOpen`: close the file; the next write opens the path again.
     pub(crate) fn reopen(&self) {
         self.shared.state.lock().expect("writer lock").file = None;
-    }
-
-    /// Lines written at or after `t`.
-    pub(crate) fn written_since(&self, t: Instant) -> u64 {
-        let st = self.shared.state.lock().expect("writer lock");
-        let before = st
-            .history
-            .iter()
-            .rev()
-            .find(|(at, _)| *at < t)
-            .map(|(_, n)| *n)
-            .unwrap_or(0);
-        st.next - before
     }
 
     /// Stop; returns the number of lines written.
@@ -274,7 +256,7 @@ fn shift(log: &Path, keep: u32) {
 /// Rename-and-create (logrotate's default, with `create` and a
 /// `postrotate` that makes the daemon reopen its log): the writer keeps
 /// its file open and goes on writing into `app.log.1` for up to 150 ms
-/// after the rename, then reopens `app.log`. Returns the rotations made.
+/// after the rename, then reopens `app.log`.
 fn rename_and_create(glob: &str, name: &str) {
     let (tmp, dir) = setup(&counting_pipeline(
         name,

@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Sender;
 
 /// First wait before restarting a command that exited.
-pub const MIN_RESTART: Duration = Duration::from_secs(1);
+const MIN_RESTART: Duration = Duration::from_secs(1);
 /// Longest wait.
-pub const MAX_RESTART: Duration = Duration::from_secs(60);
+const MAX_RESTART: Duration = Duration::from_secs(60);
 /// A run this long resets the back-off.
-pub const HEALTHY_RUN: Duration = Duration::from_secs(10);
+const HEALTHY_RUN: Duration = Duration::from_secs(10);
 /// Standard error lines logged per second at most; the rest are counted
 /// and reported in one line.
 const STDERR_LINES_PER_SEC: u32 = 50;
