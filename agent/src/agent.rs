@@ -505,6 +505,25 @@ impl Agent {
                     sum: h.sum,
                 },
             );
+            if let crate::config::SourceSpec::Exec { .. } = p.spec.source {
+                e.scalar(
+                    "weir_source_up",
+                    Gauge,
+                    "Whether the pipeline's last poll or scan succeeded, or its command is running (1), or not (0).",
+                    &l,
+                    if st.source_up.load(Ordering::Relaxed) { 1.0 } else { 0.0 },
+                );
+                let errs = st.source_errors.lock().clone();
+                for reason in ["exit", "spawn"] {
+                    e.scalar(
+                        "weir_source_errors_total",
+                        Counter,
+                        "Failed polls or scans by reason; for commands, exits and failures to start.",
+                        &[("pipeline", name), ("reason", reason)],
+                        errs.get(reason).copied().unwrap_or(0) as f64,
+                    );
+                }
+            }
             if matches!(
                 p.spec.source,
                 crate::config::SourceSpec::Http(_) | crate::config::SourceSpec::Process { .. }
@@ -512,7 +531,7 @@ impl Agent {
                 e.scalar(
                     "weir_source_up",
                     Gauge,
-                    "Whether the pipeline's last poll or scan succeeded (1) or failed (0); on failure its series are removed.",
+                    "Whether the pipeline's last poll or scan succeeded, or its command is running (1), or not (0).",
                     &l,
                     if st.source_up.load(Ordering::Relaxed) { 1.0 } else { 0.0 },
                 );
@@ -523,7 +542,7 @@ impl Agent {
                     e.scalar(
                         "weir_source_errors_total",
                         Counter,
-                        "Failed polls or scans by reason.",
+                        "Failed polls or scans by reason; for commands, exits and failures to start.",
                         &[("pipeline", name), ("reason", reason)],
                         errs.get(reason).copied().unwrap_or(0) as f64,
                     );

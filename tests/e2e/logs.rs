@@ -95,6 +95,20 @@ fn exec_source_restarts_with_back_off_and_logs_stderr() {
         s.val("weir_source_lines_total", &[("pipeline", "cmd")]),
         9.0
     );
+    // Each exit is counted; the command never failed to start.
+    assert!(
+        s.val(
+            "weir_source_errors_total",
+            &[("pipeline", "cmd"), ("reason", "exit")]
+        ) >= 2.0
+    );
+    assert_eq!(
+        s.val(
+            "weir_source_errors_total",
+            &[("pipeline", "cmd"), ("reason", "spawn")]
+        ),
+        0.0
+    );
 }
 
 /// Processes whose command line is exactly `sleep SECS`.

@@ -90,6 +90,7 @@ pub fn run(
             Ok(c) => c,
             Err(e) => {
                 stats.source_up.store(false, Ordering::Relaxed);
+                stats.source_error("spawn");
                 tracing::error!(
                     pipeline = %pipeline,
                     "cannot run {:?}: {e}; retrying in {delay:?}",
@@ -143,6 +144,7 @@ pub fn run(
             return;
         }
         stats.source_up.store(false, Ordering::Relaxed);
+        stats.source_error("exit");
         if started.elapsed() >= HEALTHY_RUN {
             delay = MIN_RESTART;
         }
