@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The agent's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -266,6 +266,25 @@ impl Agent {
     pub fn exposition(&self) -> Exposition {
         let mut e = Exposition::new();
         let pipelines = self.pipelines();
+        // Scrape-time sources: ask each for a fresh snapshot if its last is
+        // older than its max_age, all at once, then wait (bounded).
+        let triggers: Vec<_> = pipelines
+            .iter()
+            .filter_map(|p| p.on_scrape.clone().map(|t| (t, p.spec.source.clone())))
+            .collect();
+        let waits: Vec<_> = triggers
+            .into_iter()
+            .map(|(t, src)| {
+                let timeout = match src {
+                    crate::config::SourceSpec::Http(h) => h.timeout + Duration::from_secs(1),
+                    _ => Duration::from_secs(5),
+                };
+                std::thread::spawn(move || t.refresh(timeout))
+            })
+            .collect();
+        for w in waits {
+            let _ = w.join();
+        }
         for p in &pipelines {
             e.add_store(&p.store.lock());
         }

@@ -94,6 +94,8 @@ pub enum SourceSpec {
     Process {
         /// Time between scans.
         interval: Duration,
+        /// Scan at scrape time instead, when the last scan is older than this.
+        max_age: Option<Duration>,
     },
 }
 
@@ -328,6 +330,7 @@ enum RawSource {
         bearer_token_file: Option<String>,
         timeout: Option<toml::Value>,
         interval: Option<toml::Value>,
+        max_age: Option<toml::Value>,
         max_body_bytes: Option<toml::Value>,
         #[serde(default)]
         accept_status: Vec<u16>,
@@ -337,6 +340,7 @@ enum RawSource {
     },
     Process {
         interval: Option<toml::Value>,
+        max_age: Option<toml::Value>,
     },
 }
 
@@ -702,6 +706,7 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 bearer_token_file,
                 timeout,
                 interval,
+                max_age,
                 max_body_bytes,
                 accept_status,
                 ca_file,
@@ -779,6 +784,7 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 };
                 let timeout = dur("timeout", timeout, Duration::from_secs(5));
                 let interval = dur("interval", interval, Duration::from_secs(15));
+                let max_age = max_age.map(|v| dur("max_age", Some(v), Duration::from_secs(5)));
                 let max_body_bytes = match max_body_bytes.map(|v| parse_size(&v)) {
                     None => 10 << 20,
                     Some(Ok(n)) => n,
@@ -803,9 +809,22 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                     ca_file: ca_file.map(|f| base.join(f)),
                     insecure_skip_verify,
                     interval,
+                    max_age,
                 }))
             }
-            RawSource::Process { interval } => {
+            RawSource::Process { interval, max_age } => {
+                let max_age = match max_age.map(|v| parse_duration(&v)) {
+                    None => None,
+                    Some(Ok(d)) => Some(d),
+                    Some(Err(e)) => {
+                        ctx.err(
+                            Some(source_span.clone()),
+                            &format!("{key}.source.max_age"),
+                            e,
+                        );
+                        None
+                    }
+                };
                 let interval = match interval.map(|v| parse_duration(&v)) {
                     None => Duration::from_secs(15),
                     Some(Ok(d)) if d >= Duration::from_millis(10) => d,
@@ -826,7 +845,7 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                         Duration::from_secs(15)
                     }
                 };
-                SourceSpec::Process { interval }
+                SourceSpec::Process { interval, max_age }
             }
         };
         let mut limits = Limits::default();

@@ -149,6 +149,8 @@ pub struct Pipeline {
     stop: Arc<AtomicBool>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     child: Option<crate::sources::exec::ChildSlot>,
+    /// Set for snapshot sources polled at scrape time.
+    pub on_scrape: Option<Arc<ScrapeTrigger>>,
 }
 
 struct Worker {
@@ -336,13 +338,28 @@ impl Worker {
         }
     }
 
+    /// Wait for the next snapshot: the interval, or a scrape's request.
+    fn next_turn(&self, sched: &mut Schedule) -> bool {
+        match &sched.on_scrape {
+            Some(t) => t.wait_wanted(&self.stop),
+            None => {
+                let go = self.wait_until(sched.next);
+                sched.next += sched.interval;
+                if sched.next < Instant::now() {
+                    sched.next = Instant::now() + sched.interval;
+                }
+                go
+            }
+        }
+    }
+
     fn run_http(
         mut self,
         mut slot: Option<Instance>,
         settings: crate::sources::http::HttpSettings,
+        mut sched: Schedule,
     ) {
         let url = settings.url.clone();
-        let interval = settings.interval;
         let poller = match crate::sources::http::Poller::new(settings) {
             Ok(p) => p,
             Err(e) => {
@@ -351,54 +368,66 @@ impl Worker {
                 return;
             }
         };
-        let mut next = Instant::now();
-        while self.wait_until(next) {
-            next += interval;
-            if next < Instant::now() {
-                next = Instant::now() + interval;
-            }
-            let start = Instant::now();
-            let fetched = poller.poll();
-            self.stats.observe_poll(start.elapsed().as_secs_f64());
-            let fetched = match fetched {
-                Ok(f) => f,
-                Err(e) => {
-                    self.source_failed(e.reason(), &format!("{url}: {e}"));
-                    continue;
-                }
-            };
-            self.stats
-                .bytes_read
-                .fetch_add(fetched.body.len() as u64, Ordering::Relaxed);
-            self.stats.lines_read.fetch_add(1, Ordering::Relaxed);
-            if !self.ensure(&mut slot) {
+        while self.next_turn(&mut sched) {
+            let go_on = self.http_once(&mut slot, &poller, &url);
+            sched.done();
+            if !go_on {
                 return;
-            }
-            let Some(inst) = slot.as_mut() else { continue };
-            let response = crate::runtime::bindings::http::exports::weir::plugin::http::Response {
-                url: url.clone(),
-                status: fetched.status,
-                headers: fetched.headers,
-                body: fetched.body,
-            };
-            let t = Instant::now();
-            let result = inst.on_response(&response);
-            self.stats.observe_call(t.elapsed().as_secs_f64());
-            self.stats
-                .memory_bytes
-                .store(inst.memory_bytes() as u64, Ordering::Relaxed);
-            if self.handle(&mut slot, result, 1, Semantics::Snapshot) {
-                self.source_ok();
-            } else {
-                self.source_failed(
-                    "plugin",
-                    &format!("{url}: the plugin could not handle the response"),
-                );
             }
         }
     }
 
-    fn run_process(mut self, mut slot: Option<Instance>, interval: Duration) {
+    /// One poll and its plugin call. False when the pipeline stops.
+    fn http_once(
+        &mut self,
+        slot: &mut Option<Instance>,
+        poller: &crate::sources::http::Poller,
+        url: &str,
+    ) -> bool {
+        let start = Instant::now();
+        let fetched = poller.poll();
+        self.stats.observe_poll(start.elapsed().as_secs_f64());
+        let fetched = match fetched {
+            Ok(f) => f,
+            Err(e) => {
+                self.source_failed(e.reason(), &format!("{url}: {e}"));
+                return true;
+            }
+        };
+        self.stats
+            .bytes_read
+            .fetch_add(fetched.body.len() as u64, Ordering::Relaxed);
+        self.stats.lines_read.fetch_add(1, Ordering::Relaxed);
+        if !self.ensure(slot) {
+            return false;
+        }
+        let Some(inst) = slot.as_mut() else {
+            return true;
+        };
+        let response = crate::runtime::bindings::http::exports::weir::plugin::http::Response {
+            url: url.to_string(),
+            status: fetched.status,
+            headers: fetched.headers,
+            body: fetched.body,
+        };
+        let t = Instant::now();
+        let result = inst.on_response(&response);
+        self.stats.observe_call(t.elapsed().as_secs_f64());
+        self.stats
+            .memory_bytes
+            .store(inst.memory_bytes() as u64, Ordering::Relaxed);
+        if self.handle(slot, result, 1, Semantics::Snapshot) {
+            self.source_ok();
+        } else {
+            self.source_failed(
+                "plugin",
+                &format!("{url}: the plugin could not handle the response"),
+            );
+        }
+        true
+    }
+
+    fn run_process(mut self, mut slot: Option<Instance>, mut sched: Schedule) {
         let scanner = match crate::sources::process::Scanner::new() {
             Ok(s) => s,
             Err(e) => {
@@ -406,44 +435,144 @@ impl Worker {
                 return;
             }
         };
-        let mut next = Instant::now();
-        while self.wait_until(next) {
-            next += interval;
-            if next < Instant::now() {
-                next = Instant::now() + interval;
-            }
-            if !self.ensure(&mut slot) {
+        while self.next_turn(&mut sched) {
+            let go_on = self.scan_once(&mut slot, &scanner);
+            sched.done();
+            if !go_on {
                 return;
             }
-            let start = Instant::now();
-            let scanned = scanner.scan(self.fields);
-            self.stats.observe_poll(start.elapsed().as_secs_f64());
-            let (scan, issues) = match scanned {
-                Ok(s) => s,
-                Err(e) => {
-                    self.source_failed("other", &e);
-                    continue;
-                }
-            };
-            self.stats
-                .scan_denied
-                .fetch_add(issues.denied, Ordering::Relaxed);
-            self.stats
-                .lines_read
-                .fetch_add(scan.processes.len() as u64, Ordering::Relaxed);
-            let Some(inst) = slot.as_mut() else { continue };
-            let t = Instant::now();
-            let result = inst.on_scan(&scan);
-            self.stats.observe_call(t.elapsed().as_secs_f64());
-            self.stats
-                .memory_bytes
-                .store(inst.memory_bytes() as u64, Ordering::Relaxed);
-            if self.handle(&mut slot, result, 1, Semantics::Snapshot) {
-                self.source_ok();
-            } else {
-                self.source_failed("plugin", "the plugin could not handle the scan");
+        }
+    }
+
+    /// One scan and its plugin call. False when the pipeline stops.
+    fn scan_once(
+        &mut self,
+        slot: &mut Option<Instance>,
+        scanner: &crate::sources::process::Scanner,
+    ) -> bool {
+        if !self.ensure(slot) {
+            return false;
+        }
+        let start = Instant::now();
+        let scanned = scanner.scan(self.fields);
+        self.stats.observe_poll(start.elapsed().as_secs_f64());
+        let (scan, issues) = match scanned {
+            Ok(s) => s,
+            Err(e) => {
+                self.source_failed("other", &e);
+                return true;
+            }
+        };
+        self.stats
+            .scan_denied
+            .fetch_add(issues.denied, Ordering::Relaxed);
+        self.stats
+            .lines_read
+            .fetch_add(scan.processes.len() as u64, Ordering::Relaxed);
+        let Some(inst) = slot.as_mut() else {
+            return true;
+        };
+        let t = Instant::now();
+        let result = inst.on_scan(&scan);
+        self.stats.observe_call(t.elapsed().as_secs_f64());
+        self.stats
+            .memory_bytes
+            .store(inst.memory_bytes() as u64, Ordering::Relaxed);
+        if self.handle(slot, result, 1, Semantics::Snapshot) {
+            self.source_ok();
+        } else {
+            self.source_failed("plugin", "the plugin could not handle the scan");
+        }
+        true
+    }
+}
+
+/// When a snapshot source (HTTP, process table) takes its next snapshot:
+/// every `interval`, or, with `max_age`, when a scrape finds the last
+/// snapshot older than that.
+pub struct Schedule {
+    interval: Duration,
+    next: Instant,
+    on_scrape: Option<Arc<ScrapeTrigger>>,
+}
+
+impl Schedule {
+    fn new(interval: Duration, max_age: Option<Duration>) -> Self {
+        Schedule {
+            interval,
+            next: Instant::now(),
+            on_scrape: max_age.map(|m| Arc::new(ScrapeTrigger::new(m))),
+        }
+    }
+
+    fn done(&self) {
+        if let Some(t) = &self.on_scrape {
+            t.done();
+        }
+    }
+}
+
+/// Scrape-time snapshots: a scrape asks for a fresh snapshot when the last
+/// one is older than `max_age`, and waits for it.
+pub struct ScrapeTrigger {
+    max_age: Duration,
+    state: Mutex<TriggerState>,
+    cv: parking_lot::Condvar,
+}
+
+#[derive(Default)]
+struct TriggerState {
+    last: Option<Instant>,
+    wanted: bool,
+    generation: u64,
+}
+
+impl ScrapeTrigger {
+    fn new(max_age: Duration) -> Self {
+        ScrapeTrigger {
+            max_age,
+            state: Mutex::new(TriggerState::default()),
+            cv: parking_lot::Condvar::new(),
+        }
+    }
+
+    /// Called by a scrape: ask for a snapshot if the last is too old, and
+    /// wait for it, at most `timeout`.
+    pub fn refresh(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.state.lock();
+        if st.last.is_some_and(|l| l.elapsed() < self.max_age) {
+            return;
+        }
+        let gen = st.generation;
+        st.wanted = true;
+        self.cv.notify_all();
+        while st.generation == gen {
+            if self.cv.wait_until(&mut st, deadline).timed_out() {
+                return;
             }
         }
+    }
+
+    fn wait_wanted(&self, stop: &AtomicBool) -> bool {
+        let mut st = self.state.lock();
+        loop {
+            if stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            if st.wanted {
+                st.wanted = false;
+                return true;
+            }
+            self.cv.wait_for(&mut st, Duration::from_millis(100));
+        }
+    }
+
+    fn done(&self) {
+        let mut st = self.state.lock();
+        st.last = Some(Instant::now());
+        st.generation += 1;
+        self.cv.notify_all();
     }
 }
 
@@ -568,11 +697,32 @@ impl Pipeline {
             fields,
         };
         let source = spec.source.clone();
+        // Snapshot sources: background interval or scrape-time.
+        let (http_sched, process_sched) = match &spec.source {
+            SourceSpec::Http(h) => (
+                Schedule::new(h.interval, h.max_age),
+                Schedule::new(Duration::from_secs(15), None),
+            ),
+            SourceSpec::Process { interval, max_age } => (
+                Schedule::new(Duration::from_secs(15), None),
+                Schedule::new(*interval, *max_age),
+            ),
+            _ => (
+                Schedule::new(Duration::from_secs(15), None),
+                Schedule::new(Duration::from_secs(15), None),
+            ),
+        };
+        let on_scrape = http_sched
+            .on_scrape
+            .clone()
+            .or_else(|| process_sched.on_scrape.clone());
         match spawn(
             "plugin",
             Box::new(move || match source {
-                SourceSpec::Http(settings) => worker.run_http(Some(instance), *settings),
-                SourceSpec::Process { interval } => worker.run_process(Some(instance), interval),
+                SourceSpec::Http(settings) => {
+                    worker.run_http(Some(instance), *settings, http_sched)
+                }
+                SourceSpec::Process { .. } => worker.run_process(Some(instance), process_sched),
                 _ => worker.run_log(Some(instance), rx),
             }),
         ) {
@@ -595,6 +745,7 @@ impl Pipeline {
             stop,
             threads: Mutex::new(threads),
             child,
+            on_scrape,
         })
     }
 

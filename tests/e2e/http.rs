@@ -1267,3 +1267,64 @@ fn a_refused_declaration_does_not_shift_later_families() {
     assert_eq!(s.get("b", &[("job", "weir")]), Some(2.0));
     assert!(!s.text.contains("\na{") && !s.text.contains("\na2{"));
 }
+
+/// `max_age`: no background polling; a scrape polls when the last poll is
+/// older than max_age and serves the fresh values; scrapes in between are
+/// served from the last poll.
+#[test]
+fn scrape_time_polls_respect_max_age() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let hits = std::sync::Arc::new(AtomicU64::new(0));
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let h = hits.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming().take(200) {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut s, &mut buf);
+            let n = h.fetch_add(1, Ordering::SeqCst) + 1;
+            let body = format!("{{\"polls\": {n}}}");
+            let _ = std::io::Write::write_all(
+                &mut s,
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("conf");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("p.toml"),
+        format!(
+            r#"[pipeline.lazy]
+plugin = "json-stats"
+source = {{ type = "http", url = "http://127.0.0.1:{port}/stats", max_age = "1500ms" }}
+[[pipeline.lazy.config.metrics]]
+name = "app_polls"
+path = "polls"
+"#
+        ),
+    )
+    .expect("w");
+    let agent = Agent::start(&dir, &tmp.path().join("state"));
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "polled without a scrape");
+    let s1 = agent.scrape();
+    assert_eq!(s1.get("app_polls", &[]), Some(1.0), "{}", s1.text);
+    let s2 = agent.scrape();
+    assert_eq!(
+        s2.get("app_polls", &[]),
+        Some(1.0),
+        "served from the last poll"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 1);
+    std::thread::sleep(std::time::Duration::from_millis(1600));
+    let s3 = agent.scrape();
+    assert_eq!(s3.get("app_polls", &[]), Some(2.0), "{}", s3.text);
+    assert_eq!(hits.load(Ordering::SeqCst), 2);
+}

@@ -70,6 +70,8 @@ pub struct HttpSettings {
     pub insecure_skip_verify: bool,
     /// Time between polls.
     pub interval: Duration,
+    /// Poll at scrape time instead, when the last poll is older than this.
+    pub max_age: Option<Duration>,
 }
 
 /// Why a poll failed; `reason()` labels `weir_source_errors_total`.
