@@ -8,7 +8,7 @@ use crate::config::{self, AgentConfig, PipelineSpec, PluginRef};
 use crate::exposition::Exposition;
 use crate::pipeline::{self, Pipeline, Prepared};
 use crate::runtime::{read_plugin_file, PluginCode, Runtime};
-use crate::stats::{AgentStats, CALL_BUCKETS};
+use crate::stats::AgentStats;
 use crate::store::Kind;
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
@@ -507,22 +507,12 @@ impl Agent {
                 &l,
                 p.spec.max_series as f64,
             );
-            let h = st.call_duration.lock().clone();
-            let counts = if h.counts.is_empty() {
-                vec![0; CALL_BUCKETS.len() + 1]
-            } else {
-                h.counts
-            };
             e.histogram(
                 "weir_plugin_call_duration_seconds",
                 "Time spent in plugin calls.",
                 "seconds",
                 &l,
-                crate::exposition::OutValue::Histogram {
-                    buckets: CALL_BUCKETS.to_vec(),
-                    counts,
-                    sum: h.sum,
-                },
+                st.call_duration.lock().to_out(),
             );
             if let crate::config::SourceSpec::Exec { .. } = p.spec.source {
                 e.scalar(
@@ -566,22 +556,12 @@ impl Agent {
                         errs.get(reason).copied().unwrap_or(0) as f64,
                     );
                 }
-                let h = st.poll_duration.lock().clone();
-                let counts = if h.counts.is_empty() {
-                    vec![0; CALL_BUCKETS.len() + 1]
-                } else {
-                    h.counts
-                };
                 e.histogram(
                     "weir_source_poll_duration_seconds",
                     "Time taken by polls (HTTP) and scans (process table).",
                     "seconds",
                     &l,
-                    crate::exposition::OutValue::Histogram {
-                        buckets: CALL_BUCKETS.to_vec(),
-                        counts,
-                        sum: h.sum,
-                    },
+                    st.poll_duration.lock().to_out(),
                 );
             }
             if matches!(p.spec.source, crate::config::SourceSpec::Process { .. }) {

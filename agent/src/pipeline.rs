@@ -412,19 +412,35 @@ impl Worker {
         };
         let t = Instant::now();
         let result = inst.on_response(&response);
-        self.stats.observe_call(t.elapsed().as_secs_f64());
+        let mem = inst.memory_bytes();
+        self.snapshot_done(
+            slot,
+            result,
+            t,
+            mem,
+            &format!("{url}: the plugin could not handle the response"),
+        );
+        true
+    }
+
+    /// Account for a snapshot call and apply its result.
+    fn snapshot_done(
+        &mut self,
+        slot: &mut Option<Instance>,
+        result: Result<types::Output, CallError>,
+        started: Instant,
+        memory: usize,
+        failure: &str,
+    ) {
+        self.stats.observe_call(started.elapsed().as_secs_f64());
         self.stats
             .memory_bytes
-            .store(inst.memory_bytes() as u64, Ordering::Relaxed);
+            .store(memory as u64, Ordering::Relaxed);
         if self.handle(slot, result, 1, Semantics::Snapshot) {
             self.source_ok();
         } else {
-            self.source_failed(
-                "plugin",
-                &format!("{url}: the plugin could not handle the response"),
-            );
+            self.source_failed("plugin", failure);
         }
-        true
     }
 
     fn run_process(mut self, mut slot: Option<Instance>, mut sched: Schedule) {
@@ -474,15 +490,8 @@ impl Worker {
         };
         let t = Instant::now();
         let result = inst.on_scan(&scan);
-        self.stats.observe_call(t.elapsed().as_secs_f64());
-        self.stats
-            .memory_bytes
-            .store(inst.memory_bytes() as u64, Ordering::Relaxed);
-        if self.handle(slot, result, 1, Semantics::Snapshot) {
-            self.source_ok();
-        } else {
-            self.source_failed("plugin", "the plugin could not handle the scan");
-        }
+        let mem = inst.memory_bytes();
+        self.snapshot_done(slot, result, t, mem, "the plugin could not handle the scan");
         true
     }
 }

@@ -399,12 +399,12 @@ mod tests {
         // WriteRequest.timeseries(1) { labels(1) { name(1)="__name__" value(2)="up" }
         //   samples(2) { value(1)=1.0 timestamp(2)=1000 } }
         let expected: Vec<u8> = [
-            &[0x0a, 0x1f][..],
+            &[0x0a, 0x1e][..],
             &[0x0a, 0x0e, 0x0a, 0x08],
             b"__name__",
             &[0x12, 0x02],
             b"up",
-            &[0x12, 0x0d, 0x09],
+            &[0x12, 0x0c, 0x09],
             &1.0f64.to_le_bytes(),
             &[0x10, 0xe8, 0x07],
         ]

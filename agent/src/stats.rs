@@ -48,6 +48,19 @@ pub struct Hist {
 }
 
 impl Hist {
+    /// As an exposed histogram (all zero before the first observation).
+    pub fn to_out(&self) -> crate::exposition::OutValue {
+        crate::exposition::OutValue::Histogram {
+            buckets: CALL_BUCKETS.to_vec(),
+            counts: if self.counts.is_empty() {
+                vec![0; CALL_BUCKETS.len() + 1]
+            } else {
+                self.counts.clone()
+            },
+            sum: self.sum,
+        }
+    }
+
     fn observe(&mut self, v: f64) {
         if self.counts.is_empty() {
             self.counts = vec![0; CALL_BUCKETS.len() + 1];

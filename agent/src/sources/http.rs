@@ -338,6 +338,7 @@ mod tests {
             ca_file: None,
             insecure_skip_verify: false,
             interval: Duration::from_secs(1),
+            max_age: None,
         }
     }
 
