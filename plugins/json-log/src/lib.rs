@@ -93,32 +93,16 @@ use fields::{Field, Trie};
 use regex::Regex;
 use serde::Deserialize;
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use weir_sdk::{Batch, Families, FamilyId, Kind, LogPlugin, Output};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
     #[serde(default)]
-    metrics: Vec<MetricConfig>,
+    metrics: Vec<weir_sdk::spec::MetricSpec>,
     #[serde(default)]
     rules: Vec<RuleConfig>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MetricConfig {
-    name: String,
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    help: String,
-    #[serde(default)]
-    unit: String,
-    #[serde(default)]
-    labels: Vec<String>,
-    #[serde(default)]
-    buckets: Vec<f64>,
 }
 
 #[derive(Deserialize)]
@@ -488,26 +472,7 @@ impl JsonLog {
         if cfg.rules.is_empty() {
             return Err("no rules: add at least one [[...rules]] entry".into());
         }
-        let mut by_name: HashMap<&str, (FamilyId, Kind, &[String])> = HashMap::new();
-        for (i, m) in cfg.metrics.iter().enumerate() {
-            let kind = match m.kind.as_str() {
-                "counter" => Kind::Counter,
-                "gauge" => Kind::Gauge,
-                "histogram" => Kind::Histogram,
-                other => {
-                    return Err(format!(
-                    "metrics[{i}] \"{}\": unknown type \"{other}\" (counter, gauge or histogram)",
-                    m.name
-                ))
-                }
-            };
-            if by_name.contains_key(m.name.as_str()) {
-                return Err(format!("metrics[{i}]: \"{}\" is declared twice", m.name));
-            }
-            let labels: Vec<&str> = m.labels.iter().map(String::as_str).collect();
-            let id = families.declare(kind, &m.name, &m.help, &m.unit, &labels, &m.buckets);
-            by_name.insert(&m.name, (id, kind, &m.labels));
-        }
+        let by_name = weir_sdk::spec::declare_metrics(&cfg.metrics, families)?;
         let mut fields = Trie::default();
         let mut rules = Vec::new();
         for (i, r) in cfg.rules.iter().enumerate() {
@@ -524,13 +489,13 @@ impl JsonLog {
             let mut emits = Vec::new();
             for (j, e) in r.emit.iter().enumerate() {
                 let ewhat = format!("{what} emit[{j}]");
-                let (family, kind, label_names) =
-                    *by_name.get(e.metric.as_str()).ok_or_else(|| {
-                        format!(
-                            "{ewhat}: metric \"{}\" is not declared in metrics",
-                            e.metric
-                        )
-                    })?;
+                let d = by_name.get(e.metric.as_str()).ok_or_else(|| {
+                    format!(
+                        "{ewhat}: metric \"{}\" is not declared in metrics",
+                        e.metric
+                    )
+                })?;
+                let (family, kind, label_names) = (d.id, d.kind, d.labels.as_slice());
                 if let Some(k) = e.labels.keys().find(|k| !label_names.contains(k)) {
                     return Err(format!(
                         "{ewhat}: metric \"{}\" has no label \"{k}\"",

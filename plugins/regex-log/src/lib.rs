@@ -23,25 +23,9 @@ use weir_sdk::{Batch, Families, FamilyId, Kind, LogPlugin, Output};
 #[serde(deny_unknown_fields)]
 struct Config {
     #[serde(default)]
-    metrics: Vec<MetricConfig>,
+    metrics: Vec<weir_sdk::spec::MetricSpec>,
     #[serde(default)]
     rules: Vec<RuleConfig>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MetricConfig {
-    name: String,
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default)]
-    help: String,
-    #[serde(default)]
-    unit: String,
-    #[serde(default)]
-    labels: Vec<String>,
-    #[serde(default)]
-    buckets: Vec<f64>,
 }
 
 #[derive(Deserialize)]
@@ -158,26 +142,7 @@ impl RegexLog {
         if cfg.rules.is_empty() {
             return Err("no rules: add at least one [[...rules]] entry".into());
         }
-        let mut by_name: HashMap<String, (FamilyId, Kind, Vec<String>)> = HashMap::new();
-        for (i, m) in cfg.metrics.iter().enumerate() {
-            let kind = match m.kind.as_str() {
-                "counter" => Kind::Counter,
-                "gauge" => Kind::Gauge,
-                "histogram" => Kind::Histogram,
-                other => {
-                    return Err(format!(
-                    "metrics[{i}] \"{}\": unknown type \"{other}\" (counter, gauge or histogram)",
-                    m.name
-                ))
-                }
-            };
-            if by_name.contains_key(&m.name) {
-                return Err(format!("metrics[{i}]: \"{}\" is declared twice", m.name));
-            }
-            let labels: Vec<&str> = m.labels.iter().map(String::as_str).collect();
-            let id = families.declare(kind, &m.name, &m.help, &m.unit, &labels, &m.buckets);
-            by_name.insert(m.name.clone(), (id, kind, m.labels.clone()));
-        }
+        let by_name = weir_sdk::spec::declare_metrics(&cfg.metrics, families)?;
         let mut rules = Vec::new();
         for (i, r) in cfg.rules.iter().enumerate() {
             let what = rule_name(i, r);
@@ -193,7 +158,11 @@ impl RegexLog {
             let mut emits = Vec::new();
             for (j, e) in r.emit.iter().enumerate() {
                 let ewhat = format!("{what} emit[{j}]");
-                let (family, kind, label_names) = by_name.get(&e.metric).ok_or_else(|| {
+                let weir_sdk::spec::Declared {
+                    id: family,
+                    kind,
+                    labels: label_names,
+                } = by_name.get(&e.metric).ok_or_else(|| {
                     format!(
                         "{ewhat}: metric \"{}\" is not declared in metrics",
                         e.metric

@@ -33,6 +33,8 @@ extern crate self as weir_sdk;
 
 mod bindings;
 mod output;
+#[cfg(feature = "serde")]
+pub mod spec;
 
 pub use output::Output;
 
