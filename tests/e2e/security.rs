@@ -85,10 +85,10 @@ fn curl(args: &[&str]) -> u16 {
 fn wait_listening(port: u16, agent: &Agent) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while Instant::now() < deadline {
-        if agent.log_text().contains("ready: ") {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return;
-            }
+        if agent.log_text().contains("ready: ")
+            && std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        {
+            return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
