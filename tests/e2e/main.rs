@@ -2,12 +2,14 @@
 //! agent/build.rs), real files and real sockets on 127.0.0.1.
 mod support;
 
+mod apps;
 mod check;
 mod faults;
 mod http;
 mod logs;
 mod nginx;
 mod process;
+mod prometheus;
 mod reload;
 mod remote_write;
 mod restart;
