@@ -11,7 +11,7 @@ use crate::runtime::{bindings::types, CallError, Instance, PluginCode, Runtime, 
 use crate::sources::file::{checkpoint_path, Checkpoints, FileSourceSettings, Tailer};
 use crate::sources::Batch;
 use crate::stats::PipelineStats;
-use crate::store::{Change, FamilyDecl, Kind, PipelineStore, RawUpdate, Semantics};
+use crate::store::{Change, FamilyDecl, Kind, PipelineStore, RawUpdate, Reject, Semantics};
 use parking_lot::Mutex;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,6 +24,9 @@ use tokio::sync::mpsc;
 pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest wait between attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Refused updates are told in the log at most this often per pipeline
+/// (always counted in the self-metrics).
+const REFUSALS_TOLD_EVERY: Duration = Duration::from_secs(60);
 /// Batches waiting between a source and its plugin.
 const QUEUE_BATCHES: usize = 4;
 
@@ -163,6 +166,7 @@ struct Worker {
     stop: Arc<AtomicBool>,
     backoff: Duration,
     fields: Fields,
+    refusals_told: Option<Instant>,
 }
 
 fn convert(updates: Vec<types::Update>) -> Vec<RawUpdate> {
@@ -253,6 +257,29 @@ impl Worker {
                 }
                 let applied = store.apply(convert(out.updates), semantics);
                 drop(store);
+                if !applied.rejected.is_empty()
+                    && self
+                        .refusals_told
+                        .is_none_or(|t| t.elapsed() >= REFUSALS_TOLD_EVERY)
+                {
+                    self.refusals_told = Some(Instant::now());
+                    let what: Vec<String> = applied
+                        .rejected
+                        .iter()
+                        .map(|(reason, n)| match reason {
+                            Reject::SeriesLimit => {
+                                format!("{n} new series past max_series ({})", self.spec.max_series)
+                            }
+                            r => format!("{n} {}", r.as_str()),
+                        })
+                        .collect();
+                    tracing::warn!(
+                        "{}: updates refused: {} (counted in weir_plugin_updates_rejected_total \
+                         and weir_pipeline_series_dropped_total; told at most once a minute)",
+                        self.desc(),
+                        what.join(", ")
+                    );
+                }
                 for (reason, n) in applied.rejected {
                     self.stats.rejected(reason.as_str(), n);
                 }
@@ -704,6 +731,7 @@ impl Pipeline {
             stop: stop.clone(),
             backoff: MIN_BACKOFF,
             fields,
+            refusals_told: None,
         };
         let source = spec.source.clone();
         // Snapshot sources: background interval or scrape-time.

@@ -239,7 +239,14 @@ impl tokio::io::AsyncWrite for LineWriter {
         this.buf.extend_from_slice(data);
         while let Some(nl) = this.buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = this.buf.drain(..=nl).collect();
-            let (ok, _) = this.budget.allow();
+            let (ok, suppressed) = this.budget.allow();
+            if suppressed > 0 {
+                tracing::warn!(
+                    plugin = &*this.tag,
+                    stream = this.stream,
+                    "{suppressed} plugin output lines suppressed"
+                );
+            }
             if ok {
                 let text = String::from_utf8_lossy(&line[..line.len() - 1]);
                 let text: String = text.chars().take(4096).collect();
@@ -502,7 +509,14 @@ fn classify(store: &mut Store<State>, e: wasmtime::Error) -> CallError {
     if let Some(Trap::Interrupt) = e.downcast_ref::<Trap>() {
         return CallError::Timeout;
     }
-    let mut msg = format!("{e:#}");
+    // One log line: the trap itself ("wasm trap: call stack exhausted"),
+    // without the wasm backtrace wasmtime wraps it in, which stays
+    // available at debug level for plugin authors.
+    if let Some(trap) = e.downcast_ref::<Trap>() {
+        tracing::debug!("plugin trap: {e:?}");
+        return CallError::Trap(trap.to_string());
+    }
+    let mut msg = format!("{e:#}").replace('\n', " ");
     if msg.len() > 2000 {
         msg.truncate(2000);
     }

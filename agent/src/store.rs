@@ -49,6 +49,14 @@ pub struct FamilyDecl {
     pub buckets: Vec<f64>,
 }
 
+/// Longest label value kept. A longer one is refused (`label_too_long`):
+/// the series cap bounds how many series a plugin makes, this bounds how
+/// big each one is.
+pub const MAX_LABEL_VALUE_BYTES: usize = 4096;
+
+/// Longest help text a family may declare.
+pub const MAX_HELP_BYTES: usize = 4096;
+
 /// The Prometheus client libraries' default buckets.
 pub const DEFAULT_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
@@ -85,6 +93,12 @@ impl FamilyDecl {
         if name.starts_with("weir_") {
             return Err(format!(
                 "family \"{name}\": the weir_ prefix is reserved for the agent's own metrics"
+            ));
+        }
+        if help.len() > MAX_HELP_BYTES {
+            return Err(format!(
+                "family \"{name}\": help text is {} bytes; at most {MAX_HELP_BYTES}",
+                help.len()
             ));
         }
         if kind == Kind::Counter && !name.ends_with("_total") {
@@ -228,6 +242,8 @@ pub enum Reject {
     WrongOp,
     /// The pipeline's series cap was reached.
     SeriesLimit,
+    /// A label value longer than [`MAX_LABEL_VALUE_BYTES`].
+    LabelTooLong,
 }
 
 impl Reject {
@@ -240,13 +256,15 @@ impl Reject {
             Reject::NotFinite => "not_finite",
             Reject::WrongOp => "wrong_op",
             Reject::SeriesLimit => "series_limit",
+            Reject::LabelTooLong => "label_too_long",
         }
     }
 
     /// Every reason, for pre-registering series.
-    pub const ALL: [Reject; 6] = [
+    pub const ALL: [Reject; 7] = [
         Reject::UnknownFamily,
         Reject::LabelCount,
+        Reject::LabelTooLong,
         Reject::NegativeCounter,
         Reject::NotFinite,
         Reject::WrongOp,
@@ -407,6 +425,10 @@ impl PipelineStore {
                 res.reject(Reject::LabelCount);
                 continue;
             }
+            if labels.iter().any(|l| l.len() > MAX_LABEL_VALUE_BYTES) {
+                res.reject(Reject::LabelTooLong);
+                continue;
+            }
             let finite = match &change {
                 Change::Add(v) | Change::Set(v) => v.is_finite(),
                 Change::Observe(vs) => vs.iter().all(|v| v.is_finite()),
@@ -561,6 +583,32 @@ mod tests {
 
     fn l(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn long_label_values_and_help_texts_are_refused() {
+        let mut s = PipelineStore::new(vec![], 100);
+        s.declare(vec![decl("c_total", Kind::Counter, &["k"], &[])]);
+        let long = "x".repeat(MAX_LABEL_VALUE_BYTES + 1);
+        let r = s.apply(
+            vec![
+                (0, vec![long], Change::Add(1.0)),
+                (0, l(&["short"]), Change::Add(1.0)),
+            ],
+            Semantics::Events,
+        );
+        assert_eq!(r.rejected, vec![(Reject::LabelTooLong, 1)]);
+        assert_eq!(s.series_count(), 1);
+        let e = FamilyDecl::validate(
+            "g".into(),
+            Kind::Gauge,
+            "h".repeat(MAX_HELP_BYTES + 1),
+            String::new(),
+            vec![],
+            vec![],
+            &[],
+        );
+        assert!(e.is_err_and(|e| e.contains("help text is 4097 bytes")));
     }
 
     #[test]
