@@ -13,17 +13,21 @@
 #    lean (-threads=false -gather-smaps=false). It reads /proc when scraped:
 #    one warm-up scrape, then SCRAPES scrapes one after the other;
 #    CPU per scrape = its utime+stime delta / SCRAPES.
-# 3. weir with process-groups grouping them by comm (all its fields: fd,
-#    limits, io, status), the process source at INTERVAL. weir scans on its
-#    interval, not when scraped: over SCANS intervals,
-#    CPU per scan = its utime+stime delta / scans done (the delta of
-#    weir_source_poll_duration_seconds_count); everything the agent did in
-#    that window (idle wake-ups, the two scrapes that read the counts) is
-#    charged to the scans. Then SCRAPES scrapes back to back, for latency
-#    and the CPU a scrape adds.
-# Latency per scrape: curl's time_total, for both.
+# 3. weir with process-groups grouping them by comm (all its fields: fd/,
+#    limits, io, status), twice:
+#    (a) the process source on an interval (INTERVAL), as weir usually
+#        runs: over SCANS intervals, CPU per scan = its utime+stime delta /
+#        scans done (the delta of weir_source_poll_duration_seconds_count);
+#        everything the agent did in that window (idle wake-ups, the two
+#        scrapes that read the counts) is charged to the scans. Then
+#        SCRAPES scrapes back to back: latency, and the CPU they add.
+#    (b) at scrape time (max_age = "1ms"), as process-exporter works: every
+#        scrape scans and waits for it. CPU delta / SCRAPES, as in 2.
+# Latency per scrape: curl's time_total, for all.
 #
-# Env: N (1000, at most 1050), SCANS (30), INTERVAL (1, seconds),
+# Env: N (1000, at most 1050), GROUPED (N: how many of them the group
+#      selects; the others run under another name), SCANS (30), INTERVAL
+#      (1, whole seconds),
 #      SCRAPES (30), WEIR (target/release/weir),
 #      PE (/usr/bin/prometheus-process-exporter).
 # Needs: curl, python3 (free port), getconf, lscpu.
@@ -33,6 +37,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 source "$HERE/../lib.sh"
 
 N=${N:-1000}
+GROUPED=${GROUPED:-$N}
 SCANS=${SCANS:-30}
 INTERVAL=${INTERVAL:-1}
 SCRAPES=${SCRAPES:-30}
@@ -49,6 +54,7 @@ while [[ $# -gt 0 ]]; do
 done
 
 (( N >= 1 && N <= 1050 )) || die "N must be 1..1050 (the machine is shared)"
+(( GROUPED >= 1 && GROUPED <= N )) || die "GROUPED must be 1..N"
 [[ -x $WEIR ]] || die "no $WEIR: run 'cargo build --release -p weir' from $ROOT"
 [[ -x $PE ]] || die "no $PE: apt-get install prometheus-process-exporter"
 
@@ -68,6 +74,8 @@ cleanup() {
     for p in "${SLEEPS[@]}"; do wait "$p" 2>/dev/null || true; done
   fi
   rm -rf "$TMP/bin" "$TMP/weir" "$TMP/pe.yml"
+  # Keep the output when it is in here.
+  [[ $OUT == "$TMP"/* ]] || rm -rf "$TMP"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -112,17 +120,20 @@ wait_count() {
 
 # --- the processes ---------------------------------------------------------
 
+# GROUPED of them under the grouped name, the others under another.
 mkdir -p "$TMP/bin"
 cp /usr/bin/sleep "$TMP/bin/$COMM"
+cp /usr/bin/sleep "$TMP/bin/${COMM}u"
 for ((i = 0; i < N; i++)); do
-  "$TMP/bin/$COMM" 3600 &
+  if ((i < GROUPED)); then "$TMP/bin/$COMM" 3600 & else "$TMP/bin/${COMM}u" 3600 & fi
   SLEEPS+=($!)
 done
+started() { echo $(( $(pgrep -c -x "$COMM" || true) + $(pgrep -c -x "${COMM}u" || true) )); }
 for i in $(seq 100); do
-  (( $(pgrep -c -x "$COMM" || true) == N )) && break
+  (( $(started) == N )) && break
   sleep 0.1
 done
-(( $(pgrep -c -x "$COMM" || true) == N )) || die "not all $N sleeps started"
+(( $(started) == N )) || die "not all $N sleeps started"
 TOTAL=$(find /proc -maxdepth 1 -name '[0-9]*' | wc -l)
 
 {
@@ -130,7 +141,7 @@ TOTAL=$(find /proc -maxdepth 1 -name '[0-9]*' | wc -l)
   echo
   echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
   machine_info
-  echo "processes: $N sleeps named $COMM, $TOTAL processes in /proc"
+  echo "processes: $N sleeps, $GROUPED of them grouped (named $COMM), $TOTAL processes in /proc"
   echo "weir: $WEIR ($("$WEIR" --version 2>/dev/null || echo '?'))"
   echo "process-exporter: $PE ($("$PE" -version 2>&1 | head -1))"
   echo
@@ -156,7 +167,7 @@ pe_run() {
   pid=$!
   DAEMONS+=("$pid")
   wait_http "$url" "$pid" 30 || die "process-exporter did not answer; see $OUT/pe-$label.log"
-  wait_count "$url" namedprocess_namegroup_num_procs "$N" "$pid"
+  wait_count "$url" namedprocess_namegroup_num_procs "$GROUPED" "$pid"
   c0=$(proc_cpu_ticks "$pid"); b0=$(sys_busy_ticks)
   scrape_loop "$url" "$SCRAPES" "$OUT/pe-$label.lat"
   c1=$(proc_cpu_ticks "$pid"); b1=$(sys_busy_ticks)
@@ -173,29 +184,34 @@ echo "$PE_LEAN" | tee -a "$OUT/summary.txt"
 
 # --- weir ------------------------------------------------------------------
 
-mkdir -p "$TMP/weir/conf" "$TMP/weir/state"
-cat >"$TMP/weir/conf/procs.toml" <<EOF
+# weir_start SOURCE_LINE: starts weir on a fresh config; sets wpid, url.
+weir_start() {
+  rm -rf "$TMP/weir"
+  mkdir -p "$TMP/weir/conf" "$TMP/weir/state"
+  cat >"$TMP/weir/conf/procs.toml" <<EOF
 [pipeline.procs]
 plugin = "process-groups"
-source = { type = "process", interval = "${INTERVAL}s" }
+$1
 
 [pipeline.procs.config]
 groups = [{ name = "\${comm}", comm = '^$COMM\$' }]
 EOF
-cp "$TMP/weir/conf/procs.toml" "$OUT/weir-procs.toml"
-cp "$TMP/pe.yml" "$OUT/pe.yml"
+  local port
+  port=$(free_port)
+  url="http://127.0.0.1:$port/metrics"
+  "$WEIR" run --config-dir "$TMP/weir/conf" --state-dir "$TMP/weir/state" \
+    --listen "127.0.0.1:$port" >>"$OUT/weir.log" 2>&1 &
+  wpid=$!
+  DAEMONS+=("$wpid")
+  wait_http "http://127.0.0.1:$port/ready" "$wpid" 120 || die "weir not ready; see $OUT/weir.log"
+  wait_count "$url" namedprocess_namegroup_num_procs "$GROUPED" "$wpid"
+}
 
-port=$(free_port)
-url="http://127.0.0.1:$port/metrics"
-"$WEIR" run --config-dir "$TMP/weir/conf" --state-dir "$TMP/weir/state" \
-  --listen "127.0.0.1:$port" >"$OUT/weir.log" 2>&1 &
-wpid=$!
-DAEMONS+=("$wpid")
-wait_http "http://127.0.0.1:$port/ready" "$wpid" 120 || die "weir not ready; see $OUT/weir.log"
-wait_count "$url" namedprocess_namegroup_num_procs "$N" "$wpid"
-# Past start-up (plugin compilation) and the first scans.
-sleep "$INTERVAL"
-
+# (a) On an interval, as weir usually runs: CPU per scan over SCANS
+# intervals, then what SCRAPES scrapes add, and their latency.
+weir_start "source = { type = \"process\", interval = \"${INTERVAL}s\" }"
+cp "$TMP/weir/conf/procs.toml" "$OUT/weir-interval.toml"
+sleep "$INTERVAL" # past start-up (plugin compilation) and the first scans
 n0=$(metric "$url" weir_source_poll_duration_seconds_count)
 s0=$(metric "$url" weir_source_poll_duration_seconds_sum)
 k0=$(metric "$url" weir_plugin_call_duration_seconds_count)
@@ -207,12 +223,11 @@ n1=$(metric "$url" weir_source_poll_duration_seconds_count)
 s1=$(metric "$url" weir_source_poll_duration_seconds_sum)
 k1=$(metric "$url" weir_plugin_call_duration_seconds_count)
 p1=$(metric "$url" weir_plugin_call_duration_seconds_sum)
-
-# Scrapes: latency, and what they add on top of the scans they overlap.
 sc0=$(proc_cpu_ticks "$wpid"); m0=$(metric "$url" weir_source_poll_duration_seconds_count)
-scrape_loop "$url" "$SCRAPES" "$OUT/weir.lat"
+scrape_loop "$url" "$SCRAPES" "$OUT/weir-interval.lat"
 sc1=$(proc_cpu_ticks "$wpid"); m1=$(metric "$url" weir_source_poll_duration_seconds_count)
-curl -s "$url" >"$OUT/weir.prom"
+curl -s "$url" >"$OUT/weir-interval.prom"
+open_files=$(find "/proc/$wpid/fd" -mindepth 1 -maxdepth 1 | wc -l)
 rss=$(proc_peak_rss_kb "$wpid")
 stop_pid "$wpid"
 
@@ -222,17 +237,38 @@ WEIR_LINE=$(awk -v c0="$c0" -v c1="$c1" -v n0="$n0" -v n1="$n1" -v s0="$s0" -v s
     scans = n1 - n0; if (scans < 1) { print "no scans"; exit 1 }
     per = (c1 - c0) / h / scans
     add = ((sc1 - sc0) / h - (m1 - m0) * per) / ns; if (add < 0) add = 0
-    printf "weir: scans=%d cpu_ms_per_scan=%.2f scan_ms(host read of /proc)=%.2f plugin_call_ms=%.2f cpu_ms_added_per_scrape=%.2f",
+    printf "weir interval: scans=%d cpu_ms_per_scan=%.2f scan_ms=%.2f plugin_call_ms=%.2f cpu_ms_added_per_scrape=%.2f",
       scans, per * 1000, (s1 - s0) / scans * 1000, (p1 - p0) / (k1 - k0) * 1000, add * 1000
   }')
-echo "$WEIR_LINE latency_ms(mean,p50,max)=$(lat_stats "$OUT/weir.lat" | tr ' ' ,) cpu_total_s=$(ticks_to_s $((c1 - c0))) others_cpu_s=$(other_cpu_s "$b0" "$b1" "$(ticks_to_s $((c1 - c0)))") peak_rss_kb=$rss series=$(grep -vc '^#' "$OUT/weir.prom")" \
+echo "$WEIR_LINE latency_ms(mean,p50,max)=$(lat_stats "$OUT/weir-interval.lat" | tr ' ' ,) cpu_total_s=$(ticks_to_s $((c1 - c0))) others_cpu_s=$(other_cpu_s "$b0" "$b1" "$(ticks_to_s $((c1 - c0)))") peak_rss_kb=$rss open_files=$open_files series=$(grep -vc '^#' "$OUT/weir-interval.prom")" \
   | tee -a "$OUT/summary.txt"
+
+# (b) At scrape time, as process-exporter works: max_age 1ms, so that every
+# scrape scans and waits for the scan. CPU and latency per scrape.
+weir_start "source = { type = \"process\", max_age = \"1ms\" }"
+cp "$TMP/weir/conf/procs.toml" "$OUT/weir-scrape.toml"
+curl -s -o /dev/null "$url"
+n0=$(metric "$url" weir_source_poll_duration_seconds_count)
+c0=$(proc_cpu_ticks "$wpid"); b0=$(sys_busy_ticks)
+scrape_loop "$url" "$SCRAPES" "$OUT/weir-scrape.lat"
+c1=$(proc_cpu_ticks "$wpid"); b1=$(sys_busy_ticks)
+n1=$(metric "$url" weir_source_poll_duration_seconds_count)
+curl -s "$url" >"$OUT/weir-scrape.prom"
+stop_pid "$wpid"
+# n0 and n1 are read by scrapes, which scan too: one of the n1 - n0 scans
+# is the one that read n1.
+WEIR_SCRAPE=$(awk -v c0="$c0" -v c1="$c1" -v h="$CLK_TCK" -v n="$SCRAPES" -v s="$n0" -v t="$n1" \
+  'BEGIN{ printf "weir scrape-time: cpu_ms_per_scrape=%.2f scans_per_scrape=%.2f", (c1-c0)/h/n*1000, (t-s-1)/n }')
+echo "$WEIR_SCRAPE latency_ms(mean,p50,max)=$(lat_stats "$OUT/weir-scrape.lat" | tr ' ' ,) cpu_total_s=$(ticks_to_s $((c1 - c0))) others_cpu_s=$(other_cpu_s "$b0" "$b1" "$(ticks_to_s $((c1 - c0)))")" \
+  | tee -a "$OUT/summary.txt"
+cp "$TMP/pe.yml" "$OUT/pe.yml"
 
 # --- ratios ----------------------------------------------------------------
 field() { sed -n "s/.*$2=\([0-9.]*\).*/\1/p" <<<"$1"; }
-w=$(awk -v a="$(field "$WEIR_LINE" cpu_ms_per_scan)" -v b="$(field "$WEIR_LINE" cpu_ms_added_per_scrape)" 'BEGIN{print a + b}')
+wi=$(awk -v a="$(field "$WEIR_LINE" cpu_ms_per_scan)" -v b="$(field "$WEIR_LINE" cpu_ms_added_per_scrape)" 'BEGIN{print a + b}')
+ws=$(field "$WEIR_SCRAPE" cpu_ms_per_scrape)
 for pe in "$PE_DEFAULT" "$PE_LEAN"; do
-  awk -v w="$w" -v p="$(field "$pe" cpu_ms_per_scrape)" -v l="${pe%%:*}" \
-    'BEGIN{ printf "%s / weir (scan + scrape, %.2f ms): %.1fx\n", l, w, p / w }'
+  awk -v wi="$wi" -v ws="$ws" -v p="$(field "$pe" cpu_ms_per_scrape)" -v l="${pe%%:*}" \
+    'BEGIN{ printf "%s, CPU per scrape / weir: %.1fx against weir at scrape time (%.2f ms), %.1fx against weir on an interval (scan + scrape, %.2f ms)\n", l, p / ws, ws, p / wi, wi }'
 done | tee -a "$OUT/summary.txt"
 echo "details in $OUT" >&2
