@@ -6,11 +6,8 @@
 //! Every process a test starts is killed and reaped when the test ends,
 //! passing or not (a guard's `Drop`).
 use crate::support::*;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const G: &str = "namedprocess_namegroup";
@@ -393,72 +390,6 @@ fn groups_count_exactly_and_match_proc() {
         .is_some());
 }
 
-/// Polls /metrics without pause and records every counter that goes down.
-struct Scraper {
-    stop: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<()>>,
-    scrapes: Arc<AtomicU64>,
-    problems: Arc<Mutex<Vec<String>>>,
-}
-
-impl Scraper {
-    fn start(url: String) -> Scraper {
-        let stop = Arc::new(AtomicBool::new(false));
-        let scrapes = Arc::new(AtomicU64::new(0));
-        let problems = Arc::new(Mutex::new(Vec::new()));
-        let (s, n, p) = (stop.clone(), scrapes.clone(), problems.clone());
-        let handle = std::thread::spawn(move || {
-            let mut last: BTreeMap<String, f64> = BTreeMap::new();
-            while !s.load(Ordering::Relaxed) {
-                match ureq::get(&url).timeout(Duration::from_secs(5)).call() {
-                    Ok(r) if r.status() == 200 => {
-                        let sc = Scrape::parse(&r.into_string().unwrap_or_default());
-                        for (k, v) in &sc.series {
-                            let name = k.split('{').next().unwrap_or(k);
-                            if !name.starts_with("namedprocess_") || !name.ends_with("_total") {
-                                continue;
-                            }
-                            if let Some(prev) = last.get(k) {
-                                if v < prev {
-                                    p.lock()
-                                        .expect("lock")
-                                        .push(format!("{k} went from {prev} to {v}"));
-                                }
-                            }
-                            last.insert(k.clone(), *v);
-                        }
-                    }
-                    Ok(r) => p
-                        .lock()
-                        .expect("lock")
-                        .push(format!("scrape status {}", r.status())),
-                    Err(e) => p.lock().expect("lock").push(format!("scrape failed: {e}")),
-                }
-                n.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        });
-        Scraper {
-            stop,
-            handle: Some(handle),
-            scrapes,
-            problems,
-        }
-    }
-
-    fn finish(mut self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            h.join().expect("scraper thread");
-        }
-        let problems = self.problems.lock().expect("lock").clone();
-        assert!(problems.is_empty(), "scraper saw: {problems:#?}");
-        let n = self.scrapes.load(Ordering::Relaxed);
-        assert!(n > 10, "only {n} scrapes");
-        n
-    }
-}
-
 fn write_atomic(path: &Path, bytes: &[u8]) {
     let tmp = path.with_extension("tmp~");
     std::fs::write(&tmp, bytes).expect("write tmp");
@@ -551,7 +482,10 @@ fn counters_never_go_down_or_double_through_churn_and_reloads() {
         assert!(Instant::now() < deadline, "the children do not run");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let scraper = Scraper::start(agent.url("/metrics"));
+    let scraper = Scraper::start(agent.url("/metrics"), |k: &str| {
+        let name = k.split('{').next().unwrap_or(k);
+        name.starts_with("namedprocess_") && name.ends_with("_total")
+    });
 
     // Exposed CPU against /proc: never more than the processes used, and
     // not much less: each reload loses what was used between the old

@@ -2,80 +2,10 @@
 //! counter of an unchanged pipeline or family going down, and the final
 //! state matching the directory.
 use crate::support::*;
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
-
-/// Polls /metrics in a loop; records failures and counter decreases.
-struct Scraper {
-    stop: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<()>>,
-    scrapes: Arc<AtomicU64>,
-    problems: Arc<Mutex<Vec<String>>>,
-}
-
-impl Scraper {
-    /// `monotonic`: series-name prefixes whose every series must never
-    /// go down.
-    fn start(url: String, monotonic: Vec<String>) -> Scraper {
-        let stop = Arc::new(AtomicBool::new(false));
-        let scrapes = Arc::new(AtomicU64::new(0));
-        let problems = Arc::new(Mutex::new(Vec::new()));
-        let (s, n, p) = (stop.clone(), scrapes.clone(), problems.clone());
-        let handle = std::thread::spawn(move || {
-            let mut last: BTreeMap<String, f64> = BTreeMap::new();
-            while !s.load(Ordering::Relaxed) {
-                match ureq::get(&url).timeout(Duration::from_secs(5)).call() {
-                    Ok(r) if r.status() == 200 => {
-                        let body = r.into_string().unwrap_or_default();
-                        let sc = Scrape::parse(&body);
-                        for (k, v) in &sc.series {
-                            if !monotonic.iter().any(|m| k.starts_with(m.as_str())) {
-                                continue;
-                            }
-                            if let Some(prev) = last.get(k) {
-                                if v < prev {
-                                    p.lock()
-                                        .expect("lock")
-                                        .push(format!("{k} went from {prev} to {v}"));
-                                }
-                            }
-                            last.insert(k.clone(), *v);
-                        }
-                    }
-                    Ok(r) => p
-                        .lock()
-                        .expect("lock")
-                        .push(format!("scrape status {}", r.status())),
-                    Err(e) => p.lock().expect("lock").push(format!("scrape failed: {e}")),
-                }
-                n.fetch_add(1, Ordering::Relaxed);
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        });
-        Scraper {
-            stop,
-            handle: Some(handle),
-            scrapes,
-            problems,
-        }
-    }
-
-    /// Stop and assert nothing went wrong.
-    fn finish(mut self) -> u64 {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            h.join().expect("scraper thread");
-        }
-        let problems = self.problems.lock().expect("lock").clone();
-        assert!(problems.is_empty(), "scraper saw: {problems:#?}");
-        let n = self.scrapes.load(Ordering::Relaxed);
-        assert!(n > 10, "only {n} scrapes");
-        n
-    }
-}
 
 /// Appends numbered lines to a file at a steady pace until stopped.
 struct Writer {
@@ -163,7 +93,7 @@ fn fifty_rapid_edits_lose_and_double_nothing() {
     let agent = Agent::start(&dir, &tmp.path().join("state"));
     let scraper = Scraper::start(
         agent.url("/metrics"),
-        vec!["stable_lines_total".into(), "edited_lines_total".into()],
+        prefixes(&["stable_lines_total", "edited_lines_total"]),
     );
     let w1 = Writer::start(dir.join("stable.log"));
     let w2 = Writer::start(dir.join("edited.log"));
@@ -226,7 +156,7 @@ fn replaced_plugin_keeps_counters_and_half_written_never_loads() {
     let agent = Agent::start(&dir, &tmp.path().join("state"));
     let scraper = Scraper::start(
         agent.url("/metrics"),
-        vec!["custom_lines_total".into(), "other_lines_total".into()],
+        prefixes(&["custom_lines_total", "other_lines_total"]),
     );
     let w1 = Writer::start(dir.join("custom.log"));
     let w2 = Writer::start(dir.join("other.log"));
@@ -304,7 +234,7 @@ fn invalid_file_keeps_old_pipelines_until_fixed_and_removal_drops_series() {
         std::fs::write(dir.join(format!("{n}.log")), "line 0\n").expect("touch");
     }
     let agent = Agent::start(&dir, &tmp.path().join("state"));
-    let scraper = Scraper::start(agent.url("/metrics"), vec!["stable_lines_total".into()]);
+    let scraper = Scraper::start(agent.url("/metrics"), prefixes(&["stable_lines_total"]));
     let w = Writer::start(dir.join("stable.log"));
     agent.wait_for(10, "gone counted", |s| {
         s.val("gone_lines_total", &[]) == 1.0
@@ -376,7 +306,7 @@ fn configmap_symlink_swap_applies_the_new_directory() {
     let agent = Agent::start(&dir, &tmp.path().join("state"));
     let scraper = Scraper::start(
         agent.url("/metrics"),
-        vec!["keep_lines_total".into(), "change_lines_total".into()],
+        prefixes(&["keep_lines_total", "change_lines_total"]),
     );
     let w = Writer::start(logs.join("keep.log"));
     agent.wait_for(10, "v1 running", |s| {

@@ -267,3 +267,82 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// Polls /metrics in a loop while a test changes things; records failed
+/// scrapes and any watched series that goes down.
+pub struct Scraper {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+    scrapes: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    problems: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Scraper {
+    /// `watch` says which series (as written, labels included) must never
+    /// decrease.
+    pub fn start(url: String, watch: impl Fn(&str) -> bool + Send + 'static) -> Scraper {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        use std::sync::{Arc, Mutex};
+        let stop = Arc::new(AtomicBool::new(false));
+        let scrapes = Arc::new(AtomicU64::new(0));
+        let problems = Arc::new(Mutex::new(Vec::new()));
+        let (s, n, p) = (stop.clone(), scrapes.clone(), problems.clone());
+        let handle = std::thread::spawn(move || {
+            let mut last: BTreeMap<String, f64> = BTreeMap::new();
+            while !s.load(Ordering::Relaxed) {
+                match ureq::get(&url).timeout(Duration::from_secs(5)).call() {
+                    Ok(r) if r.status() == 200 => {
+                        let sc = Scrape::parse(&r.into_string().unwrap_or_default());
+                        for (k, v) in &sc.series {
+                            if !watch(k) {
+                                continue;
+                            }
+                            if let Some(prev) = last.get(k) {
+                                if v < prev {
+                                    p.lock()
+                                        .expect("lock")
+                                        .push(format!("{k} went from {prev} to {v}"));
+                                }
+                            }
+                            last.insert(k.clone(), *v);
+                        }
+                    }
+                    Ok(r) => p
+                        .lock()
+                        .expect("lock")
+                        .push(format!("scrape status {}", r.status())),
+                    Err(e) => p.lock().expect("lock").push(format!("scrape failed: {e}")),
+                }
+                n.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        Scraper {
+            stop,
+            handle: Some(handle),
+            scrapes,
+            problems,
+        }
+    }
+
+    /// Stop and assert that no scrape failed and no watched series went
+    /// down; returns how many scrapes ran.
+    pub fn finish(mut self) -> u64 {
+        use std::sync::atomic::Ordering;
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            h.join().expect("scraper thread");
+        }
+        let problems = self.problems.lock().expect("lock").clone();
+        assert!(problems.is_empty(), "scraper saw: {problems:#?}");
+        let n = self.scrapes.load(Ordering::Relaxed);
+        assert!(n > 10, "only {n} scrapes");
+        n
+    }
+}
+
+/// A `Scraper` watch: series whose text starts with one of `p`.
+pub fn prefixes(p: &[&str]) -> impl Fn(&str) -> bool + Send + 'static {
+    let p: Vec<String> = p.iter().map(|s| s.to_string()).collect();
+    move |k: &str| p.iter().any(|m| k.starts_with(m.as_str()))
+}
