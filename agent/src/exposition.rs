@@ -110,9 +110,6 @@ impl Exposition {
     pub fn add_store(&mut self, store: &PipelineStore) {
         for fam in store.families() {
             let d: &FamilyDecl = &fam.decl;
-            if d.name.is_empty() {
-                continue;
-            }
             let mut conflicts = 0;
             let Some(out) = self.family(&d.name, d.kind, &d.help, &d.unit, &d.labels) else {
                 continue;

@@ -294,7 +294,9 @@ pub enum Semantics {
 /// The state of one pipeline.
 #[derive(Debug)]
 pub struct PipelineStore {
-    families: Vec<FamilyState>,
+    /// By index, as the plugin numbers them. `None` holds the index of a
+    /// family declared during a call and refused, so later ids stay right.
+    families: Vec<Option<FamilyState>>,
     const_values: Vec<String>,
     max_series: usize,
     series: usize,
@@ -339,6 +341,7 @@ impl PipelineStore {
         let mut old: HashMap<String, FamilyState> = self
             .families
             .drain(..)
+            .flatten()
             .map(|f| (f.decl.name.clone(), f))
             .collect();
         for d in decls {
@@ -349,26 +352,26 @@ impl PipelineStore {
                     series: HashMap::new(),
                 },
             };
-            self.families.push(state);
+            self.families.push(Some(state));
         }
-        self.series = self.families.iter().map(|f| f.series.len()).sum();
+        self.series = self.families().map(|f| f.series.len()).sum();
     }
 
     /// Add families declared during a call. Refuses (and adds none of
     /// them) if a name is already declared.
     pub fn declare_more(&mut self, decls: Vec<FamilyDecl>) -> Result<(), String> {
         for (i, d) in decls.iter().enumerate() {
-            if self.families.iter().any(|f| f.decl.name == d.name)
+            if self.families().any(|f| f.decl.name == d.name)
                 || decls[..i].iter().any(|o| o.name == d.name)
             {
                 return Err(format!("family \"{}\" is already declared", d.name));
             }
         }
         for d in decls {
-            self.families.push(FamilyState {
+            self.families.push(Some(FamilyState {
                 decl: Arc::new(d),
                 series: HashMap::new(),
-            });
+            }));
         }
         Ok(())
     }
@@ -376,22 +379,17 @@ impl PipelineStore {
     /// Hold the index of a family declared during a call and refused: its
     /// updates are rejected as unknown; later families keep their ids.
     pub fn declare_refused(&mut self) {
-        self.families.push(FamilyState {
-            decl: Arc::new(FamilyDecl {
-                name: String::new(),
-                kind: Kind::Gauge,
-                help: String::new(),
-                unit: String::new(),
-                labels: Vec::new(),
-                buckets: Vec::new(),
-            }),
-            series: HashMap::new(),
-        });
+        self.families.push(None);
     }
 
-    /// The declared families.
-    pub fn families(&self) -> &[FamilyState] {
-        &self.families
+    /// The declared families, in index order.
+    pub fn families(&self) -> impl Iterator<Item = &FamilyState> {
+        self.families.iter().flatten()
+    }
+
+    /// The family with index `i`, if declared.
+    pub fn family(&self, i: usize) -> Option<&FamilyState> {
+        self.families.get(i).and_then(Option::as_ref)
     }
 
     /// Number of series held.
@@ -412,14 +410,10 @@ impl PipelineStore {
             Semantics::Events => Vec::new(),
         };
         for (fi, labels, change) in updates {
-            let Some(fam) = self.families.get_mut(fi as usize) else {
+            let Some(fam) = self.families.get_mut(fi as usize).and_then(Option::as_mut) else {
                 res.reject(Reject::UnknownFamily);
                 continue;
             };
-            if fam.decl.name.is_empty() {
-                res.reject(Reject::UnknownFamily);
-                continue;
-            }
             let decl = &fam.decl;
             if labels.len() + self.const_values.len() != decl.labels.len() {
                 res.reject(Reject::LabelCount);
@@ -548,16 +542,18 @@ impl PipelineStore {
         }
         if semantics == Semantics::Snapshot {
             for (fam, t) in self.families.iter_mut().zip(touched) {
-                fam.series.retain(|k, _| t.contains(k));
+                if let Some(fam) = fam {
+                    fam.series.retain(|k, _| t.contains(k));
+                }
             }
-            self.series = self.families.iter().map(|f| f.series.len()).sum();
+            self.series = self.families().map(|f| f.series.len()).sum();
         }
         res
     }
 
     /// Remove every series (a snapshot source that failed).
     pub fn clear_series(&mut self) {
-        for f in &mut self.families {
+        for f in self.families.iter_mut().flatten() {
             f.series.clear();
         }
         self.series = 0;
@@ -619,7 +615,12 @@ mod tests {
             vec![(0, vec![], Change::Observe(vec![0.0, 0.1, 0.5, 1.0, 7.0]))],
             Semantics::Events,
         );
-        let v = s.families()[0].series.get(&Vec::new()).cloned();
+        let v = s
+            .family(0)
+            .expect("family 0")
+            .series
+            .get(&Vec::new())
+            .cloned();
         assert_eq!(
             v,
             Some(Value::Histogram {
@@ -697,7 +698,7 @@ mod tests {
             Semantics::Snapshot,
         );
         s.apply(vec![(0, l(&["a"]), Change::Set(3.0))], Semantics::Snapshot);
-        let fam = &s.families()[0];
+        let fam = s.family(0).expect("family 0");
         assert_eq!(fam.series.len(), 1);
         assert_eq!(fam.series[&l(&["p", "a"])].counter_value(), 13.0);
     }
@@ -717,8 +718,11 @@ mod tests {
             decl("b_total", Kind::Counter, &["new"], &[]),
             decl("a_total", Kind::Counter, &[], &[]),
         ]);
-        assert!(s.families()[0].series.is_empty());
-        assert_eq!(s.families()[1].series[&Vec::new()].counter_value(), 5.0);
+        assert!(s.family(0).expect("family 0").series.is_empty());
+        assert_eq!(
+            s.family(1).expect("family 1").series[&Vec::new()].counter_value(),
+            5.0
+        );
         assert_eq!(s.series_count(), 1);
     }
 
