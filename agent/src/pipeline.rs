@@ -55,32 +55,46 @@ fn world_for(source: &SourceSpec) -> World {
     }
 }
 
-/// Validate what `init` declared.
-fn to_decls(spec: &PipelineSpec, families: Vec<types::Family>) -> Result<Vec<FamilyDecl>, String> {
-    let const_names: Vec<String> = spec.labels.keys().cloned().collect();
+impl From<types::MetricKind> for Kind {
+    fn from(k: types::MetricKind) -> Kind {
+        match k {
+            types::MetricKind::Counter => Kind::Counter,
+            types::MetricKind::Gauge => Kind::Gauge,
+            types::MetricKind::Histogram => Kind::Histogram,
+            types::MetricKind::Summary => Kind::Summary,
+        }
+    }
+}
+
+/// Validate declarations as a plugin sent them; `const_labels` are the
+/// pipeline's constant label names. Used by the agent and by `weir test`.
+pub fn validate_families(
+    families: Vec<types::Family>,
+    const_labels: &[String],
+) -> Result<Vec<FamilyDecl>, String> {
     let mut out = Vec::new();
     let mut names = std::collections::HashSet::new();
     for f in families {
         if !names.insert(f.name.clone()) {
             return Err(format!("family \"{}\" is declared twice", f.name));
         }
-        let kind = match f.kind {
-            types::MetricKind::Counter => Kind::Counter,
-            types::MetricKind::Gauge => Kind::Gauge,
-            types::MetricKind::Histogram => Kind::Histogram,
-            types::MetricKind::Summary => Kind::Summary,
-        };
         out.push(FamilyDecl::validate(
             f.name,
-            kind,
+            f.kind.into(),
             f.help,
             f.unit,
             f.labels,
             f.buckets,
-            &const_names,
+            const_labels,
         )?);
     }
     Ok(out)
+}
+
+/// Validate what a pipeline's plugin declared.
+fn to_decls(spec: &PipelineSpec, families: Vec<types::Family>) -> Result<Vec<FamilyDecl>, String> {
+    let const_names: Vec<String> = spec.labels.keys().cloned().collect();
+    validate_families(families, &const_names)
 }
 
 /// Instantiate and initialise a plugin for a pipeline; every error names
@@ -169,7 +183,8 @@ struct Worker {
     refusals_told: Option<Instant>,
 }
 
-fn convert(updates: Vec<types::Update>) -> Vec<RawUpdate> {
+/// Plugin updates in the store's terms.
+pub fn convert(updates: Vec<types::Update>) -> Vec<RawUpdate> {
     updates
         .into_iter()
         .map(|u| {

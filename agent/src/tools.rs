@@ -4,7 +4,7 @@ use crate::config::{PluginRef, BUILTINS};
 use crate::exposition::Exposition;
 use crate::runtime::bindings::process::exports::weir::plugin::process::Fields;
 use crate::runtime::{bindings::types, Instance, Limits, Runtime, World};
-use crate::store::{Change, FamilyDecl, Kind, PipelineStore, Semantics};
+use crate::store::{FamilyDecl, Kind, PipelineStore, Semantics};
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
@@ -38,31 +38,8 @@ pub fn read_plugin_config(path: Option<&Path>) -> Result<String> {
     Ok(serde_json::to_string(&table)?)
 }
 
-fn kind(k: types::MetricKind) -> Kind {
-    match k {
-        types::MetricKind::Counter => Kind::Counter,
-        types::MetricKind::Gauge => Kind::Gauge,
-        types::MetricKind::Histogram => Kind::Histogram,
-        types::MetricKind::Summary => Kind::Summary,
-    }
-}
-
 fn decls(families: Vec<types::Family>) -> Result<Vec<FamilyDecl>> {
-    families
-        .into_iter()
-        .map(|f| {
-            FamilyDecl::validate(
-                f.name,
-                kind(f.kind),
-                f.help,
-                f.unit,
-                f.labels,
-                f.buckets,
-                &[],
-            )
-            .map_err(|e| anyhow!(e))
-        })
-        .collect()
+    crate::pipeline::validate_families(families, &[]).map_err(|e| anyhow!(e))
 }
 
 fn apply(store: &mut PipelineStore, out: types::Output, sem: Semantics) -> Result<(u64, u32)> {
@@ -71,21 +48,7 @@ fn apply(store: &mut PipelineStore, out: types::Output, sem: Semantics) -> Resul
             .declare_more(decls(out.declare)?)
             .map_err(|e| anyhow!(e))?;
     }
-    let updates = out
-        .updates
-        .into_iter()
-        .map(|u| {
-            let c = match u.change {
-                types::Change::Add(v) => Change::Add(v),
-                types::Change::Set(v) => Change::Set(v),
-                types::Change::Observe(v) => Change::Observe(vec![v]),
-                types::Change::ObserveMany(v) => Change::Observe(v),
-                types::Change::SetHistogram(h) => Change::SetHistogram(h.counts, h.sum),
-                types::Change::SetSummary(r) => Change::SetSummary(r.quantiles, r.sum, r.count),
-            };
-            (u.family, u.labels, c)
-        })
-        .collect();
+    let updates = crate::pipeline::convert(out.updates);
     let r = store.apply(updates, sem);
     let refused: u64 = r.rejected.iter().map(|(_, n)| n).sum();
     for (reason, n) in &r.rejected {
@@ -263,7 +226,7 @@ pub fn inspect(plugin: &str, config: Option<&Path>) -> Result<String> {
         Ok(decl) => {
             s.push_str(&format!("families ({}):\n", decl.families.len()));
             for f in decl.families {
-                let k = kind(f.kind).as_str();
+                let k = Kind::from(f.kind).as_str();
                 let labels = if f.labels.is_empty() {
                     String::new()
                 } else {
