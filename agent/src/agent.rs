@@ -47,7 +47,7 @@ pub struct Agent {
     ready: AtomicBool,
     reload_endpoint: AtomicBool,
     /// Remote-write targets and their figures.
-    pub remote_write: Mutex<Vec<(String, Arc<crate::remote_write::RemoteWriteStats>)>>,
+    pub remote_write: Mutex<Vec<(String, Arc<crate::stats::RemoteWriteStats>)>>,
 }
 
 /// Read a plugin's bytes: built-in or file.

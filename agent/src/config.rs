@@ -4,7 +4,8 @@
 //! file of the directory holds `[server]` and `[agent]`. Every error names
 //! the file, the line and the key, and all errors of a directory are
 //! reported together.
-use crate::runtime::Limits;
+pub mod settings;
+pub use settings::*;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -89,7 +90,7 @@ pub enum SourceSpec {
         command: Vec<String>,
     },
     /// Poll an HTTP endpoint; each response is a snapshot.
-    Http(Box<crate::sources::http::HttpSettings>),
+    Http(Box<HttpSettings>),
     /// Scan the process table; each scan is a snapshot.
     Process {
         /// Time between scans.
@@ -149,11 +150,11 @@ pub struct AgentSettings {
     /// Whether `POST /-/reload` is served.
     pub reload_endpoint: bool,
     /// TLS, credentials, allow-list.
-    pub security: crate::server::security::SecuritySettings,
+    pub security: SecuritySettings,
     /// Client limits.
-    pub limits: crate::server::ServerLimits,
+    pub limits: ServerLimits,
     /// Remote-write targets.
-    pub remote_write: Vec<crate::remote_write::RemoteWriteSettings>,
+    pub remote_write: Vec<RemoteWriteSettings>,
 }
 
 /// A whole config directory.
@@ -248,8 +249,8 @@ fn read_auth(
     base: &Path,
     key: &str,
     errs: &mut Vec<String>,
-) -> crate::server::security::AuthSettings {
-    let mut out = crate::server::security::AuthSettings::default();
+) -> AuthSettings {
+    let mut out = AuthSettings::default();
     let Some(raw) = raw else { return out };
     for (user, hash) in raw.basic {
         if !hash.starts_with("$2") {
@@ -458,9 +459,9 @@ struct AgentSettingsPart {
     listen: Option<SocketAddr>,
     reload_endpoint: bool,
     state_dir: Option<PathBuf>,
-    security: crate::server::security::SecuritySettings,
-    limits: crate::server::ServerLimits,
-    remote_write: Vec<crate::remote_write::RemoteWriteSettings>,
+    security: SecuritySettings,
+    limits: ServerLimits,
+    remote_write: Vec<RemoteWriteSettings>,
 }
 
 fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed {
@@ -527,7 +528,6 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
             };
             let keep = regexes("keep", &rw.keep);
             let drop = regexes("drop", &rw.drop);
-            use crate::sources::http::{Auth, Secret};
             let secret = |env: Option<String>, file: Option<String>| match (env, file) {
                 (Some(e), _) => Some(Secret::Env(e)),
                 (None, Some(f)) => Some(Secret::File(base.join(f))),
@@ -553,7 +553,7 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                     .to_string()
             });
             part.remote_write
-                .push(crate::remote_write::RemoteWriteSettings {
+                .push(RemoteWriteSettings {
                     name,
                     url: rw.url,
                     interval,
@@ -573,7 +573,7 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
             let server = server.into_inner();
             part.reload_endpoint = server.reload_endpoint;
             let mut errs = Vec::new();
-            part.security.tls = server.tls.map(|t| crate::server::security::TlsSettings {
+            part.security.tls = server.tls.map(|t| TlsSettings {
                 cert_file: base.join(t.cert_file),
                 key_file: base.join(t.key_file),
                 client_ca_file: t.client_ca_file.map(|c| base.join(c)),
@@ -712,7 +712,6 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 ca_file,
                 insecure_skip_verify,
             } => {
-                use crate::sources::http::{Auth, HttpSettings, Secret};
                 let skey = format!("{key}.source");
                 let mut bad = |k: &str, m: String| {
                     ctx.err(Some(source_span.clone()), &format!("{skey}.{k}"), m)
@@ -888,7 +887,7 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 let span = labels.span();
                 let labels = labels.into_inner();
                 for l in labels.keys() {
-                    if !crate::store::valid_label_name(l) {
+                    if !valid_label_name(l) {
                         ctx.err(
                             Some(span.clone()),
                             &format!("{key}.labels.{l}"),

@@ -9,7 +9,7 @@
 //! other 4xx (the receiver refused the data; retrying would not help).
 use crate::agent::Agent;
 use crate::exposition::OutValue;
-use crate::sources::http::{Auth, Secret};
+use crate::config::{Auth, Secret};
 use crate::stats::AtomicF64;
 use crate::store::Kind;
 use regex::Regex;
@@ -18,71 +18,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-/// Settings of one remote-write target.
-#[derive(Debug, Clone)]
-pub struct RemoteWriteSettings {
-    /// Name for metrics and logs (defaults to the URL's host).
-    pub name: String,
-    /// Receiver URL, e.g. `http://prometheus:9090/api/v1/write`.
-    pub url: String,
-    /// Time between collections.
-    pub interval: Duration,
-    /// Request timeout.
-    pub timeout: Duration,
-    /// Extra headers (e.g. `X-Scope-OrgID`).
-    pub headers: BTreeMap<String, String>,
-    /// Basic or bearer auth.
-    pub auth: Option<Auth>,
-    /// Labels added to every series (unless the series has them).
-    pub external_labels: BTreeMap<String, String>,
-    /// Keep only metric names matching one of these (empty: all).
-    pub keep: Vec<Regex>,
-    /// Drop metric names matching one of these.
-    pub drop: Vec<Regex>,
-    /// Most samples held while the receiver is unreachable.
-    pub max_queue_samples: usize,
-    /// Most samples per request.
-    pub max_samples_per_send: usize,
-    /// PEM CA bundle for https receivers.
-    pub ca_file: Option<std::path::PathBuf>,
-}
+/// Settings of one target, as the config builds them.
+pub use crate::config::RemoteWriteSettings;
 
-impl PartialEq for RemoteWriteSettings {
-    fn eq(&self, o: &Self) -> bool {
-        let re = |a: &[Regex], b: &[Regex]| {
-            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.as_str() == y.as_str())
-        };
-        self.name == o.name
-            && self.url == o.url
-            && self.interval == o.interval
-            && self.timeout == o.timeout
-            && self.headers == o.headers
-            && self.auth == o.auth
-            && self.external_labels == o.external_labels
-            && re(&self.keep, &o.keep)
-            && re(&self.drop, &o.drop)
-            && self.max_queue_samples == o.max_queue_samples
-            && self.max_samples_per_send == o.max_samples_per_send
-            && self.ca_file == o.ca_file
-    }
-}
-
-/// Figures of one target.
-#[derive(Default, Debug)]
-pub struct RemoteWriteStats {
-    /// Samples accepted by the receiver.
-    pub sent: AtomicU64,
-    /// Samples refused by the receiver (4xx other than 429).
-    pub failed: AtomicU64,
-    /// Samples sent again after a retryable failure.
-    pub retried: AtomicU64,
-    /// Samples dropped because the queue was full.
-    pub dropped: AtomicU64,
-    /// Samples waiting.
-    pub queued: AtomicU64,
-    /// Unix time of the last accepted request.
-    pub last_success: AtomicF64,
-}
+/// Figures of one target; kept with the agent's other figures.
+pub use crate::stats::RemoteWriteStats;
 
 /// One series with its samples, ready to encode.
 #[derive(Debug, Clone, PartialEq)]
@@ -221,14 +161,7 @@ enum Sent {
 }
 
 fn read_secret(s: &Secret) -> Result<String, String> {
-    match s {
-        Secret::Env(v) => {
-            std::env::var(v).map_err(|_| format!("environment variable {v} is not set"))
-        }
-        Secret::File(p) => std::fs::read_to_string(p)
-            .map(|t| t.trim_end().to_string())
-            .map_err(|e| format!("cannot read {}: {e}", p.display())),
-    }
+    s.read()
 }
 
 fn send(client: &reqwest::blocking::Client, s: &RemoteWriteSettings, body: Vec<u8>) -> Sent {

@@ -67,23 +67,8 @@ pub struct PluginCode {
     component: Component,
 }
 
-/// Resource limits of one instance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Maximum linear memory (and tables) in bytes.
-    pub memory_bytes: usize,
-    /// Deadline for one call (`init` included).
-    pub call_timeout: Duration,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            memory_bytes: 64 << 20,
-            call_timeout: Duration::from_secs(1),
-        }
-    }
-}
+/// Resource limits of one instance; they are settings of the pipeline.
+pub use crate::config::Limits;
 
 /// Per-store state: the sandbox's WASI context (deny-all) and limits.
 pub struct State {

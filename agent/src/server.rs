@@ -24,26 +24,8 @@ pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; char
 /// Longest life of one connection (keep-alive included).
 const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 
-/// Limits on clients.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ServerLimits {
-    /// Connections served at once; more wait in the kernel's backlog.
-    pub max_connections: usize,
-    /// Time allowed to send request headers (and the TLS handshake).
-    pub header_timeout: Duration,
-    /// Time allowed to answer one request.
-    pub request_timeout: Duration,
-}
-
-impl Default for ServerLimits {
-    fn default() -> Self {
-        ServerLimits {
-            max_connections: 64,
-            header_timeout: Duration::from_secs(10),
-            request_timeout: Duration::from_secs(30),
-        }
-    }
-}
+/// Limits on clients; settings of `[server]`.
+pub use crate::config::ServerLimits;
 
 /// The server's security, built once at startup.
 pub struct Security {

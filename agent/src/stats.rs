@@ -178,3 +178,20 @@ pub struct AgentStats {
     /// family name differently, or produced the same series.
     pub exposition_conflicts: AtomicU64,
 }
+
+/// Figures of one target.
+#[derive(Default, Debug)]
+pub struct RemoteWriteStats {
+    /// Samples accepted by the receiver.
+    pub sent: AtomicU64,
+    /// Samples refused by the receiver (4xx other than 429).
+    pub failed: AtomicU64,
+    /// Samples sent again after a retryable failure.
+    pub retried: AtomicU64,
+    /// Samples dropped because the queue was full.
+    pub dropped: AtomicU64,
+    /// Samples waiting.
+    pub queued: AtomicU64,
+    /// Unix time of the last accepted request.
+    pub last_success: AtomicF64,
+}

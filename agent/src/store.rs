@@ -62,16 +62,9 @@ pub const DEFAULT_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-fn valid_metric_name(n: &str) -> bool {
-    let mut chars = n.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// Whether `n` is a valid Prometheus label name that is not reserved.
-pub fn valid_label_name(n: &str) -> bool {
-    valid_metric_name(n) && !n.starts_with("__")
-}
+use crate::config::valid_metric_name;
+/// The label-name rule, shared with the config's constant labels.
+pub use crate::config::valid_label_name;
 
 impl FamilyDecl {
     /// Check a declaration as a plugin sent it; `const_labels` are the

@@ -6,52 +6,14 @@ use ipnet::IpNet;
 use parking_lot::{Mutex, RwLock};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-/// TLS settings.
-#[derive(Debug, Clone, PartialEq)]
-pub struct TlsSettings {
-    /// PEM certificate chain.
-    pub cert_file: PathBuf,
-    /// PEM private key.
-    pub key_file: PathBuf,
-    /// PEM CA bundle; when set, clients must present a certificate it signed.
-    pub client_ca_file: Option<PathBuf>,
-}
-
-/// Credentials accepted for a set of routes.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct AuthSettings {
-    /// User name to bcrypt hash.
-    pub basic: BTreeMap<String, String>,
-    /// Accepted bearer tokens (read from files or environment at startup).
-    pub bearer_tokens: Vec<String>,
-}
-
-impl AuthSettings {
-    /// Whether any credential is configured.
-    pub fn is_empty(&self) -> bool {
-        self.basic.is_empty() && self.bearer_tokens.is_empty()
-    }
-}
-
-/// Everything the server enforces.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct SecuritySettings {
-    /// TLS, if any.
-    pub tls: Option<TlsSettings>,
-    /// Credentials for every route but `/health`.
-    pub auth: AuthSettings,
-    /// Credentials for admin routes (`/-/reload`); when empty, admin
-    /// routes take the read credentials and loopback peers only.
-    pub admin_auth: AuthSettings,
-    /// Networks allowed to connect; empty means any.
-    pub allow: Vec<IpNet>,
-}
+/// The settings this module enforces, as the config builds them.
+pub use crate::config::{AuthSettings, SecuritySettings, TlsSettings};
 
 fn mtime(p: &PathBuf) -> Option<SystemTime> {
     std::fs::metadata(p).and_then(|m| m.modified()).ok()

@@ -8,71 +8,8 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Where a secret comes from. The value is read at each poll, so a
-/// rotated secret is picked up, and it is never written to the log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Secret {
-    /// An environment variable of the agent.
-    Env(String),
-    /// A file (trailing newline removed).
-    File(PathBuf),
-}
-
-impl Secret {
-    fn read(&self) -> Result<String, String> {
-        match self {
-            Secret::Env(v) => {
-                std::env::var(v).map_err(|_| format!("environment variable {v} is not set"))
-            }
-            Secret::File(p) => std::fs::read_to_string(p)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| format!("cannot read secret file {}: {e}", p.display())),
-        }
-    }
-}
-
-/// Authentication.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Auth {
-    /// HTTP basic.
-    Basic {
-        /// User name.
-        username: String,
-        /// Password.
-        password: Secret,
-    },
-    /// `Authorization: Bearer`.
-    Bearer(Secret),
-}
-
-/// Settings of an HTTP source.
-#[derive(Debug, Clone, PartialEq)]
-pub struct HttpSettings {
-    /// URL to fetch.
-    pub url: String,
-    /// `GET` or `POST`.
-    pub method: String,
-    /// Request body (POST).
-    pub body: Option<String>,
-    /// Extra request headers.
-    pub headers: BTreeMap<String, String>,
-    /// Authentication.
-    pub auth: Option<Auth>,
-    /// Deadline of the whole request, body included.
-    pub timeout: Duration,
-    /// Largest body accepted.
-    pub max_body_bytes: usize,
-    /// Accepted status codes; empty means 200–299.
-    pub accept_status: Vec<u16>,
-    /// PEM file with extra root certificates.
-    pub ca_file: Option<PathBuf>,
-    /// Skip certificate verification (never by default).
-    pub insecure_skip_verify: bool,
-    /// Time between polls.
-    pub interval: Duration,
-    /// Poll at scrape time instead, when the last poll is older than this.
-    pub max_age: Option<Duration>,
-}
+/// The settings and secrets of an HTTP source, as the config builds them.
+pub use crate::config::{Auth, HttpSettings, Secret};
 
 /// Why a poll failed; `reason()` labels `weir_source_errors_total`.
 #[derive(Debug, Clone, PartialEq)]
