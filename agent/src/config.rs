@@ -5,8 +5,8 @@
 //! the file, the line and the key, and all errors of a directory are
 //! reported together.
 pub mod settings;
-pub use settings::*;
 use serde::Deserialize;
+pub use settings::*;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -244,12 +244,7 @@ struct RawAuth {
     bearer_token_env: Option<String>,
 }
 
-fn read_auth(
-    raw: Option<RawAuth>,
-    base: &Path,
-    key: &str,
-    errs: &mut Vec<String>,
-) -> AuthSettings {
+fn read_auth(raw: Option<RawAuth>, base: &Path, key: &str, errs: &mut Vec<String>) -> AuthSettings {
     let mut out = AuthSettings::default();
     let Some(raw) = raw else { return out };
     for (user, hash) in raw.basic {
@@ -552,21 +547,20 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                     .unwrap_or("remote")
                     .to_string()
             });
-            part.remote_write
-                .push(RemoteWriteSettings {
-                    name,
-                    url: rw.url,
-                    interval,
-                    timeout,
-                    headers: rw.headers,
-                    auth,
-                    external_labels: rw.external_labels,
-                    keep,
-                    drop,
-                    max_queue_samples: rw.max_queue_samples.unwrap_or(500_000).max(1),
-                    max_samples_per_send: rw.max_samples_per_send.unwrap_or(2_000).max(1),
-                    ca_file: rw.ca_file.map(|f| base.join(f)),
-                });
+            part.remote_write.push(RemoteWriteSettings {
+                name,
+                url: rw.url,
+                interval,
+                timeout,
+                headers: rw.headers,
+                auth,
+                external_labels: rw.external_labels,
+                keep,
+                drop,
+                max_queue_samples: rw.max_queue_samples.unwrap_or(500_000).max(1),
+                max_samples_per_send: rw.max_samples_per_send.unwrap_or(2_000).max(1),
+                ca_file: rw.ca_file.map(|f| base.join(f)),
+            });
         }
         if let Some(server) = raw.server {
             let span = server.span();

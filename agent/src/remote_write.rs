@@ -8,13 +8,11 @@
 //! exponential back-off on 5xx, 429 and connection errors, and never on
 //! other 4xx (the receiver refused the data; retrying would not help).
 use crate::agent::Agent;
-use crate::exposition::OutValue;
 use crate::config::{Auth, Secret};
-use crate::stats::AtomicF64;
+use crate::exposition::OutValue;
 use crate::store::Kind;
-use regex::Regex;
-use std::collections::{BTreeMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

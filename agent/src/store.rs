@@ -62,9 +62,9 @@ pub const DEFAULT_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-use crate::config::valid_metric_name;
 /// The label-name rule, shared with the config's constant labels.
 pub use crate::config::valid_label_name;
+use crate::config::valid_metric_name;
 
 impl FamilyDecl {
     /// Check a declaration as a plugin sent it; `const_labels` are the

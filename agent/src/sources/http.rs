@@ -3,10 +3,7 @@
 //! when asked); headers; basic and bearer auth with secrets read from an
 //! environment variable or a file at each poll and never logged; a timeout,
 //! a body size limit and the accepted status codes.
-use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::PathBuf;
-use std::time::Duration;
 
 /// The settings and secrets of an HTTP source, as the config builds them.
 pub use crate::config::{Auth, HttpSettings, Secret};
@@ -261,6 +258,8 @@ fn classify(e: reqwest::Error) -> PollError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
+    use std::time::Duration;
 
     fn settings(url: &str) -> HttpSettings {
         HttpSettings {
