@@ -6,6 +6,12 @@ use serde::Deserialize;
 use std::collections::HashMap;
 
 /// One metric family as written in a plugin's settings.
+///
+/// ```
+/// let m: weir_sdk::spec::MetricSpec = serde_json::from_str(
+///     r#"{"name":"app_requests_total","type":"counter","labels":["status"]}"#).unwrap();
+/// assert_eq!(m.kind, "counter");
+/// ```
 #[derive(Deserialize, Debug, Clone)]
 #[serde(deny_unknown_fields)]
 pub struct MetricSpec {
@@ -28,7 +34,14 @@ pub struct MetricSpec {
     pub buckets: Vec<f64>,
 }
 
-/// A declared family, found by name.
+/// A declared family, found by name: see [`declare_metrics`].
+///
+/// ```
+/// # use weir_sdk::spec::*;
+/// let m: MetricSpec = serde_json::from_str(r#"{"name":"a_total","type":"counter"}"#).unwrap();
+/// let d = &declare_metrics(&[m], &mut weir_sdk::Families::default()).unwrap()["a_total"];
+/// assert_eq!(d.kind, weir_sdk::Kind::Counter);
+/// ```
 #[derive(Debug, Clone)]
 pub struct Declared {
     /// Its id.
@@ -40,6 +53,13 @@ pub struct Declared {
 }
 
 /// Declare every spec; errors name the entry (`metrics[2] "x": ...`).
+///
+/// ```
+/// # use weir_sdk::spec::*;
+/// let m: MetricSpec = serde_json::from_str(r#"{"name":"a","type":"meter"}"#).unwrap();
+/// let e = declare_metrics(&[m], &mut weir_sdk::Families::default()).unwrap_err();
+/// assert!(e.contains("unknown type \"meter\""), "{e}");
+/// ```
 pub fn declare_metrics(
     specs: &[MetricSpec],
     families: &mut Families,
