@@ -53,7 +53,63 @@ fn main() {
     }
     code.push_str("];\n");
     std::fs::write(out.join("builtin_plugins.rs"), code).expect("write builtin_plugins.rs");
+    embed_scaffold(&root, &out);
     println!("cargo:rustc-env=WEIR_TEST_PLUGINS={}", wasm_dir.display());
+}
+
+/// The SDK crate and the WIT, embedded so that `weir plugin new` writes a
+/// crate that carries them (no path of this machine in it).
+fn embed_scaffold(root: &Path, out: &Path) {
+    fn files(base: &Path, dir: &Path, list: &mut Vec<(String, PathBuf)>) {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut entries: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        entries.sort();
+        for p in entries {
+            let name = p
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .to_string();
+            if name == "target" || name.starts_with('.') {
+                continue;
+            }
+            if p.is_dir() {
+                files(base, &p, list);
+            } else if let Ok(rel) = p.strip_prefix(base) {
+                list.push((rel.to_string_lossy().into_owned(), p.clone()));
+            }
+        }
+    }
+    let sdk = root.join("plugins/sdk");
+    let mut sdk_files = vec![("Cargo.toml".to_string(), sdk.join("Cargo.toml"))];
+    files(&sdk, &sdk.join("src"), &mut sdk_files);
+    let mut wit_files = Vec::new();
+    files(&root.join("wit"), &root.join("wit"), &mut wit_files);
+    let mut code = String::new();
+    for (name, list) in [("SDK_FILES", &sdk_files), ("WIT_FILES", &wit_files)] {
+        code.push_str(&format!(
+            "/// (relative path, bytes).\npub static {name}: &[(&str, &[u8])] = &[\n"
+        ));
+        for (rel, p) in list {
+            code.push_str(&format!(
+                "    ({rel:?}, include_bytes!({:?})),\n",
+                p.display().to_string()
+            ));
+        }
+        code.push_str("];\n");
+    }
+    for (name, file) in [
+        ("PLUGINS_MANIFEST", "plugins/Cargo.toml"),
+        ("PLUGINS_LOCK", "plugins/Cargo.lock"),
+    ] {
+        code.push_str(&format!(
+            "/// {file}.\npub static {name}: &str = include_str!({:?});\n",
+            root.join(file).display().to_string()
+        ));
+    }
+    std::fs::write(out.join("scaffold_files.rs"), code).expect("write scaffold_files.rs");
 }
 
 fn watch(dir: &Path) {

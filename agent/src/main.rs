@@ -8,6 +8,28 @@ use weir::agent::{plugin_bytes, Agent};
 use weir::config;
 use weir::runtime::Runtime;
 
+// Output that never panics: `weir test ... | head` closes stdout early,
+// and a closed pipe must not become a backtrace. Write errors are ignored
+// (the reader has gone; nothing is left to tell).
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+macro_rules! err {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+    }};
+}
+
 #[derive(Parser)]
 #[command(
     name = "weir",
@@ -55,24 +77,41 @@ enum Command {
         config_dir: PathBuf,
     },
     /// Run one plugin over sample input on stdin and print the exposition.
+    ///
+    /// Either a pipeline of a config directory as configured
+    /// (`--config-dir DIR --pipeline NAME`: its plugin, settings, limits,
+    /// constant labels, series cap, line framing), or one plugin with its
+    /// settings (`--plugin P [--plugin-config F] [--source S]`). The output
+    /// ends with the rejected, refused and failed counts as comment lines.
     Test {
+        /// Config directory holding the pipeline (with --pipeline).
+        #[arg(long, short = 'c', requires = "pipeline", conflicts_with_all = ["plugin", "plugin_config", "source", "memory_limit"])]
+        config_dir: Option<PathBuf>,
+        /// Pipeline to run (with --config-dir).
+        #[arg(long, requires = "config_dir")]
+        pipeline: Option<String>,
         /// Built-in plugin name or path to a .wasm.
-        #[arg(long)]
-        plugin: String,
+        #[arg(long, required_unless_present = "config_dir")]
+        plugin: Option<String>,
         /// Plugin settings: a TOML file, or JSON if it ends in .json.
         #[arg(long)]
         plugin_config: Option<PathBuf>,
-        /// What stdin is: log lines, an HTTP response body, or (process)
-        /// nothing: a live scan of this host.
-        #[arg(long, value_enum, default_value_t = SourceKind::Log)]
-        source: SourceKind,
+        /// What the input is (with --plugin): log lines, an HTTP response
+        /// body, or (process) nothing: a live scan of this host. With
+        /// --pipeline the pipeline's source says.
+        #[arg(long, value_enum)]
+        source: Option<SourceKind>,
+        /// Input file; default: standard input.
+        #[arg(long)]
+        input: Option<PathBuf>,
         /// Compare with this file instead of printing; WEIR_BLESS=1
         /// rewrites it.
         #[arg(long)]
         expect: Option<PathBuf>,
-        /// Memory limit of the plugin, e.g. 64MiB.
-        #[arg(long, default_value = "64MiB")]
-        memory_limit: String,
+        /// Memory limit of the plugin, e.g. 64MiB (with --plugin; a
+        /// pipeline has its own).
+        #[arg(long)]
+        memory_limit: Option<String>,
     },
     /// Show what a plugin targets, imports and exports, and the families
     /// it declares for a config.
@@ -90,6 +129,12 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         cost: u32,
     },
+    /// The agent's saved state: list file checkpoints, or forget one
+    /// pipeline's so that its files are read again as start_at says.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
     /// Plugin authoring.
     Plugin {
         #[command(subcommand)]
@@ -99,14 +144,78 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PluginCommand {
-    /// Create a plugin crate from a template that builds and has a test.
+    /// Create a self-contained plugin project (SDK and WIT included) that
+    /// builds, has a test, sample input and a pipeline to run it.
     New {
-        /// Crate name.
+        /// Project name: lowercase letters, digits, '-' and '_'.
         name: String,
         /// Where to create it.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// Language of the plugin.
+        #[arg(long, value_enum, default_value_t = PluginLang::Rust)]
+        lang: PluginLang,
     },
+}
+
+#[derive(Subcommand)]
+enum StateCommand {
+    /// List every pipeline's file checkpoints: file, offset, what is left.
+    List {
+        #[command(flatten)]
+        at: StateDir,
+    },
+    /// Forget one pipeline's file checkpoints (stop the agent first).
+    Reset {
+        /// Pipeline name.
+        pipeline: String,
+        #[command(flatten)]
+        at: StateDir,
+    },
+}
+
+#[derive(clap::Args)]
+struct StateDir {
+    /// State directory; default: as `weir run` finds it.
+    #[arg(long, env = "WEIR_STATE_DIR")]
+    state_dir: Option<PathBuf>,
+    /// Config directory whose `[agent] state_dir` to use.
+    #[arg(long, short = 'c', env = "WEIR_CONFIG_DIR")]
+    config_dir: Option<PathBuf>,
+}
+
+impl StateDir {
+    /// The same order as `weir run`: the option, the config's
+    /// `[agent] state_dir`, then the environment's default.
+    fn resolve(&self) -> Result<PathBuf, String> {
+        if let Some(d) = &self.state_dir {
+            return Ok(d.clone());
+        }
+        if let Some(c) = &self.config_dir {
+            match config::load_dir(c) {
+                Ok(cfg) => {
+                    if let Some(d) = cfg.settings.state_dir {
+                        return Ok(d);
+                    }
+                }
+                Err(errors) => {
+                    return Err(format!(
+                        "{}: {}",
+                        c.display(),
+                        errors.first().map(|e| e.to_string()).unwrap_or_default()
+                    ))
+                }
+            }
+        }
+        default_state_dir().ok_or_else(|| "no state directory: give --state-dir".to_string())
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PluginLang {
+    Rust,
+    Python,
+    Js,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -167,47 +276,65 @@ fn main() -> ExitCode {
         } => run(&config_dir, listen, state_dir),
         Command::Check { config_dir } => check(&config_dir),
         Command::Test {
+            config_dir,
+            pipeline,
             plugin,
             plugin_config,
             source,
+            input,
             expect,
             memory_limit,
         } => {
-            let world = match source {
+            let world = match source.unwrap_or(SourceKind::Log) {
                 SourceKind::Log => weir::runtime::World::Log,
                 SourceKind::Http => weir::runtime::World::Http,
                 SourceKind::Process => weir::runtime::World::Process,
             };
             let mut limits = weir::runtime::Limits::default();
-            match config::parse_size(&toml::Value::String(memory_limit)) {
-                Ok(n) => limits.memory_bytes = n,
-                Err(e) => {
-                    eprintln!("error: --memory-limit: {e}");
-                    return ExitCode::FAILURE;
+            if let Some(m) = memory_limit {
+                match config::parse_size(&toml::Value::String(m)) {
+                    Ok(n) => limits.memory_bytes = n,
+                    Err(e) => {
+                        err!("error: --memory-limit: {e}");
+                        return ExitCode::FAILURE;
+                    }
                 }
             }
-            let out = weir::tools::run_test(
-                &plugin,
-                plugin_config.as_deref(),
-                world,
-                std::io::stdin(),
-                limits,
-            );
+            let target = match (&config_dir, &pipeline, &plugin) {
+                (Some(dir), Some(name), _) => weir::tools::TestTarget::Pipeline { dir, name },
+                (_, _, Some(plugin)) => weir::tools::TestTarget::Plugin {
+                    plugin,
+                    config: plugin_config.as_deref(),
+                    source: world,
+                    limits,
+                },
+                _ => {
+                    err!("error: give --config-dir and --pipeline, or --plugin");
+                    return ExitCode::from(2);
+                }
+            };
+            let out = match &input {
+                Some(f) => match std::fs::File::open(f) {
+                    Ok(file) => weir::tools::run_test(target, file),
+                    Err(e) => Err(anyhow::anyhow!("--input {}: {e}", f.display())),
+                },
+                None => weir::tools::run_test(target, std::io::stdin()),
+            };
             match (out, expect) {
                 (Ok(text), None) => {
-                    print!("{text}");
+                    out!("{text}");
                     ExitCode::SUCCESS
                 }
                 (Ok(text), Some(file)) => match weir::tools::expect(&text, &file) {
                     Ok(true) => ExitCode::SUCCESS,
                     Ok(false) => ExitCode::FAILURE,
                     Err(e) => {
-                        eprintln!("error: {e:#}");
+                        err!("error: {e:#}");
                         ExitCode::FAILURE
                     }
                 },
                 (Err(e), _) => {
-                    eprintln!("error: {e:#}");
+                    err!("error: {e:#}");
                     ExitCode::FAILURE
                 }
             }
@@ -216,12 +343,18 @@ fn main() -> ExitCode {
             plugin,
             plugin_config,
         } => match weir::tools::inspect(&plugin, plugin_config.as_deref()) {
-            Ok(text) => {
-                print!("{text}");
-                ExitCode::SUCCESS
+            Ok((text, failure)) => {
+                out!("{text}");
+                match failure {
+                    None => ExitCode::SUCCESS,
+                    Some(why) => {
+                        err!("error: {why}");
+                        ExitCode::FAILURE
+                    }
+                }
             }
             Err(e) => {
-                eprintln!("error: {e:#}");
+                err!("error: {e:#}");
                 ExitCode::FAILURE
             }
         },
@@ -230,39 +363,71 @@ fn main() -> ExitCode {
             if std::io::stdin().read_line(&mut line).is_err()
                 || line.trim_end_matches(['\n', '\r']).is_empty()
             {
-                eprintln!("error: give the password on standard input");
+                err!("error: give the password on standard input");
                 return ExitCode::FAILURE;
             }
             match bcrypt::hash(line.trim_end_matches(['\n', '\r']), cost) {
                 Ok(h) => {
-                    println!("{h}");
+                    outln!("{h}");
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
+                    err!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::State { command } => {
+            let result = match &command {
+                StateCommand::List { at } => at
+                    .resolve()
+                    .map_err(anyhow::Error::msg)
+                    .and_then(|d| weir::tools::state_list(&d)),
+                StateCommand::Reset { at, pipeline } => at
+                    .resolve()
+                    .map_err(anyhow::Error::msg)
+                    .and_then(|d| weir::tools::state_reset(&d, pipeline)),
+            };
+            match result {
+                Ok(text) => {
+                    out!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    err!("error: {e:#}");
                     ExitCode::FAILURE
                 }
             }
         }
         Command::Plugin {
-            command: PluginCommand::New { name, dir },
-        } => match weir::tools::plugin_new(&name, &dir) {
-            Ok(d) => {
-                println!(
-                    "created {}
-  cd {}
-  cargo test
-  cargo build --release --target wasm32-wasip2",
+            command: PluginCommand::New { name, dir, lang },
+        } => {
+            let lang = match lang {
+                PluginLang::Rust => weir::tools::Lang::Rust,
+                PluginLang::Python => weir::tools::Lang::Python,
+                PluginLang::Js => weir::tools::Lang::Js,
+            };
+            match weir::tools::plugin_new(&name, &dir, lang) {
+                Ok(d) => {
+                    let build = match lang {
+                        weir::tools::Lang::Rust => {
+                            "cargo test && cargo build --release --target wasm32-wasip2"
+                        }
+                        _ => "see README.md to build the component",
+                    };
+                    outln!(
+                    "created {}\n  cd {}\n  {build}\n  weir test --config-dir weir --pipeline {name} --input sample.log",
                     d.display(),
                     d.display()
                 );
-                ExitCode::SUCCESS
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    err!("error: {e:#}");
+                    ExitCode::FAILURE
+                }
             }
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::FAILURE
-            }
-        },
+        }
     }
 }
 
@@ -271,16 +436,16 @@ fn check(dir: &Path) -> ExitCode {
         Ok(c) => c,
         Err(errors) => {
             for e in &errors {
-                eprintln!("error: {e}");
+                err!("error: {e}");
             }
-            eprintln!("{}: {} error(s)", dir.display(), errors.len());
+            err!("{}: {} error(s)", dir.display(), errors.len());
             return ExitCode::FAILURE;
         }
     };
     let rt = match Runtime::new(None) {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the WebAssembly runtime: {e:#}");
+            err!("error: cannot start the WebAssembly runtime: {e:#}");
             return ExitCode::FAILURE;
         }
     };
@@ -302,7 +467,7 @@ fn check(dir: &Path) -> ExitCode {
             }
         };
         match weir::pipeline::prepare(&rt, spec.clone(), code) {
-            Ok(p) => println!(
+            Ok(p) => outln!(
                 "ok: pipeline \"{name}\" ({} source, plugin {}): {} families",
                 spec.source.kind(),
                 spec.plugin,
@@ -312,17 +477,17 @@ fn check(dir: &Path) -> ExitCode {
         }
     }
     for e in &errors {
-        eprintln!("error: {e}");
+        err!("error: {e}");
     }
     if errors.is_empty() {
-        println!(
+        outln!(
             "{}: {} pipeline(s) valid",
             dir.display(),
             cfg.pipelines.len()
         );
         ExitCode::SUCCESS
     } else {
-        eprintln!("{}: {} error(s)", dir.display(), errors.len());
+        err!("{}: {} error(s)", dir.display(), errors.len());
         ExitCode::FAILURE
     }
 }

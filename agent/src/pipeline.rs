@@ -47,7 +47,8 @@ pub fn plugin_desc(spec: &PipelineSpec, code: &PluginCode) -> String {
     )
 }
 
-fn world_for(source: &SourceSpec) -> World {
+/// The plugin world a source feeds.
+pub fn world_for(source: &SourceSpec) -> World {
     match source {
         SourceSpec::File { .. } | SourceSpec::Stdin | SourceSpec::Exec { .. } => World::Log,
         SourceSpec::Http(_) => World::Http,
@@ -693,7 +694,9 @@ impl Pipeline {
                         .unwrap_or_else(|| Checkpoints::new(None)),
                     stop.clone(),
                 );
-                match spawn("tail", Box::new(move || tailer.run())) {
+                // Its log lines name the pipeline.
+                let span = tracing::info_span!("source", pipeline = %spec.name);
+                match spawn("tail", Box::new(move || span.in_scope(|| tailer.run()))) {
                     Ok(h) => threads.push(h),
                     Err(e) => {
                         tracing::error!(pipeline = %spec.name, "cannot start source thread: {e}")

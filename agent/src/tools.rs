@@ -9,6 +9,11 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
+mod scaffold;
+mod state;
+pub use scaffold::{plugin_new, Lang, COMPONENTIZE_JS, COMPONENTIZE_PY};
+pub use state::{state_list, state_reset};
+
 /// Environment variable that makes `weir test --expect` rewrite the file.
 pub const BLESS_VAR: &str = "WEIR_BLESS";
 
@@ -38,127 +43,289 @@ pub fn read_plugin_config(path: Option<&Path>) -> Result<String> {
     Ok(serde_json::to_string(&table)?)
 }
 
-fn decls(families: Vec<types::Family>) -> Result<Vec<FamilyDecl>> {
-    crate::pipeline::validate_families(families, &[]).map_err(|e| anyhow!(e))
+fn decls(families: Vec<types::Family>, const_labels: &[String]) -> Result<Vec<FamilyDecl>> {
+    crate::pipeline::validate_families(families, const_labels).map_err(|e| anyhow!(e))
 }
 
-fn apply(store: &mut PipelineStore, out: types::Output, sem: Semantics) -> Result<(u64, u32)> {
-    if !out.declare.is_empty() {
-        store
-            .declare_more(decls(out.declare)?)
-            .map_err(|e| anyhow!(e))?;
-    }
-    let updates = crate::pipeline::convert(out.updates);
-    let r = store.apply(updates, sem);
-    let refused: u64 = r.rejected.iter().map(|(_, n)| n).sum();
-    for (reason, n) in &r.rejected {
-        eprintln!("weir test: {n} update(s) refused: {}", reason.as_str());
-    }
-    Ok((refused, out.rejected))
+/// What a test run counted besides the exposition; written after it in
+/// the output (and so in golden files) as comment lines.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TestCounts {
+    /// Inputs (lines, responses) the plugin said it could not read.
+    pub rejected: u64,
+    /// Updates the host refused, by reason.
+    pub refused: std::collections::BTreeMap<&'static str, u64>,
+    /// Plugin calls that failed (error value or trap); their input is lost.
+    pub errors: u64,
+    /// Lines cut at the pipeline's `max_line_bytes`.
+    pub truncated: u64,
 }
 
-/// `weir test`: run one plugin over sample input from `input`, return the
-/// exposition (0.0.4 text, the plugin's families only).
-pub fn run_test(
-    plugin: &str,
-    config: Option<&Path>,
-    source: World,
-    mut input: impl Read,
+impl TestCounts {
+    /// The comment lines: valid in a Prometheus text exposition, so that
+    /// the output stays one a scraper and promtool read.
+    pub fn footer(&self) -> String {
+        let refused: u64 = self.refused.values().sum();
+        let mut s = format!(
+            "# weir test: inputs rejected by the plugin: {}\n",
+            self.rejected
+        );
+        s.push_str(&format!(
+            "# weir test: updates refused by the host: {refused}"
+        ));
+        if refused > 0 {
+            let parts: Vec<String> = self
+                .refused
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            s.push_str(&format!(" ({})", parts.join(", ")));
+        }
+        s.push('\n');
+        s.push_str(&format!(
+            "# weir test: plugin call errors: {}\n",
+            self.errors
+        ));
+        if self.truncated > 0 {
+            s.push_str(&format!(
+                "# weir test: lines cut at max_line_bytes: {}\n",
+                self.truncated
+            ));
+        }
+        s
+    }
+}
+
+/// One test run: a plugin instance with its settings, feeding a store set
+/// up as the pipeline would have it.
+struct Run<'a> {
+    rt: &'a Runtime,
+    code: &'a crate::runtime::PluginCode,
+    config: String,
     limits: Limits,
-) -> Result<String> {
-    let r = plugin_ref(plugin);
-    let bytes = plugin_bytes(&r).map_err(|e| anyhow!(e))?;
+    tag: String,
+    inst: Instance,
+    store: PipelineStore,
+    const_labels: Vec<String>,
+    counts: TestCounts,
+    last_error: Option<String>,
+}
+
+impl Run<'_> {
+    fn apply(&mut self, out: types::Output, sem: Semantics) -> Result<()> {
+        if !out.declare.is_empty() {
+            self.store
+                .declare_more(decls(out.declare, &self.const_labels)?)
+                .map_err(|e| anyhow!(e))?;
+        }
+        let updates = crate::pipeline::convert(out.updates);
+        let r = self.store.apply(updates, sem);
+        for (reason, n) in &r.rejected {
+            *self.counts.refused.entry(reason.as_str()).or_insert(0) += n;
+        }
+        self.counts.rejected += u64::from(out.rejected);
+        Ok(())
+    }
+
+    /// A failed call: counted; a trapped instance is replaced, as the
+    /// agent does.
+    fn failed(&mut self, e: crate::runtime::CallError) -> Result<()> {
+        self.counts.errors += 1;
+        let trapped = !matches!(e, crate::runtime::CallError::Plugin(_));
+        self.last_error = Some(e.to_string());
+        if trapped {
+            self.inst = Instance::new(self.rt, self.code, self.limits, &self.tag)?;
+            self.inst
+                .init(&self.config)
+                .map_err(|e| anyhow!("init failed after a restart: {e}"))?;
+        }
+        Ok(())
+    }
+
+    fn lines(&mut self, input: impl Read, max_line: usize, batch_lines: usize) -> Result<()> {
+        let reader = std::io::BufReader::new(input);
+        let mut batch = Vec::new();
+        let mut lines = reader.split(b'\n').peekable();
+        while let Some(line) = lines.next() {
+            let line = line?;
+            let (l, cut) = crate::sources::decode_line(&line, max_line);
+            self.counts.truncated += u64::from(cut);
+            batch.push(l);
+            if batch.len() >= batch_lines.max(1) || lines.peek().is_none() {
+                match self.inst.on_lines("input", std::mem::take(&mut batch)) {
+                    Ok(out) => self.apply(out, Semantics::Events)?,
+                    Err(e) => self.failed(e)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What `weir test` feeds and how: one plugin with its settings, or a
+/// pipeline of a config directory as configured.
+pub enum TestTarget<'a> {
+    /// `--plugin P [--plugin-config F] --source S`.
+    Plugin {
+        /// Built-in name or path.
+        plugin: &'a str,
+        /// Settings file.
+        config: Option<&'a Path>,
+        /// What the input is.
+        source: World,
+        /// Sandbox limits.
+        limits: Limits,
+    },
+    /// `--config-dir D --pipeline N`: the plugin, its settings, limits,
+    /// constant labels, series cap and line framing of that pipeline.
+    Pipeline {
+        /// Config directory.
+        dir: &'a Path,
+        /// Pipeline name.
+        name: &'a str,
+    },
+}
+
+/// `weir test`: run the target over sample input, return the exposition
+/// (0.0.4 text, the pipeline's families only) followed by the counts.
+pub fn run_test(target: TestTarget<'_>, mut input: impl Read) -> Result<String> {
     let rt = Runtime::new(None)?;
+    let (r, world, config, limits, const_labels, const_values, max_series, max_line, batch) =
+        match target {
+            TestTarget::Plugin {
+                plugin,
+                config,
+                source,
+                limits,
+            } => (
+                plugin_ref(plugin),
+                source,
+                read_plugin_config(config)?,
+                limits,
+                Vec::new(),
+                Vec::new(),
+                1_000_000,
+                64 << 10,
+                4096,
+            ),
+            TestTarget::Pipeline { dir, name } => {
+                let cfg = crate::config::load_dir(dir).map_err(|errors| {
+                    anyhow!(
+                        "{}: {} error(s):\n{}",
+                        dir.display(),
+                        errors.len(),
+                        errors
+                            .iter()
+                            .map(|e| e.to_string())
+                            .collect::<Vec<_>>()
+                            .join("\n")
+                    )
+                })?;
+                let Some(spec) = cfg.pipelines.get(name) else {
+                    let names: Vec<&str> = cfg.pipelines.keys().map(String::as_str).collect();
+                    bail!(
+                        "no pipeline \"{name}\" in {} (pipelines: {})",
+                        dir.display(),
+                        if names.is_empty() {
+                            "none".to_string()
+                        } else {
+                            names.join(", ")
+                        }
+                    );
+                };
+                (
+                    spec.plugin.clone(),
+                    crate::pipeline::world_for(&spec.source),
+                    spec.plugin_config.clone(),
+                    spec.limits,
+                    spec.labels.keys().cloned().collect(),
+                    spec.labels.values().cloned().collect(),
+                    spec.max_series,
+                    spec.max_line_bytes,
+                    spec.batch_lines,
+                )
+            }
+        };
+    let bytes = plugin_bytes(&r).map_err(|e| anyhow!(e))?;
     let code = rt
         .load(&r.to_string(), &bytes)
         .with_context(|| format!("plugin {r}"))?;
-    if code.world != source {
+    if code.world != world {
         bail!(
-            "plugin {r} consumes {} input; run it with --source {}",
+            "plugin {r} consumes {} input, but the input is {}",
             code.world.as_str(),
-            code.world.as_str()
+            world.as_str()
         );
     }
-    let cfg = read_plugin_config(config)?;
-    let mut inst = Instance::new(&rt, &code, limits, &format!("test/{r}"))?;
+    let tag = format!("test/{r}");
+    let mut inst = Instance::new(&rt, &code, limits, &tag)?;
     let d = inst
-        .init(&cfg)
+        .init(&config)
         .map_err(|e| anyhow!("plugin {r}: init failed: {e}"))?;
     let fields = d.process_fields.unwrap_or(Fields::empty());
-    let mut store = PipelineStore::new(Vec::new(), 1_000_000);
-    store.declare(decls(d.families).with_context(|| format!("plugin {r}"))?);
-    let mut refused = 0;
-    let mut rejected = 0u64;
-    match source {
-        World::Log => {
-            let reader = std::io::BufReader::new(input);
-            let mut batch = Vec::new();
-            let mut flush = |batch: &mut Vec<String>, store: &mut PipelineStore| -> Result<()> {
-                if batch.is_empty() {
-                    return Ok(());
-                }
-                let out = inst
-                    .on_lines("stdin", std::mem::take(batch))
-                    .map_err(|e| anyhow!("plugin {r}: {e}"))?;
-                let (a, b) = apply(store, out, Semantics::Events)?;
-                refused += a;
-                rejected += u64::from(b);
-                Ok(())
-            };
-            for line in reader.split(b'\n') {
-                let line = line?;
-                let (l, _) = crate::sources::decode_line(&line, 64 << 10);
-                batch.push(l);
-                if batch.len() >= 4096 {
-                    flush(&mut batch, &mut store)?;
-                }
-            }
-            flush(&mut batch, &mut store)?;
-        }
+    let mut store = PipelineStore::new(const_values, max_series);
+    store.declare(decls(d.families, &const_labels).with_context(|| format!("plugin {r}"))?);
+    let mut run = Run {
+        rt: &rt,
+        code: &code,
+        config,
+        limits,
+        tag,
+        inst,
+        store,
+        const_labels,
+        counts: TestCounts::default(),
+        last_error: None,
+    };
+    match world {
+        World::Log => run.lines(input, max_line, batch)?,
         World::Http => {
             let mut body = Vec::new();
             input.read_to_end(&mut body)?;
             let resp = crate::runtime::bindings::http::exports::weir::plugin::http::Response {
-                url: "stdin".into(),
+                url: "input".into(),
                 status: 200,
                 headers: vec![("content-type".into(), "application/json".into())],
                 body,
             };
-            let out = inst
-                .on_response(&resp)
-                .map_err(|e| anyhow!("plugin {r}: {e}"))?;
-            let (a, b) = apply(&mut store, out, Semantics::Snapshot)?;
-            refused += a;
-            rejected += u64::from(b);
+            match run.inst.on_response(&resp) {
+                Ok(out) => run.apply(out, Semantics::Snapshot)?,
+                Err(e) => run.failed(e)?,
+            }
         }
         World::Process => {
             // Process plugins see a live scan of this host.
             let scanner = crate::sources::process::Scanner::new().map_err(|e| anyhow!(e))?;
             let (scan, _) = scanner.scan(fields).map_err(|e| anyhow!(e))?;
-            let out = inst
-                .on_scan(&scan)
-                .map_err(|e| anyhow!("plugin {r}: {e}"))?;
-            let (a, b) = apply(&mut store, out, Semantics::Snapshot)?;
-            refused += a;
-            rejected += u64::from(b);
+            match run.inst.on_scan(&scan) {
+                Ok(out) => run.apply(out, Semantics::Snapshot)?,
+                Err(e) => run.failed(e)?,
+            }
         }
     }
-    if rejected > 0 {
-        eprintln!("weir test: the plugin rejected {rejected} input(s)");
-    }
-    if refused > 0 {
-        eprintln!("weir test: {refused} update(s) refused by the host");
+    if let Some(e) = &run.last_error {
+        eprintln_safe(&format!(
+            "weir test: {} plugin call(s) failed; the last: {e}",
+            run.counts.errors
+        ));
     }
     let mut e = Exposition::new();
-    e.add_store(&store);
-    Ok(e.to_text())
+    e.add_store(&run.store);
+    Ok(format!("{}{}", e.to_text(), run.counts.footer()))
+}
+
+/// A line on stderr that never panics (a closed pipe is not an error
+/// worth a backtrace).
+fn eprintln_safe(s: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{s}");
 }
 
 /// Compare `actual` with the golden file, or rewrite it when blessing.
 pub fn expect(actual: &str, file: &Path) -> Result<bool> {
     if std::env::var_os(BLESS_VAR).is_some() {
         std::fs::write(file, actual).with_context(|| format!("writing {}", file.display()))?;
-        eprintln!("weir test: wrote {}", file.display());
+        eprintln_safe(&format!("weir test: wrote {}", file.display()));
         return Ok(true);
     }
     let expected = std::fs::read_to_string(file).with_context(|| {
@@ -172,24 +339,29 @@ pub fn expect(actual: &str, file: &Path) -> Result<bool> {
     }
     let exp: Vec<&str> = expected.lines().collect();
     let act: Vec<&str> = actual.lines().collect();
-    eprintln!("weir test: output differs from {}:", file.display());
+    eprintln_safe(&format!(
+        "weir test: output differs from {}:",
+        file.display()
+    ));
     for l in &exp {
         if !act.contains(l) {
-            eprintln!("- {l}");
+            eprintln_safe(&format!("- {l}"));
         }
     }
     for l in &act {
         if !exp.contains(l) {
-            eprintln!("+ {l}");
+            eprintln_safe(&format!("+ {l}"));
         }
     }
-    eprintln!("(set {BLESS_VAR}=1 to accept the new output)");
+    eprintln_safe(&format!("(set {BLESS_VAR}=1 to accept the new output)"));
     Ok(false)
 }
 
 /// `weir inspect`: the world, WIT version, imports and exports, and the
-/// families the plugin declares for `config`.
-pub fn inspect(plugin: &str, config: Option<&Path>) -> Result<String> {
+/// families the plugin declares for `config`. Returns that report and,
+/// when the plugin cannot run (no weir world, does not link, `init`
+/// fails), why: the command then exits non-zero.
+pub fn inspect(plugin: &str, config: Option<&Path>) -> Result<(String, Option<String>)> {
     let r = plugin_ref(plugin);
     let bytes = plugin_bytes(&r).map_err(|e| anyhow!(e))?;
     let rt = Runtime::new(None)?;
@@ -214,10 +386,10 @@ pub fn inspect(plugin: &str, config: Option<&Path>) -> Result<String> {
     }
     if let Err(e) = &d.link {
         s.push_str(&format!("links:    no: {e}\n"));
-        return Ok(s);
+        return Ok((s, Some(format!("plugin {r} does not link: {e}"))));
     }
-    if d.world.is_err() {
-        return Ok(s);
+    if let Err(e) = &d.world {
+        return Ok((s, Some(format!("plugin {r} implements no weir world: {e}"))));
     }
     let code = rt.load(&r.to_string(), &bytes)?;
     let cfg = read_plugin_config(config)?;
@@ -243,164 +415,10 @@ pub fn inspect(plugin: &str, config: Option<&Path>) -> Result<String> {
                 s.push_str(&format!("process fields: {fields:?}\n"));
             }
         }
-        Err(e) => s.push_str(&format!("init:     failed: {e}\n")),
-    }
-    Ok(s)
-}
-
-/// Where the SDK lives, for generated crates.
-fn sdk_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/sdk")
-}
-
-/// `weir plugin new NAME`: a plugin crate that builds and has a passing
-/// test. Returns the created directory.
-pub fn plugin_new(name: &str, parent: &Path) -> Result<PathBuf> {
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
-        || !name.starts_with(|c: char| c.is_ascii_lowercase())
-    {
-        bail!("plugin name \"{name}\": lowercase letters, digits, '-' and '_', starting with a letter");
-    }
-    let dir = parent.join(name);
-    if dir.exists() {
-        bail!("{} already exists", dir.display());
-    }
-    let sdk = std::fs::canonicalize(sdk_path()).unwrap_or_else(|_| sdk_path());
-    let prefix = name.replace('-', "_");
-    std::fs::create_dir_all(dir.join("src"))?;
-    std::fs::write(
-        dir.join("Cargo.toml"),
-        format!(
-            r#"[package]
-name = "{name}"
-version = "0.1.0"
-edition = "2021"
-
-[lib]
-crate-type = ["cdylib", "rlib"]
-
-[dependencies]
-weir-sdk = {{ path = "{}" }}
-serde = {{ version = "1", features = ["derive"] }}
-serde_json = "1"
-
-# Build: cargo build --release --target wasm32-wasip2
-[profile.release]
-lto = true
-codegen-units = 1
-panic = "abort"
-opt-level = "s"
-strip = true
-
-[workspace]
-"#,
-            sdk.display()
-        ),
-    )?;
-    std::fs::write(dir.join("src/lib.rs"), TEMPLATE.replace("PREFIX", &prefix))?;
-    std::fs::write(
-        dir.join("sample.log"),
-        "level=info msg=\"request\" route=/api status=200 ms=12\nlevel=error msg=\"request\" route=/api status=500 ms=230\nnot a log line\n",
-    )?;
-    std::fs::write(
-        dir.join("config.toml"),
-        "# Settings handed to init (as JSON) by weir.\nprefix = \"myapp\"\n",
-    )?;
-    Ok(dir)
-}
-
-const TEMPLATE: &str = r##"//! A weir plugin: logfmt-style request lines to metrics.
-//!
-//! Build:  cargo build --release --target wasm32-wasip2
-//! Try:    weir test --plugin target/wasm32-wasip2/release/PREFIX.wasm \
-//!             --plugin-config config.toml --source log < sample.log
-use serde::Deserialize;
-use weir_sdk::{Batch, Families, FamilyId, LogPlugin, Output};
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Config {
-    /// Metric name prefix, e.g. "myapp".
-    #[serde(default = "default_prefix")]
-    prefix: String,
-}
-
-fn default_prefix() -> String {
-    "app".into()
-}
-
-pub struct Plugin {
-    requests: FamilyId,
-    duration: FamilyId,
-}
-
-/// The value of `key=` in a logfmt line.
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
-    line.split_whitespace()
-        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
-        .map(|v| v.trim_matches('"'))
-}
-
-impl LogPlugin for Plugin {
-    fn init(config: &str, families: &mut Families) -> Result<Self, String> {
-        let cfg: Config = serde_json::from_str(config).map_err(|e| format!("invalid settings: {e}"))?;
-        let requests = families.counter(
-            &format!("{}_requests_total", cfg.prefix),
-            "Requests by route and status.",
-            &["route", "status"],
-        );
-        let duration = families.histogram(
-            &format!("{}_request_duration_seconds", cfg.prefix),
-            "Request duration.",
-            &["route"],
-            weir_sdk::DEFAULT_BUCKETS,
-        );
-        families.with_unit("seconds");
-        Ok(Plugin { requests, duration })
-    }
-
-    fn on_lines(&mut self, batch: &Batch, out: &mut Output) -> Result<(), String> {
-        for line in &batch.lines {
-            let (Some(route), Some(status)) = (field(line, "route"), field(line, "status")) else {
-                out.reject();
-                continue;
-            };
-            out.add(self.requests, &[route, status], 1.0);
-            if let Some(ms) = field(line, "ms").and_then(|v| v.parse::<f64>().ok()) {
-                out.observe(self.duration, &[route], ms / 1000.0);
-            }
+        Err(e) => {
+            s.push_str(&format!("init:     failed: {e}\n"));
+            return Ok((s, Some(format!("plugin {r}: init failed: {e}"))));
         }
-        Ok(())
     }
+    Ok((s, None))
 }
-
-weir_sdk::export_log_plugin!(Plugin);
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn counts_requests_and_rejects_other_lines() {
-        let mut families = Families::default();
-        let mut p = Plugin::init(r#"{"prefix":"t"}"#, &mut families).expect("init");
-        assert_eq!(families.name(p.requests), Some("t_requests_total"));
-        let batch = Batch {
-            origin: "test".into(),
-            lines: vec![
-                "route=/a status=200 ms=5".into(),
-                "route=/a status=200 ms=7".into(),
-                "garbage".into(),
-            ],
-        };
-        let mut out = Output::new();
-        p.on_lines(&batch, &mut out).expect("lines");
-        assert_eq!(out.rejected(), 1);
-        // One merged counter update and one histogram update.
-        assert_eq!(out.len(), 2);
-    }
-}
-"##;

@@ -3,6 +3,7 @@
 mod support;
 
 mod apps;
+mod author;
 mod check;
 mod faults;
 mod hostile;
@@ -17,4 +18,5 @@ mod remote_write;
 mod restart;
 mod rotation;
 mod security;
+mod state;
 mod tools;

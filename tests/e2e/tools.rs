@@ -1,6 +1,7 @@
 //! Plugin-author tools: `weir test` with golden files, `weir inspect`,
 //! `weir plugin new`.
 use crate::support::*;
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
@@ -89,71 +90,207 @@ fn inspect_shows_world_imports_and_families() {
     assert!(text.contains("weir:plugin/log@0.1.0"), "{text}");
     assert!(text.contains("test_lines_total counter"), "{text}");
 
+    // A plugin whose init fails: the report, and a non-zero exit with
+    // the reason in one line.
     let out = Command::new(WEIR)
         .args(["inspect", "regex-log"])
         .output()
         .expect("run weir inspect");
     let text = String::from_utf8_lossy(&out.stdout);
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         text.contains("init:     failed") && text.contains("no rules"),
         "{text}"
     );
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.trim().lines().count() == 1 && err.contains("error: plugin regex-log: init failed"),
+        "{err}"
+    );
 }
 
+/// `weir ... | head -1`: every command that prints more than a line, with
+/// its stdout (and stderr) closed after the first read. None may panic.
 #[test]
-fn plugin_new_builds_tests_and_runs() {
+fn no_command_panics_on_a_closed_pipe() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let out = Command::new(WEIR)
-        .args(["plugin", "new", "shop-logs", "--dir"])
-        .arg(tmp.path())
-        .output()
-        .expect("run weir plugin new");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let dir = tmp.path().join("shop-logs");
-    // Share compiled dependencies with the plugins built by the build.
-    let target = Path::new(env!("WEIR_TEST_PLUGINS"))
-        .ancestors()
-        .nth(2)
-        .expect("wasm target dir")
-        .to_path_buf();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let t = Command::new(&cargo)
-        .args(["test", "-q"])
-        .current_dir(&dir)
-        .env("CARGO_TARGET_DIR", &target)
-        .output()
-        .expect("cargo test");
-    assert!(t.status.success(), "{}", String::from_utf8_lossy(&t.stderr));
-    assert!(String::from_utf8_lossy(&t.stdout).contains("1 passed"));
-    let b = Command::new(&cargo)
-        .args(["build", "-q", "--release", "--target", "wasm32-wasip2"])
-        .current_dir(&dir)
-        .env("CARGO_TARGET_DIR", &target)
-        .output()
-        .expect("cargo build");
-    assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
-    let wasm = target.join("wasm32-wasip2/release/shop_logs.wasm");
-    let out = Command::new(WEIR)
-        .args(["test", "--plugin"])
-        .arg(&wasm)
-        .arg("--plugin-config")
-        .arg(dir.join("config.toml"))
-        .stdin(std::fs::File::open(dir.join("sample.log")).expect("sample"))
-        .output()
-        .expect("weir test");
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        text.contains("myapp_requests_total{route=\"/api\",status=\"500\"} 1"),
-        "{text}"
-    );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("rejected 1 input"));
+    // More output than a pipe holds (64 KiB), so that writing must fail.
+    let input: String = (0..5000).map(|i| format!("request-id-{i}\n")).collect();
+    std::fs::write(tmp.path().join("input"), &input).expect("write");
+    std::fs::write(
+        tmp.path().join("many.toml"),
+        "[[metrics]]\nname = \"ids_total\"\ntype = \"counter\"\nlabels = [\"id\"]\n[[rules]]\nregex = '^(?P<id>\\S+)'\nemit = [{ metric = \"ids_total\" }]\n",
+    )
+    .expect("write");
+    let cfg = tmp.path().join("many.toml");
+    let cfg = cfg.to_string_lossy();
+    let cases: Vec<Vec<&str>> = vec![
+        vec![
+            "test",
+            "--plugin",
+            "regex-log",
+            "--plugin-config",
+            &cfg,
+            "--input",
+            "INPUT",
+        ],
+        vec!["inspect", "json-log"],
+        vec!["--help"],
+        vec!["test", "--help"],
+        vec!["check", "--config-dir", "DIR"],
+        vec!["state", "list", "--state-dir", "DIR"],
+    ];
+    let dir = tmp.path().to_string_lossy().to_string();
+    let inp = tmp.path().join("input").to_string_lossy().to_string();
+    for case in cases {
+        let args: Vec<&str> = case
+            .iter()
+            .map(|a| match *a {
+                "INPUT" => inp.as_str(),
+                "DIR" => dir.as_str(),
+                a => a,
+            })
+            .collect();
+        let mut child = Command::new(WEIR)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        // Read one byte, then hang up both pipes, as `| head -c1` does.
+        let mut one = [0u8; 1];
+        let _ = child.stdout.as_mut().expect("stdout").read(&mut one);
+        drop(child.stdout.take());
+        drop(child.stderr.take());
+        let status = child.wait().expect("wait");
+        // 101 is Rust's panic exit code; a signal would give None.
+        assert!(
+            status.code().is_some() && status.code() != Some(101),
+            "weir {args:?} ended with {status} on a closed pipe"
+        );
+    }
+}
+
+/// Bad arguments and bad inputs: a non-zero exit and a one-line reason,
+/// never a panic.
+#[test]
+fn bad_arguments_get_a_one_line_reason() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    std::fs::write(d.join("not.wasm"), b"not a component").expect("write");
+    std::fs::write(d.join("bad.toml"), b"[pipeline.x\nplugin = 3").expect("write");
+    std::fs::create_dir_all(d.join("cfg")).expect("mkdir");
+    std::fs::write(
+        d.join("cfg/a.toml"),
+        "[pipeline.a]\nplugin = \"regex-log\"\n[pipeline.a.source]\ntype = \"stdin\"\n[[pipeline.a.config.rules]]\nregex = \"x\"\nemit = [{ metric = \"m_total\" }]\n[[pipeline.a.config.metrics]]\nname = \"m_total\"\ntype = \"counter\"\n",
+    )
+    .expect("write");
+    let s = |p: &str| d.join(p).to_string_lossy().to_string();
+    let cases: Vec<Vec<String>> = vec![
+        vec!["test".into(), "--plugin".into(), s("missing.wasm")],
+        vec!["test".into(), "--plugin".into(), s("not.wasm")],
+        vec![
+            "test".into(),
+            "--plugin".into(),
+            "regex-log".into(),
+            "--plugin-config".into(),
+            s("bad.toml"),
+        ],
+        vec![
+            "test".into(),
+            "--plugin".into(),
+            "regex-log".into(),
+            "--plugin-config".into(),
+            s("cfg"),
+        ],
+        vec![
+            "test".into(),
+            "--plugin".into(),
+            "regex-log".into(),
+            "--memory-limit".into(),
+            "lots".into(),
+        ],
+        vec![
+            "test".into(),
+            "--config-dir".into(),
+            s("cfg"),
+            "--pipeline".into(),
+            "nope".into(),
+        ],
+        vec![
+            "test".into(),
+            "--config-dir".into(),
+            s("cfg"),
+            "--pipeline".into(),
+            "a".into(),
+            "--input".into(),
+            s("absent.log"),
+        ],
+        vec![
+            "test".into(),
+            "--config-dir".into(),
+            s("missing-dir"),
+            "--pipeline".into(),
+            "a".into(),
+        ],
+        vec!["inspect".into(), s("not.wasm")],
+        vec![
+            "inspect".into(),
+            "regex-log".into(),
+            "--plugin-config".into(),
+            s("absent.toml"),
+        ],
+        vec!["check".into(), "--config-dir".into(), s("missing-dir")],
+        vec![
+            "state".into(),
+            "reset".into(),
+            "nope".into(),
+            "--state-dir".into(),
+            s("state"),
+        ],
+        vec![
+            "state".into(),
+            "reset".into(),
+            "../../etc".into(),
+            "--state-dir".into(),
+            s("state"),
+        ],
+        vec![
+            "plugin".into(),
+            "new".into(),
+            "Bad Name".into(),
+            "--dir".into(),
+            s(""),
+        ],
+        vec!["run".into(), "--config-dir".into(), s("missing-dir")],
+        vec!["frobnicate".into()],
+        vec![
+            "test".into(),
+            "--source".into(),
+            "carrier-pigeon".into(),
+            "--plugin".into(),
+            "regex-log".into(),
+        ],
+    ];
+    for args in cases {
+        let out = Command::new(WEIR)
+            .args(&args)
+            .stdin(Stdio::null())
+            .env("WEIR_LOG", "error")
+            .output()
+            .expect("run weir");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && out.status.code() != Some(101),
+            "weir {args:?}: {:?}\n{err}",
+            out.status
+        );
+        assert!(!err.contains("panicked"), "weir {args:?} panicked:\n{err}");
+        let first = err.lines().find(|l| l.contains("error")).unwrap_or("");
+        assert!(
+            !first.is_empty() && first.len() < 400,
+            "weir {args:?}: no one-line reason:\n{err}"
+        );
+    }
 }

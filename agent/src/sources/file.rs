@@ -477,6 +477,9 @@ impl Tailer {
         }
         let size = md.len();
         let mut skipping = false;
+        // Said at info level for every file, with the reason: a pipeline
+        // that reads nothing must say why (start_at, or a checkpoint).
+        let from: &str;
         let saved = self
             .saved
             .iter()
@@ -489,23 +492,31 @@ impl Tailer {
                     Ok(Prefix::Same | Prefix::Longer(_))
                 );
                 if same && e.offset <= size {
+                    from = "its checkpoint (start_at applies only to files without one; \
+                            `weir state reset PIPELINE` forgets them)";
                     e.offset
                 } else {
                     // Truncated, rewritten, or a new file on a reused
                     // inode: all of it was written after the checkpoint.
-                    tracing::info!(
-                        path,
-                        "file changed since its checkpoint; reading it from the start"
-                    );
+                    from = "the beginning: the file changed since its checkpoint";
                     0
                 }
             }
             None if self.first_scan && self.settings.start_at == StartAt::End => {
                 let (offset, skip) = line_start_near_end(&file, size);
                 skipping = skip;
+                from = "the end (start_at = \"end\": only lines written from now on; \
+                        start_at = \"beginning\" reads what is there)";
                 offset
             }
-            None => 0,
+            None if self.first_scan => {
+                from = "the beginning (start_at = \"beginning\")";
+                0
+            }
+            None => {
+                from = "the beginning: a new file";
+                0
+            }
         };
         if file.seek(SeekFrom::Start(offset)).is_err() {
             return;
@@ -513,7 +524,7 @@ impl Tailer {
         let id = self.next_id;
         self.next_id += 1;
         self.checkpoints.register(id, path, key.clone(), offset);
-        tracing::debug!(path, offset, "following file");
+        tracing::info!(path, offset, size, "reading {path} from {from}");
         self.files.push(Tracked {
             id,
             path: path.to_string(),
@@ -543,6 +554,12 @@ impl Tailer {
             if last_scan.is_none_or(|t| t.elapsed() >= RESCAN_EVERY) {
                 last_scan = Some(Instant::now());
                 let paths = self.expand();
+                if self.first_scan && paths.is_empty() {
+                    tracing::info!(
+                        patterns = ?self.settings.patterns,
+                        "no file matches yet; reading each from its start once it appears"
+                    );
+                }
                 self.scan(paths);
                 self.first_scan = false;
             } else {
@@ -814,6 +831,30 @@ struct Closed;
 
 fn memchr_iter(data: &[u8]) -> impl Iterator<Item = usize> + '_ {
     memchr::memchr_iter(b'\n', data)
+}
+
+/// One file's checkpoint as saved: its path and the offset up to which
+/// its lines were applied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedOffset {
+    /// The name the file was followed under.
+    pub path: String,
+    /// Bytes applied.
+    pub offset: u64,
+}
+
+/// The checkpoints saved in a checkpoint file (for `weir state`).
+pub fn read_checkpoint_file(path: &Path) -> Result<Vec<SavedOffset>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let d: OnDisk = serde_json::from_slice(&bytes)
+        .map_err(|e| format!("{}: not a checkpoint file: {e}", path.display()))?;
+    Ok(d.files
+        .into_iter()
+        .map(|e| SavedOffset {
+            path: e.path,
+            offset: e.offset,
+        })
+        .collect())
 }
 
 /// Where the checkpoints of a pipeline live in the state directory.

@@ -1,0 +1,137 @@
+//! `weir state`: what the agent keeps in its state directory, and
+//! forgetting one pipeline's file positions.
+use crate::sources::file::{checkpoint_path, read_checkpoint_file};
+use anyhow::{bail, Context, Result};
+use std::fmt::Write as _;
+use std::path::Path;
+
+fn valid_pipeline_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        && !name.starts_with('.')
+}
+
+/// Every pipeline's file checkpoints: file, saved offset, the file's size
+/// now and what that means for the next start.
+pub fn state_list(state_dir: &Path) -> Result<String> {
+    let dir = state_dir.join("checkpoints");
+    let mut out = format!("state directory: {}\n", state_dir.display());
+    let mut files: Vec<_> = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => bail!("{}: {e}", dir.display()),
+    };
+    files.sort();
+    if files.is_empty() {
+        out.push_str("no checkpoints: every file source starts as its start_at says\n");
+        return Ok(out);
+    }
+    for f in files {
+        let name = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let _ = writeln!(out, "pipeline \"{name}\" ({}):", f.display());
+        match read_checkpoint_file(&f) {
+            Ok(list) if list.is_empty() => out.push_str("  no files\n"),
+            Ok(list) => {
+                for e in list {
+                    let now = match std::fs::metadata(&e.path) {
+                        Ok(md) if md.len() == e.offset => {
+                            format!("{} bytes: at the end", md.len())
+                        }
+                        Ok(md) if md.len() > e.offset => {
+                            format!("{} bytes: {} left to read", md.len(), md.len() - e.offset)
+                        }
+                        Ok(md) => format!(
+                            "{} bytes: shorter than the checkpoint, read again from the start",
+                            md.len()
+                        ),
+                        Err(_) => "no longer exists".to_string(),
+                    };
+                    let _ = writeln!(out, "  {}  offset {} ({now})", e.path, e.offset);
+                }
+            }
+            Err(e) => {
+                let _ = writeln!(out, "  unreadable: {e}");
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Forget the file checkpoints of `pipeline`: at its next start it reads
+/// its files as `start_at` says. Returns what was done, for the user.
+pub fn state_reset(state_dir: &Path, pipeline: &str) -> Result<String> {
+    if !valid_pipeline_name(pipeline) {
+        bail!("\"{pipeline}\" is not a pipeline name");
+    }
+    let p = checkpoint_path(state_dir, pipeline);
+    let n = match read_checkpoint_file(&p) {
+        Ok(l) => l.len(),
+        Err(_) if !p.exists() => {
+            let known: Vec<String> = std::fs::read_dir(state_dir.join("checkpoints"))
+                .map(|rd| {
+                    rd.flatten()
+                        .filter_map(|e| {
+                            let p = e.path();
+                            (p.extension()? == "json")
+                                .then(|| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+                                .flatten()
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            bail!(
+                "no checkpoints for pipeline \"{pipeline}\" in {} (pipelines with checkpoints: {})",
+                state_dir.display(),
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
+            );
+        }
+        Err(_) => 0,
+    };
+    std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+    Ok(format!(
+        "forgot the checkpoints of pipeline \"{pipeline}\" ({n} file(s)); at its next start its files are read as start_at says.\n\
+         If an agent is running with this state directory, restart it now: a running agent writes its checkpoints again.\n"
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lists_and_resets() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let log = tmp.path().join("app.log");
+        std::fs::write(&log, "0123456789\n").expect("log");
+        std::fs::create_dir_all(tmp.path().join("checkpoints")).expect("dir");
+        let json = format!(
+            r#"{{"files":[{{"path":"{}","key":{{"dev":1,"ino":2,"fp_len":0,"fp":0}},"offset":11}}]}}"#,
+            log.display()
+        );
+        std::fs::write(tmp.path().join("checkpoints/app.json"), json).expect("cp");
+        let text = state_list(tmp.path()).expect("list");
+        assert!(text.contains("pipeline \"app\""), "{text}");
+        assert!(text.contains("offset 11 (11 bytes: at the end)"), "{text}");
+        let e = state_reset(tmp.path(), "other").unwrap_err().to_string();
+        assert!(e.contains("pipelines with checkpoints: app"), "{e}");
+        assert!(state_reset(tmp.path(), "../x").is_err());
+        let done = state_reset(tmp.path(), "app").expect("reset");
+        assert!(done.contains("1 file(s)"), "{done}");
+        assert!(state_list(tmp.path())
+            .expect("list")
+            .contains("no checkpoints"));
+    }
+}
