@@ -123,6 +123,22 @@ impl Agent {
     pub fn reload(&self) -> Result<ReloadSummary, Vec<String>> {
         let _guard = self.reload_lock.lock();
         let result = self.reload_inner();
+        *self.stats.last_reload.lock() = Some(match &result {
+            Ok(s) => crate::stats::ReloadRecord {
+                time: crate::stats::unix_now(),
+                ok: true,
+                added: s.added.clone(),
+                changed: s.changed.clone(),
+                removed: s.removed.clone(),
+                errors: Vec::new(),
+            },
+            Err(errors) => crate::stats::ReloadRecord {
+                time: crate::stats::unix_now(),
+                ok: false,
+                errors: errors.clone(),
+                ..Default::default()
+            },
+        });
         match &result {
             Ok(s) => {
                 self.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);

@@ -231,6 +231,7 @@ impl Worker {
                 }
                 Err(e) => {
                     self.stats.error("init");
+                    self.stats.note_error(e.clone());
                     tracing::error!("{e}; retrying in {:?}", self.backoff);
                     self.back_off();
                 }
@@ -264,6 +265,8 @@ impl Worker {
                         if let Err(e) = declared {
                             store.declare_refused();
                             self.stats.rejected("declaration", 1);
+                            self.stats
+                                .note_error(format!("family declared during a call refused: {e}"));
                             tracing::warn!(
                                 "{}: family declared during a call refused: {e}",
                                 self.desc()
@@ -289,6 +292,8 @@ impl Worker {
                             r => format!("{n} {}", r.as_str()),
                         })
                         .collect();
+                    self.stats
+                        .note_error(format!("updates refused: {}", what.join(", ")));
                     tracing::warn!(
                         "{}: updates refused: {} (counted in weir_plugin_updates_rejected_total \
                          and weir_pipeline_series_dropped_total; told at most once a minute)",
@@ -304,6 +309,7 @@ impl Worker {
             }
             Err(e) => {
                 self.stats.error(e.reason());
+                self.stats.note_error(e.to_string());
                 self.stats
                     .lines_dropped
                     .fetch_add(inputs, Ordering::Relaxed);
@@ -367,6 +373,7 @@ impl Worker {
     /// A snapshot that could not be taken: no stale values stay behind.
     fn source_failed(&self, reason: &'static str, msg: &str) {
         self.stats.source_error(reason);
+        self.stats.note_error(format!("source down: {msg}"));
         if self.stats.source_up.swap(false, Ordering::Relaxed) {
             tracing::warn!(pipeline = %self.spec.name, "source down: {msg}");
         } else {

@@ -1,7 +1,8 @@
-//! The HTTP endpoint: `/metrics`, `/health`, `/ready`, a landing page at
-//! `/`, and `POST /-/reload` when enabled; TLS, authentication, an
+//! The HTTP endpoint: `/metrics`, `/health`, `/ready`, the status page at
+//! `/` and `/api/v1/status` ([`status`]), and `POST /-/reload` when enabled; TLS, authentication, an
 //! allow-list and limits from [`security`].
 pub mod security;
+pub mod status;
 use crate::agent::Agent;
 use bytes::Bytes;
 use http_body_util::Full;
@@ -99,40 +100,6 @@ pub fn wants_openmetrics(accept: Option<&str>) -> bool {
     })
 }
 
-fn escape_html(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn landing(agent: &Agent) -> String {
-    let mut rows = String::new();
-    for p in agent.pipelines() {
-        let up = p.stats.up.load(std::sync::atomic::Ordering::Relaxed);
-        rows.push_str(&format!(
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}:{}</td></tr>\n",
-            escape_html(&p.spec.name),
-            escape_html(p.spec.source.kind()),
-            escape_html(&p.spec.plugin.to_string()),
-            if up { "up" } else { "<b>restarting</b>" },
-            p.store.lock().series_count(),
-            escape_html(&p.spec.file.display().to_string()),
-            p.spec.line,
-        ));
-    }
-    format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>weir</title>\
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.2em .8em;text-align:left}}</style></head>\
-<body><h1>weir {}</h1><p><a href=\"/metrics\">/metrics</a> · <a href=\"/health\">/health</a> · \
-<a href=\"/ready\">/ready</a></p><p>Config directory: {}</p>\
-<table><tr><th>pipeline</th><th>source</th><th>plugin</th><th>state</th><th>series</th><th>defined at</th></tr>\n{}</table></body></html>\n",
-        crate::agent::VERSION,
-        escape_html(&agent.config_dir().display().to_string()),
-        rows
-    )
-}
-
 async fn handle(
     ctx: Arc<ServerCtx>,
     peer: SocketAddr,
@@ -220,7 +187,16 @@ async fn route(
             }
         }
         (&Method::GET | &Method::HEAD, "/") => {
-            respond(StatusCode::OK, "text/html; charset=utf-8", landing(agent))
+            let st = status::status(agent, status::rates());
+            respond(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                status::html(&st),
+            )
+        }
+        (&Method::GET | &Method::HEAD, "/api/v1/status") => {
+            let st = status::status(agent, status::rates());
+            respond(StatusCode::OK, "application/json", status::json(&st))
         }
         (&Method::POST, "/-/reload") => {
             if !agent.reload_endpoint() {
@@ -250,7 +226,7 @@ async fn route(
                 }
             }
         }
-        (_, "/metrics" | "/health" | "/ready" | "/") => respond(
+        (_, "/metrics" | "/health" | "/ready" | "/" | "/api/v1/status") => respond(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "method not allowed\n",
@@ -284,6 +260,7 @@ where
 
 /// Serve until the task is dropped.
 pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>) {
+    tokio::spawn(status::sample_forever(ctx.agent.clone()));
     let slots = Arc::new(Semaphore::new(ctx.security.limits.max_connections));
     loop {
         let permit = match slots.clone().acquire_owned().await {

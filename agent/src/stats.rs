@@ -125,9 +125,25 @@ pub struct PipelineStats {
     pub poll_duration: Mutex<Hist>,
     /// Files of /proc the scan was not allowed to read.
     pub scan_denied: AtomicU64,
+    /// The last error or warning logged for this pipeline, for the status
+    /// page: (Unix time, text).
+    pub last_error: Mutex<Option<(f64, String)>>,
+}
+
+/// Seconds since the Unix epoch, now.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 impl PipelineStats {
+    /// Remember `text` as the pipeline's last error (shown on the status
+    /// page with its time).
+    pub fn note_error(&self, text: impl Into<String>) {
+        *self.last_error.lock() = Some((unix_now(), text.into()));
+    }
     /// Count an error.
     pub fn error(&self, reason: &'static str) {
         *self.errors.lock().entry(reason).or_insert(0) += 1;
@@ -177,6 +193,26 @@ pub struct AgentStats {
     /// Series dropped at scrape time because two pipelines declared one
     /// family name differently, or produced the same series.
     pub exposition_conflicts: AtomicU64,
+    /// The last configuration load, for the status page.
+    pub last_reload: Mutex<Option<ReloadRecord>>,
+}
+
+/// The outcome of one configuration load.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct ReloadRecord {
+    /// Unix time it finished.
+    pub time: f64,
+    /// Whether it was applied.
+    pub ok: bool,
+    /// Pipelines added, changed and removed (when applied).
+    pub added: Vec<String>,
+    /// See `added`.
+    pub changed: Vec<String>,
+    /// See `added`.
+    pub removed: Vec<String>,
+    /// Why it was not applied: one entry per error, each naming the file,
+    /// line and key.
+    pub errors: Vec<String>,
 }
 
 /// Figures of one target.

@@ -19,4 +19,5 @@ mod restart;
 mod rotation;
 mod security;
 mod state;
+mod status;
 mod tools;
