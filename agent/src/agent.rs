@@ -5,11 +5,11 @@
 //! swaps. An unchanged pipeline is not touched. Any error leaves every old
 //! pipeline running.
 use crate::config::{self, AgentConfig, PipelineSpec, PluginRef};
-use crate::exposition::Exposition;
+use crate::outputs::{walk, Conflict, Format, Plan, Rules, Sink};
 use crate::pipeline::{self, Pipeline, Prepared};
 use crate::runtime::{read_plugin_file, PluginCode, Runtime};
-use crate::stats::AgentStats;
-use crate::store::Kind;
+use crate::stats::{AgentStats, SelfMetric, SelfMetrics};
+use crate::store::PipelineStore;
 use parking_lot::{Mutex, RwLock};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -278,18 +278,12 @@ impl Agent {
         }
     }
 
-    /// Everything `/metrics` serves.
-    pub fn exposition(&self) -> Exposition {
-        let mut e = Exposition::new();
-        let pipelines = self.pipelines();
-        // Scrape-time sources: ask each for a fresh snapshot if its last is
-        // older than its max_age, all at once, then wait (bounded).
-        let triggers: Vec<_> = pipelines
+    /// Ask scrape-time sources for a fresh snapshot if their last is older
+    /// than their max_age, all at once, then wait (bounded).
+    fn refresh(&self, pipelines: &[Arc<Pipeline>]) {
+        let waits: Vec<_> = pipelines
             .iter()
             .filter_map(|p| p.on_scrape.clone().map(|t| (t, p.spec.source.clone())))
-            .collect();
-        let waits: Vec<_> = triggers
-            .into_iter()
             .map(|(t, src)| {
                 let timeout = match src {
                     crate::config::SourceSpec::Http(h) => h.timeout + Duration::from_secs(1),
@@ -301,339 +295,150 @@ impl Agent {
         for w in waits {
             let _ = w.join();
         }
-        for p in &pipelines {
-            e.add_store(&p.store.lock());
-        }
-        self.self_metrics(&mut e, &pipelines);
-        let conflicts = e.conflicts;
-        if conflicts > 0 {
-            self.stats
-                .exposition_conflicts
-                .fetch_add(conflicts, Ordering::Relaxed);
-        }
-        e
     }
 
-    fn self_metrics(&self, e: &mut Exposition, pipelines: &[Arc<Pipeline>]) {
-        use Kind::{Counter, Gauge};
+    /// Write the whole scrape (every pipeline's series and the agent's
+    /// own) through `sink`, under the naming rules `R` of its format. The
+    /// stores are locked for the walk only; nothing is copied out of them.
+    /// What the format could not carry is counted and logged once.
+    pub fn write<R: Rules>(&self, sink: &mut impl Sink) {
+        let pipelines = self.pipelines();
+        self.refresh(&pipelines);
+        let guards: Vec<_> = pipelines.iter().map(|p| p.store.lock()).collect();
+        let stores: Vec<&PipelineStore> = guards.iter().map(|g| &**g).collect();
+        let mut plan = Plan::new();
+        plan.add::<R>(&stores);
+        // Counted before the agent's own figures are read, so this scrape
+        // shows its own conflicts.
+        self.stats
+            .conflicts(R::FORMAT, &std::mem::take(&mut plan.conflicts));
+        let own = self.self_metrics(&pipelines, &stores).into_store();
+        plan.add::<R>(&[&own]);
+        walk(&mut plan, sink);
+        self.stats.conflicts(R::FORMAT, &plan.conflicts);
+    }
+
+    /// `/metrics` in Prometheus text 0.0.4.
+    pub fn text(&self) -> String {
+        let mut w = crate::outputs::text::Writer::default();
+        self.write::<crate::outputs::text::Rules>(&mut w);
+        w.out
+    }
+
+    /// `/metrics` in OpenMetrics 1.0.
+    pub fn openmetrics(&self) -> String {
+        let mut w = crate::outputs::openmetrics::Writer::default();
+        self.write::<crate::outputs::openmetrics::Rules>(&mut w);
+        w.out
+    }
+
+    /// The agent's own figures; `stores` are the pipelines' (locked).
+    fn self_metrics(&self, pipelines: &[Arc<Pipeline>], stores: &[&PipelineStore]) -> SelfMetrics {
+        use SelfMetric as M;
+        let mut m = SelfMetrics::default();
         let s = &self.stats;
-        e.scalar(
-            "weir_build_info",
-            Gauge,
-            "Build information of the running agent.",
-            &[("version", VERSION), ("wit", crate::runtime::WIT_VERSION)],
-            1.0,
-        );
-        e.scalar(
-            "weir_config_reloads_total",
-            Counter,
-            "Configuration loads by result.",
-            &[("result", "success")],
-            s.reloads_ok.load(Ordering::Relaxed) as f64,
-        );
-        e.scalar(
-            "weir_config_reloads_total",
-            Counter,
-            "Configuration loads by result.",
-            &[("result", "failure")],
-            s.reloads_failed.load(Ordering::Relaxed) as f64,
-        );
-        e.scalar(
-            "weir_config_last_reload_successful",
-            Gauge,
-            "Whether the last configuration load succeeded (1) or left the old pipelines running (0).",
-            &[],
-            if s.last_reload_ok.load(Ordering::Relaxed) { 1.0 } else { 0.0 },
-        );
-        e.scalar(
-            "weir_config_last_reload_success_timestamp_seconds",
-            Gauge,
-            "Unix time of the last successful configuration load.",
-            &[],
-            s.last_reload_success_time.get(),
-        );
-        e.scalar(
-            "weir_exposition_conflicts_total",
-            Counter,
-            "Series left out of /metrics because two pipelines exposed the same series or one family name differently.",
-            &[],
-            s.exposition_conflicts.load(Ordering::Relaxed) as f64,
-        );
-        for (target, rw) in self.remote_write.lock().iter() {
-            let l = [("target", target.as_str())];
-            let ld = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed) as f64;
-            e.scalar(
-                "weir_remote_write_samples_sent_total",
-                Counter,
-                "Samples the receiver accepted.",
-                &l,
-                ld(&rw.sent),
-            );
-            e.scalar(
-                "weir_remote_write_samples_failed_total",
-                Counter,
-                "Samples the receiver refused (4xx other than 429); not retried.",
-                &l,
-                ld(&rw.failed),
-            );
-            e.scalar(
-                "weir_remote_write_samples_retried_total",
-                Counter,
-                "Samples sent again after a 5xx, 429 or connection failure.",
-                &l,
-                ld(&rw.retried),
-            );
-            e.scalar(
-                "weir_remote_write_samples_dropped_total",
-                Counter,
-                "Samples dropped because the queue was full.",
-                &l,
-                ld(&rw.dropped),
-            );
-            e.scalar(
-                "weir_remote_write_queue_samples",
-                Gauge,
-                "Samples waiting to be sent.",
-                &l,
-                ld(&rw.queued),
-            );
-            e.scalar(
-                "weir_remote_write_last_success_timestamp_seconds",
-                Gauge,
-                "Unix time of the last request the receiver accepted.",
-                &l,
-                rw.last_success.get(),
-            );
-        }
-        for p in pipelines {
-            let name = p.spec.name.as_str();
-            let plugin = p.spec.plugin.to_string();
-            let st = &p.stats;
-            let l = [("pipeline", name)];
-            let ld = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed) as f64;
-            e.scalar(
-                "weir_pipeline_up",
-                Gauge,
-                "Whether the pipeline's plugin instance is running (1) or restarting (0).",
-                &[("pipeline", name), ("plugin", &plugin)],
-                if st.up.load(Ordering::Relaxed) {
-                    1.0
-                } else {
-                    0.0
-                },
-            );
-            e.scalar(
-                "weir_source_lines_total",
-                Counter,
-                "Lines read by the pipeline's source.",
-                &l,
-                ld(&st.lines_read),
-            );
-            e.scalar(
-                "weir_source_bytes_total",
-                Counter,
-                "Bytes read by the pipeline's source.",
-                &l,
-                ld(&st.bytes_read),
-            );
-            e.scalar(
-                "weir_source_lines_truncated_total",
-                Counter,
-                "Lines cut at the pipeline's max_line_bytes.",
-                &l,
-                ld(&st.lines_truncated),
-            );
-            e.scalar(
-                "weir_pipeline_inputs_dropped_total",
-                Counter,
-                "Lines or responses lost because the plugin call that carried them failed.",
-                &l,
-                ld(&st.lines_dropped),
-            );
-            e.scalar(
-                "weir_plugin_inputs_rejected_total",
-                Counter,
-                "Inputs the plugin could not parse (bad lines, invalid JSON), as it reported them.",
-                &l,
-                ld(&st.inputs_rejected),
-            );
-            e.scalar(
-                "weir_plugin_calls_total",
-                Counter,
-                "Calls into the plugin.",
-                &l,
-                ld(&st.calls),
-            );
-            e.scalar(
-                "weir_plugin_restarts_total",
-                Counter,
-                "Plugin instances replaced after a trap, timeout or memory-limit hit.",
-                &l,
-                ld(&st.restarts),
-            );
-            e.scalar(
-                "weir_plugin_memory_bytes",
-                Gauge,
-                "Linear memory of the pipeline's plugin instance.",
-                &l,
-                ld(&st.memory_bytes),
-            );
-            for reason in ["trap", "timeout", "memory_limit", "plugin_error", "init"] {
-                let n = st.errors.lock().get(reason).copied().unwrap_or(0);
-                e.scalar(
-                    "weir_plugin_errors_total",
-                    Counter,
-                    "Failed plugin calls by reason.",
-                    &[("pipeline", name), ("reason", reason)],
+        let ld = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed) as f64;
+        let flag = |v: &AtomicBool| if v.load(Ordering::Relaxed) { 1.0 } else { 0.0 };
+        m.set(M::BuildInfo, &[VERSION, crate::runtime::WIT_VERSION], 1.0);
+        m.set(M::ConfigReloads, &["success"], ld(&s.reloads_ok));
+        m.set(M::ConfigReloads, &["failure"], ld(&s.reloads_failed));
+        m.set(M::LastReloadOk, &[], flag(&s.last_reload_ok));
+        m.set(M::LastReloadTime, &[], s.last_reload_success_time.get());
+        let conflicts = s.exposition_conflicts.lock().clone();
+        for format in Format::ALL {
+            for reason in Conflict::ALL {
+                let n = conflicts.get(&(format, reason)).copied().unwrap_or(0);
+                m.set(
+                    M::ExpositionConflicts,
+                    &[format.as_str(), reason.as_str()],
                     n as f64,
                 );
+            }
+        }
+        for (target, rw) in self.remote_write.lock().iter() {
+            let l = [target.as_str()];
+            m.set(M::RwSent, &l, ld(&rw.sent));
+            m.set(M::RwFailed, &l, ld(&rw.failed));
+            m.set(M::RwRetried, &l, ld(&rw.retried));
+            m.set(M::RwDropped, &l, ld(&rw.dropped));
+            m.set(M::RwQueue, &l, ld(&rw.queued));
+            m.set(M::RwLastSuccess, &l, rw.last_success.get());
+        }
+        for (p, store) in pipelines.iter().zip(stores) {
+            let name = p.spec.name.as_str();
+            let st = &p.stats;
+            let l = [name];
+            let plugin = p.spec.plugin.to_string();
+            m.set(M::PipelineUp, &[name, plugin.as_str()], flag(&st.up));
+            m.set(M::SourceLines, &l, ld(&st.lines_read));
+            m.set(M::SourceBytes, &l, ld(&st.bytes_read));
+            m.set(M::SourceTruncated, &l, ld(&st.lines_truncated));
+            m.set(M::InputsDropped, &l, ld(&st.lines_dropped));
+            m.set(M::InputsRejected, &l, ld(&st.inputs_rejected));
+            m.set(M::Calls, &l, ld(&st.calls));
+            m.set(M::Restarts, &l, ld(&st.restarts));
+            m.set(M::Memory, &l, ld(&st.memory_bytes));
+            let errors = st.errors.lock().clone();
+            for reason in crate::runtime::CallError::REASONS.iter().chain(&["init"]) {
+                let n = errors.get(reason).copied().unwrap_or(0);
+                m.set(M::Errors, &[name, *reason], n as f64);
             }
             let rejected = st.updates_rejected.lock().clone();
-            for reason in crate::store::Reject::ALL {
-                if reason == crate::store::Reject::SeriesLimit {
-                    continue;
-                }
-                let n = rejected.get(reason.as_str()).copied().unwrap_or(0);
-                e.scalar(
-                    "weir_plugin_updates_rejected_total",
-                    Counter,
-                    "Updates the host refused as invalid, by reason.",
-                    &[("pipeline", name), ("reason", reason.as_str())],
-                    n as f64,
-                );
+            let reasons = crate::store::Reject::ALL
+                .iter()
+                .filter(|r| **r != crate::store::Reject::SeriesLimit)
+                .map(|r| r.as_str())
+                .chain([crate::pipeline::DECLARATION_REFUSED]);
+            for reason in reasons {
+                let n = rejected.get(reason).copied().unwrap_or(0);
+                m.set(M::UpdatesRejected, &[name, reason], n as f64);
             }
-            e.scalar(
-                "weir_pipeline_series_dropped_total",
-                Counter,
-                "New series refused because the pipeline reached max_series.",
-                &l,
-                rejected.get("series_limit").copied().unwrap_or(0) as f64,
-            );
-            e.scalar(
-                "weir_pipeline_series",
-                Gauge,
-                "Series the pipeline holds.",
-                &l,
-                p.store.lock().series_count() as f64,
-            );
-            e.scalar(
-                "weir_pipeline_series_limit",
-                Gauge,
-                "The pipeline's max_series.",
-                &l,
-                p.spec.max_series as f64,
-            );
-            e.histogram(
-                "weir_plugin_call_duration_seconds",
-                "Time spent in plugin calls.",
-                "seconds",
-                &l,
-                st.call_duration.lock().to_out(),
-            );
-            if let crate::config::SourceSpec::Exec { .. } = p.spec.source {
-                e.scalar(
-                    "weir_source_up",
-                    Gauge,
-                    "Whether the pipeline's last poll or scan succeeded, or its command is running (1), or not (0).",
-                    &l,
-                    if st.source_up.load(Ordering::Relaxed) { 1.0 } else { 0.0 },
-                );
+            let dropped = rejected
+                .get(crate::store::Reject::SeriesLimit.as_str())
+                .copied()
+                .unwrap_or(0);
+            m.set(M::SeriesDropped, &l, dropped as f64);
+            m.set(M::Series, &l, store.series_count() as f64);
+            m.set(M::SeriesLimit, &l, p.spec.max_series as f64);
+            m.histogram(M::CallDuration, &l, &st.call_duration.lock());
+            let source_reasons: Vec<&str> = match p.spec.source {
+                crate::config::SourceSpec::Exec { .. } => {
+                    crate::sources::exec::ERROR_REASONS.to_vec()
+                }
+                crate::config::SourceSpec::Http(_) | crate::config::SourceSpec::Process { .. } => {
+                    let mut r = crate::sources::http::PollError::REASONS.to_vec();
+                    r.push(crate::pipeline::PLUGIN_FAILED);
+                    r
+                }
+                _ => Vec::new(),
+            };
+            if !source_reasons.is_empty() {
+                m.set(M::SourceUp, &l, flag(&st.source_up));
                 let errs = st.source_errors.lock().clone();
-                for reason in ["exit", "spawn"] {
-                    e.scalar(
-                        "weir_source_errors_total",
-                        Counter,
-                        "Failed polls or scans by reason; for commands, exits and failures to start.",
-                        &[("pipeline", name), ("reason", reason)],
-                        errs.get(reason).copied().unwrap_or(0) as f64,
-                    );
+                for reason in source_reasons {
+                    let n = errs.get(reason).copied().unwrap_or(0);
+                    m.set(M::SourceErrors, &[name, reason], n as f64);
                 }
             }
             if matches!(
                 p.spec.source,
                 crate::config::SourceSpec::Http(_) | crate::config::SourceSpec::Process { .. }
             ) {
-                e.scalar(
-                    "weir_source_up",
-                    Gauge,
-                    "Whether the pipeline's last poll or scan succeeded, or its command is running (1), or not (0).",
-                    &l,
-                    if st.source_up.load(Ordering::Relaxed) { 1.0 } else { 0.0 },
-                );
-                let errs = st.source_errors.lock().clone();
-                let mut reasons: Vec<&str> = crate::sources::http::PollError::REASONS.to_vec();
-                reasons.push("plugin");
-                for reason in reasons {
-                    e.scalar(
-                        "weir_source_errors_total",
-                        Counter,
-                        "Failed polls or scans by reason; for commands, exits and failures to start.",
-                        &[("pipeline", name), ("reason", reason)],
-                        errs.get(reason).copied().unwrap_or(0) as f64,
-                    );
-                }
-                e.histogram(
-                    "weir_source_poll_duration_seconds",
-                    "Time taken by polls (HTTP) and scans (process table).",
-                    "seconds",
-                    &l,
-                    st.poll_duration.lock().to_out(),
-                );
+                m.histogram(M::PollDuration, &l, &st.poll_duration.lock());
             }
             if matches!(p.spec.source, crate::config::SourceSpec::Process { .. }) {
-                e.scalar(
-                    "weir_process_scan_denied_total",
-                    Counter,
-                    "Files under /proc the process scan was not allowed to read.",
-                    &l,
-                    st.scan_denied.load(Ordering::Relaxed) as f64,
-                );
+                m.set(M::ScanDenied, &l, ld(&st.scan_denied));
             }
             for (path, f) in st.files.lock().iter() {
-                let fl = [("pipeline", name), ("path", path.as_str())];
-                e.scalar(
-                    "weir_file_lines_total",
-                    Counter,
-                    "Lines read from the file.",
-                    &fl,
-                    f.lines as f64,
-                );
-                e.scalar(
-                    "weir_file_bytes_total",
-                    Counter,
-                    "Bytes read from the file.",
-                    &fl,
-                    f.bytes as f64,
-                );
-                e.scalar(
-                    "weir_file_lag_bytes",
-                    Gauge,
-                    "Bytes between the read position and the end of the file.",
-                    &fl,
-                    f.lag_bytes as f64,
-                );
-                e.scalar(
-                    "weir_file_rotations_total",
-                    Counter,
-                    "Rotations (rename or delete) seen.",
-                    &fl,
-                    f.rotations as f64,
-                );
-                e.scalar(
-                    "weir_file_truncations_total",
-                    Counter,
-                    "Truncations (copytruncate) seen.",
-                    &fl,
-                    f.truncations as f64,
-                );
-                e.scalar(
-                    "weir_file_read_errors_total",
-                    Counter,
-                    "Read errors.",
-                    &fl,
-                    f.read_errors as f64,
-                );
+                let fl = [name, path.as_str()];
+                m.set(M::FileLines, &fl, f.lines as f64);
+                m.set(M::FileBytes, &fl, f.bytes as f64);
+                m.set(M::FileLag, &fl, f.lag_bytes as f64);
+                m.set(M::FileRotations, &fl, f.rotations as f64);
+                m.set(M::FileTruncations, &fl, f.truncations as f64);
+                m.set(M::FileReadErrors, &fl, f.read_errors as f64);
             }
         }
+        m
     }
 }

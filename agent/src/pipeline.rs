@@ -26,6 +26,14 @@ pub const MIN_BACKOFF: Duration = Duration::from_millis(100);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Refused updates are told in the log at most this often per pipeline
 /// (always counted in the self-metrics).
+/// `weir_plugin_updates_rejected_total` reason: a family declared during a
+/// call that the host refused.
+pub const DECLARATION_REFUSED: &str = "declaration";
+
+/// `weir_source_errors_total` reason: a poll or scan whose plugin call
+/// failed.
+pub const PLUGIN_FAILED: &str = "plugin";
+
 const REFUSALS_TOLD_EVERY: Duration = Duration::from_secs(60);
 /// Batches waiting between a source and its plugin.
 const QUEUE_BATCHES: usize = 4;
@@ -264,7 +272,7 @@ impl Worker {
                             to_decls(&self.spec, vec![f]).and_then(|d| store.declare_more(d));
                         if let Err(e) = declared {
                             store.declare_refused();
-                            self.stats.rejected("declaration", 1);
+                            self.stats.rejected(DECLARATION_REFUSED, 1);
                             self.stats
                                 .note_error(format!("family declared during a call refused: {e}"));
                             tracing::warn!(
@@ -489,7 +497,7 @@ impl Worker {
         if self.handle(slot, result, 1, Semantics::Snapshot) {
             self.source_ok();
         } else {
-            self.source_failed("plugin", failure);
+            self.source_failed(PLUGIN_FAILED, failure);
         }
     }
 

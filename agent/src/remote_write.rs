@@ -9,8 +9,6 @@
 //! other 4xx (the receiver refused the data; retrying would not help).
 use crate::agent::Agent;
 use crate::config::{Auth, Secret};
-use crate::exposition::OutValue;
-use crate::store::Kind;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,131 +20,20 @@ pub use crate::config::RemoteWriteSettings;
 /// Figures of one target; kept with the agent's other figures.
 pub use crate::stats::RemoteWriteStats;
 
-/// One series with its samples, ready to encode.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Series {
-    /// Labels, `__name__` first, sorted by name as the protocol asks.
-    pub labels: Vec<(String, String)>,
-    /// (value, timestamp in ms).
-    pub samples: Vec<(f64, i64)>,
-}
+pub use crate::outputs::remote_write::{encode_write_request, Series};
 
-fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        buf.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    buf.push(v as u8);
-}
-
-fn put_len_field(buf: &mut Vec<u8>, field: u32, bytes: &[u8]) {
-    put_varint(buf, u64::from(field << 3 | 2));
-    put_varint(buf, bytes.len() as u64);
-    buf.extend_from_slice(bytes);
-}
-
-/// Encode a `prometheus.WriteRequest` (remote-write 1.0) protobuf.
-pub fn encode_write_request(series: &[Series]) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut ts = Vec::new();
-    let mut item = Vec::new();
-    for s in series {
-        ts.clear();
-        for (k, v) in &s.labels {
-            item.clear();
-            put_len_field(&mut item, 1, k.as_bytes());
-            put_len_field(&mut item, 2, v.as_bytes());
-            put_len_field(&mut ts, 1, &item);
-        }
-        for (v, t) in &s.samples {
-            item.clear();
-            // double value = 1 (fixed64), int64 timestamp = 2 (varint).
-            item.push(1 << 3 | 1);
-            item.extend_from_slice(&v.to_le_bytes());
-            item.push(2 << 3);
-            put_varint(&mut item, *t as u64);
-            put_len_field(&mut ts, 2, &item);
-        }
-        put_len_field(&mut out, 1, &ts);
-    }
-    out
-}
-
-/// Turn the agent's exposition into series for remote write: histograms
-/// become their `_bucket`, `_sum` and `_count` series, summaries their
-/// quantile, `_sum` and `_count` series.
+/// The agent's series for remote write at `ts_ms`, from the same walk as
+/// `/metrics`: histograms as their `_bucket`, `_sum` and `_count` series,
+/// summaries as their quantile, `_sum` and `_count` series; `keep` and
+/// `drop` filter by family name.
 pub fn collect(agent: &Agent, s: &RemoteWriteSettings, ts_ms: i64) -> Vec<Series> {
-    let e = agent.exposition();
-    let mut out = Vec::new();
     let keep = |name: &str| {
         (s.keep.is_empty() || s.keep.iter().any(|r| r.is_match(name)))
             && !s.drop.iter().any(|r| r.is_match(name))
     };
-    let mut push = |name: String, mut labels: Vec<(String, String)>, v: f64| {
-        for (k, val) in &s.external_labels {
-            if !labels.iter().any(|(l, _)| l == k) {
-                labels.push((k.clone(), val.clone()));
-            }
-        }
-        labels.push(("__name__".into(), name));
-        labels.sort();
-        out.push(Series {
-            labels,
-            samples: vec![(v, ts_ms)],
-        });
-    };
-    for f in e.families() {
-        if !keep(&f.name) {
-            continue;
-        }
-        for sample in &f.samples {
-            match &sample.value {
-                OutValue::Scalar(v) => push(f.name.clone(), sample.labels.clone(), *v),
-                OutValue::Histogram {
-                    buckets,
-                    counts,
-                    sum,
-                } => {
-                    let mut cum = 0;
-                    for (i, c) in counts.iter().enumerate() {
-                        cum += c;
-                        let le = buckets
-                            .get(i)
-                            .map(|b| crate::exposition::fmt_f64(*b))
-                            .unwrap_or_else(|| "+Inf".into());
-                        let mut l = sample.labels.clone();
-                        l.push(("le".into(), le));
-                        push(format!("{}_bucket", f.name), l, cum as f64);
-                    }
-                    push(format!("{}_sum", f.name), sample.labels.clone(), *sum);
-                    push(
-                        format!("{}_count", f.name),
-                        sample.labels.clone(),
-                        cum as f64,
-                    );
-                }
-                OutValue::Summary {
-                    quantiles,
-                    sum,
-                    count,
-                } => {
-                    for (q, v) in quantiles {
-                        let mut l = sample.labels.clone();
-                        l.push(("quantile".into(), crate::exposition::fmt_f64(*q)));
-                        push(f.name.clone(), l, *v);
-                    }
-                    push(format!("{}_sum", f.name), sample.labels.clone(), *sum);
-                    push(
-                        format!("{}_count", f.name),
-                        sample.labels.clone(),
-                        *count as f64,
-                    );
-                }
-            }
-        }
-        let _ = Kind::Counter;
-    }
-    out
+    let mut w = crate::outputs::remote_write::Writer::new(&keep, &s.external_labels, ts_ms);
+    agent.write::<crate::outputs::remote_write::Rules>(&mut w);
+    w.out
 }
 
 /// What a send did.
@@ -313,33 +200,5 @@ pub fn run(
             }
         }
         stats.queued.store(queued_samples as u64, Ordering::Relaxed);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn encodes_the_protobuf_by_hand_like_prost_would() {
-        let s = vec![Series {
-            labels: vec![("__name__".into(), "up".into())],
-            samples: vec![(1.0, 1000)],
-        }];
-        let b = encode_write_request(&s);
-        // WriteRequest.timeseries(1) { labels(1) { name(1)="__name__" value(2)="up" }
-        //   samples(2) { value(1)=1.0 timestamp(2)=1000 } }
-        let expected: Vec<u8> = [
-            &[0x0a, 0x1e][..],
-            &[0x0a, 0x0e, 0x0a, 0x08],
-            b"__name__",
-            &[0x12, 0x02],
-            b"up",
-            &[0x12, 0x0c, 0x09],
-            &1.0f64.to_le_bytes(),
-            &[0x10, 0xe8, 0x07],
-        ]
-        .concat();
-        assert_eq!(b, expected);
     }
 }

@@ -295,6 +295,9 @@ impl CallError {
         }
     }
 
+    /// Every [`CallError::reason`], for pre-registered series.
+    pub const REASONS: [&'static str; 4] = ["trap", "timeout", "memory_limit", "plugin_error"];
+
     /// Whether the instance can no longer be used.
     pub fn is_fatal(&self) -> bool {
         !matches!(self, CallError::Plugin(_))

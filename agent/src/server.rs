@@ -161,11 +161,10 @@ async fn route(
             // Building the exposition takes locks and CPU: keep it off the
             // async workers.
             let body = tokio::task::spawn_blocking(move || {
-                let e = agent.exposition();
                 if om {
-                    e.to_openmetrics()
+                    agent.openmetrics()
                 } else {
-                    e.to_text()
+                    agent.text()
                 }
             })
             .await;

@@ -1,7 +1,14 @@
 //! The agent's own counters, updated on the data path with atomics and
 //! read at scrape time into `weir_*` families.
+//!
+//! The families are declared once, as data ([`SelfMetric`]); at scrape
+//! time the agent reads its figures into a [`SelfMetrics`], which becomes a
+//! store like any pipeline's, so every output format writes the agent's
+//! own metrics by the same rules as the rest.
+use crate::outputs::{Conflict, Format};
+use crate::store::{Change, FamilyDecl, Kind, PipelineStore, RawUpdate, Semantics};
 use parking_lot::Mutex;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Buckets of `weir_plugin_call_duration_seconds`.
@@ -48,17 +55,14 @@ pub struct Hist {
 }
 
 impl Hist {
-    /// As an exposed histogram (all zero before the first observation).
-    pub fn to_out(&self) -> crate::exposition::OutValue {
-        crate::exposition::OutValue::Histogram {
-            buckets: CALL_BUCKETS.to_vec(),
-            counts: if self.counts.is_empty() {
-                vec![0; CALL_BUCKETS.len() + 1]
-            } else {
-                self.counts.clone()
-            },
-            sum: self.sum,
-        }
+    /// Counts per bucket (all zero before the first observation) and sum.
+    pub fn reading(&self) -> (Vec<u64>, f64) {
+        let counts = if self.counts.is_empty() {
+            vec![0; CALL_BUCKETS.len() + 1]
+        } else {
+            self.counts.clone()
+        };
+        (counts, self.sum)
     }
 
     fn observe(&mut self, v: f64) {
@@ -190,11 +194,213 @@ pub struct AgentStats {
     pub last_reload_ok: AtomicBool,
     /// Unix time of the last successful reload.
     pub last_reload_success_time: AtomicF64,
-    /// Series dropped at scrape time because two pipelines declared one
-    /// family name differently, or produced the same series.
-    pub exposition_conflicts: AtomicU64,
+    /// What scrapes left out or changed so that each format stays valid,
+    /// by format and reason.
+    pub exposition_conflicts: Mutex<BTreeMap<(Format, Conflict), u64>>,
+    /// Conflicts already logged (reason, format, family), so each is
+    /// logged once; bounded by [`MAX_CONFLICTS_LOGGED`].
+    pub conflicts_logged: Mutex<HashSet<(Conflict, Format, String)>>,
     /// The last configuration load, for the status page.
     pub last_reload: Mutex<Option<ReloadRecord>>,
+}
+
+/// Most distinct conflicts logged; past it they are only counted.
+pub const MAX_CONFLICTS_LOGGED: usize = 1000;
+
+impl AgentStats {
+    /// Count and log (once each) what a scrape in `format` left out.
+    pub fn conflicts(&self, format: Format, c: &crate::outputs::Conflicts) {
+        if c.counts.is_empty() {
+            return;
+        }
+        let mut counts = self.exposition_conflicts.lock();
+        for (reason, n) in &c.counts {
+            *counts.entry((format, *reason)).or_insert(0) += n;
+        }
+        drop(counts);
+        let mut logged = self.conflicts_logged.lock();
+        for (reason, family, detail) in &c.notes {
+            if logged.len() < MAX_CONFLICTS_LOGGED
+                && logged.insert((*reason, format, family.clone()))
+            {
+                tracing::warn!(
+                    "exposition: {detail} (counted in weir_exposition_conflicts_total{{format=\"{}\",reason=\"{}\"}}; logged once)",
+                    format.as_str(),
+                    reason.as_str()
+                );
+            }
+        }
+    }
+}
+
+/// One family of the agent's own metrics.
+#[derive(Debug)]
+pub struct SelfFamily {
+    /// Name (counters end in `_total`).
+    pub name: &'static str,
+    /// Kind.
+    pub kind: Kind,
+    /// HELP text.
+    pub help: &'static str,
+    /// Label names, in the order values are given.
+    pub labels: &'static [&'static str],
+}
+
+macro_rules! self_metrics {
+    ($($id:ident: $name:literal, $kind:ident, [$($l:literal),*], $help:literal;)*) => {
+        /// The agent's own metric families, declared once: name, kind,
+        /// label names, HELP (see [`SelfMetric::family`]).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[allow(missing_docs)]
+        pub enum SelfMetric { $($id),* }
+
+        impl SelfMetric {
+            /// Every family, in declaration order (the store's indices).
+            pub const ALL: &'static [SelfMetric] = &[$(SelfMetric::$id),*];
+
+            /// The family's declaration.
+            pub fn family(self) -> SelfFamily {
+                match self {
+                    $(SelfMetric::$id => SelfFamily {
+                        name: $name,
+                        kind: Kind::$kind,
+                        help: $help,
+                        labels: &[$($l),*],
+                    }),*
+                }
+            }
+        }
+    };
+}
+
+self_metrics! {
+    BuildInfo: "weir_build_info", Gauge, ["version", "wit"],
+        "Build information of the running agent.";
+    ConfigReloads: "weir_config_reloads_total", Counter, ["result"],
+        "Configuration loads by result.";
+    LastReloadOk: "weir_config_last_reload_successful", Gauge, [],
+        "Whether the last configuration load succeeded (1) or left the old pipelines running (0).";
+    LastReloadTime: "weir_config_last_reload_success_timestamp_seconds", Gauge, [],
+        "Unix time of the last successful configuration load.";
+    ExpositionConflicts: "weir_exposition_conflicts_total", Counter, ["format", "reason"],
+        "Families, series or samples a scrape left out or changed so that the format it wrote stays valid (see docs/http.md).";
+    RwSent: "weir_remote_write_samples_sent_total", Counter, ["target"],
+        "Samples the receiver accepted.";
+    RwFailed: "weir_remote_write_samples_failed_total", Counter, ["target"],
+        "Samples the receiver refused (4xx other than 429); not retried.";
+    RwRetried: "weir_remote_write_samples_retried_total", Counter, ["target"],
+        "Samples sent again after a 5xx, 429 or connection failure.";
+    RwDropped: "weir_remote_write_samples_dropped_total", Counter, ["target"],
+        "Samples dropped because the queue was full.";
+    RwQueue: "weir_remote_write_queue_samples", Gauge, ["target"],
+        "Samples waiting to be sent.";
+    RwLastSuccess: "weir_remote_write_last_success_timestamp_seconds", Gauge, ["target"],
+        "Unix time of the last request the receiver accepted.";
+    PipelineUp: "weir_pipeline_up", Gauge, ["pipeline", "plugin"],
+        "Whether the pipeline's plugin instance is running (1) or restarting (0).";
+    SourceLines: "weir_source_lines_total", Counter, ["pipeline"],
+        "Lines read by the pipeline's source.";
+    SourceBytes: "weir_source_bytes_total", Counter, ["pipeline"],
+        "Bytes read by the pipeline's source.";
+    SourceTruncated: "weir_source_lines_truncated_total", Counter, ["pipeline"],
+        "Lines cut at the pipeline's max_line_bytes.";
+    InputsDropped: "weir_pipeline_inputs_dropped_total", Counter, ["pipeline"],
+        "Lines or responses lost because the plugin call that carried them failed.";
+    InputsRejected: "weir_plugin_inputs_rejected_total", Counter, ["pipeline"],
+        "Inputs the plugin could not parse (bad lines, invalid JSON), as it reported them.";
+    Calls: "weir_plugin_calls_total", Counter, ["pipeline"],
+        "Calls into the plugin.";
+    Restarts: "weir_plugin_restarts_total", Counter, ["pipeline"],
+        "Plugin instances replaced after a trap, timeout or memory-limit hit.";
+    Memory: "weir_plugin_memory_bytes", Gauge, ["pipeline"],
+        "Linear memory of the pipeline's plugin instance.";
+    Errors: "weir_plugin_errors_total", Counter, ["pipeline", "reason"],
+        "Failed plugin calls by reason.";
+    UpdatesRejected: "weir_plugin_updates_rejected_total", Counter, ["pipeline", "reason"],
+        "Updates the host refused as invalid, by reason.";
+    SeriesDropped: "weir_pipeline_series_dropped_total", Counter, ["pipeline"],
+        "New series refused because the pipeline reached max_series.";
+    Series: "weir_pipeline_series", Gauge, ["pipeline"],
+        "Series the pipeline holds.";
+    SeriesLimit: "weir_pipeline_series_limit", Gauge, ["pipeline"],
+        "The pipeline's max_series.";
+    CallDuration: "weir_plugin_call_duration_seconds", Histogram, ["pipeline"],
+        "Time spent in plugin calls.";
+    SourceUp: "weir_source_up", Gauge, ["pipeline"],
+        "Whether the pipeline's last poll or scan succeeded, or its command is running (1), or not (0).";
+    SourceErrors: "weir_source_errors_total", Counter, ["pipeline", "reason"],
+        "Failed polls or scans by reason; for commands, exits and failures to start.";
+    PollDuration: "weir_source_poll_duration_seconds", Histogram, ["pipeline"],
+        "Time taken by polls (HTTP) and scans (process table).";
+    ScanDenied: "weir_process_scan_denied_total", Counter, ["pipeline"],
+        "Files under /proc the process scan was not allowed to read.";
+    FileLines: "weir_file_lines_total", Counter, ["pipeline", "path"],
+        "Lines read from the file.";
+    FileBytes: "weir_file_bytes_total", Counter, ["pipeline", "path"],
+        "Bytes read from the file.";
+    FileLag: "weir_file_lag_bytes", Gauge, ["pipeline", "path"],
+        "Bytes between the read position and the end of the file.";
+    FileRotations: "weir_file_rotations_total", Counter, ["pipeline", "path"],
+        "Rotations (rename or delete) seen.";
+    FileTruncations: "weir_file_truncations_total", Counter, ["pipeline", "path"],
+        "Truncations (copytruncate) seen.";
+    FileReadErrors: "weir_file_read_errors_total", Counter, ["pipeline", "path"],
+        "Read errors.";
+}
+
+/// The agent's figures of one scrape, as updates of a store declaring
+/// every [`SelfMetric`].
+#[derive(Default)]
+pub struct SelfMetrics {
+    updates: Vec<RawUpdate>,
+}
+
+impl SelfMetrics {
+    /// Set a counter or gauge series; `labels` in the family's order.
+    pub fn set(&mut self, m: SelfMetric, labels: &[&str], v: f64) {
+        let labels = labels.iter().map(|s| s.to_string()).collect();
+        self.updates.push((m as u32, labels, Change::Set(v)));
+    }
+
+    /// Set a histogram series of [`CALL_BUCKETS`].
+    pub fn histogram(&mut self, m: SelfMetric, labels: &[&str], h: &Hist) {
+        let (counts, sum) = h.reading();
+        let labels = labels.iter().map(|s| s.to_string()).collect();
+        self.updates
+            .push((m as u32, labels, Change::SetHistogram(counts, sum)));
+    }
+
+    /// The figures as a store.
+    pub fn into_store(self) -> PipelineStore {
+        let mut s = PipelineStore::new(Vec::new(), usize::MAX);
+        s.declare(
+            SelfMetric::ALL
+                .iter()
+                .map(|m| {
+                    let f = m.family();
+                    let histogram = f.kind == Kind::Histogram;
+                    FamilyDecl {
+                        name: f.name.into(),
+                        kind: f.kind,
+                        help: f.help.into(),
+                        unit: if histogram {
+                            "seconds".into()
+                        } else {
+                            String::new()
+                        },
+                        labels: f.labels.iter().map(|l| l.to_string()).collect(),
+                        buckets: if histogram {
+                            CALL_BUCKETS.to_vec()
+                        } else {
+                            Vec::new()
+                        },
+                    }
+                })
+                .collect(),
+        );
+        s.apply(self.updates, Semantics::Events);
+        s
+    }
 }
 
 /// The outcome of one configuration load.

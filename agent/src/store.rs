@@ -173,7 +173,7 @@ pub enum Change {
     /// Observe values into a histogram.
     Observe(Vec<f64>),
     /// Replace a histogram with a reading: counts per bucket (not
-    /// cumulative, `+Inf` last) and sum.
+    /// cumulative, `+Inf` last) and sum (NaN when the reading has none).
     SetHistogram(Vec<u64>, f64),
     /// Replace a summary with a reading: quantiles, sum, count.
     SetSummary(Vec<(f64, f64)>, f64, u64),
@@ -196,7 +196,8 @@ pub enum Value {
     Histogram {
         /// Counts per bucket, `buckets.len() + 1` entries.
         counts: Vec<u64>,
-        /// Sum of observations.
+        /// Sum of observations; NaN for a reading that had no sum, which
+        /// the outputs then leave out.
         sum: f64,
     },
     /// Summary as last read.
@@ -417,9 +418,13 @@ impl PipelineStore {
                 continue;
             }
             let finite = match &change {
+                // A gauge read from elsewhere may be NaN or infinite (both
+                // formats carry them); nothing accumulates into it.
+                Change::Set(_) if decl.kind == Kind::Gauge => true,
                 Change::Add(v) | Change::Set(v) => v.is_finite(),
                 Change::Observe(vs) => vs.iter().all(|v| v.is_finite()),
-                Change::SetHistogram(_, sum) => sum.is_finite(),
+                // A reading without a sum (valid in both formats) has NaN.
+                Change::SetHistogram(_, sum) => !sum.is_infinite(),
                 // A summary with no observations has NaN quantiles.
                 Change::SetSummary(qs, sum, _) => {
                     !sum.is_infinite() && qs.iter().all(|(q, _)| q.is_finite())

@@ -1,7 +1,6 @@
 //! Tools for plugin authors: `weir test`, `weir inspect`, `weir plugin new`.
 use crate::agent::plugin_bytes;
 use crate::config::{PluginRef, BUILTINS};
-use crate::exposition::Exposition;
 use crate::runtime::bindings::process::exports::weir::plugin::process::Fields;
 use crate::runtime::{bindings::types, Instance, Limits, Runtime, World};
 use crate::store::{FamilyDecl, Kind, PipelineStore, Semantics};
@@ -309,9 +308,8 @@ pub fn run_test(target: TestTarget<'_>, mut input: impl Read) -> Result<String> 
             run.counts.errors
         ));
     }
-    let mut e = Exposition::new();
-    e.add_store(&run.store);
-    Ok(format!("{}{}", e.to_text(), run.counts.footer()))
+    let text = crate::outputs::to_text(&[&run.store]).0;
+    Ok(format!("{text}{}", run.counts.footer()))
 }
 
 /// A line on stderr that never panics (a closed pipe is not an error

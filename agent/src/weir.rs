@@ -4,13 +4,14 @@
 //!
 //! The data path, module by module: [`config`] (parse, validate, diff) →
 //! [`sources`] (file tail, ...) → [`runtime`] (engine, instances, limits)
-//! → [`store`] (series state) → [`server`] (HTTP endpoint), with
+//! → [`store`] (series state) → [`outputs`] (every format, from one walk)
+//! → [`server`] (HTTP endpoint), with
 //! [`pipeline`] running one source and plugin, and [`agent`] owning the
 //! set of pipelines and reloads.
 pub mod agent;
 pub mod builtin;
 pub mod config;
-pub mod exposition;
+pub mod outputs;
 pub mod pipeline;
 pub mod reload;
 pub mod remote_write;

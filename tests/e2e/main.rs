@@ -13,6 +13,7 @@ mod logs;
 mod nginx;
 mod process;
 mod prometheus;
+mod reexpose;
 mod reload;
 mod remote_write;
 mod restart;

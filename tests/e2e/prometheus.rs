@@ -205,14 +205,14 @@ groups = [{{ name = "none", comm = '^weir-no-such-process$' }}]
 // A real Prometheus.
 
 /// Prometheus, killed and reaped when dropped.
-struct PromServer {
+pub(crate) struct PromServer {
     child: Child,
     port: u16,
     log: PathBuf,
 }
 
 impl PromServer {
-    fn start(config: &Path, data: &Path, log: &Path) -> PromServer {
+    pub(crate) fn start(config: &Path, data: &Path, log: &Path) -> PromServer {
         let port = free_port();
         let out = std::fs::File::create(log).expect("log file");
         let err = out.try_clone().expect("log file");
@@ -233,12 +233,12 @@ impl PromServer {
         }
     }
 
-    fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// GET an API path; the `data` of a successful answer.
-    fn api(&self, path: &str, query: &[(&str, &str)]) -> Option<Value> {
+    pub(crate) fn api(&self, path: &str, query: &[(&str, &str)]) -> Option<Value> {
         let mut req = ureq::get(&format!("http://127.0.0.1:{}{path}", self.port))
             .timeout(Duration::from_secs(5));
         for (k, v) in query {
@@ -250,7 +250,7 @@ impl PromServer {
     }
 
     /// An instant query's vector: labels to value.
-    fn query(&self, q: &str) -> Vec<(BTreeMap<String, String>, f64)> {
+    pub(crate) fn query(&self, q: &str) -> Vec<(BTreeMap<String, String>, f64)> {
         let Some(data) = self.api("/api/v1/query", &[("query", q)]) else {
             return Vec::new();
         };

@@ -20,6 +20,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc::Sender;
 
 /// First wait before restarting a command that exited.
+/// `weir_source_errors_total` reasons: the command exited, or could not
+/// be started.
+pub const ERROR_REASONS: [&str; 2] = ["exit", "spawn"];
+
 const MIN_RESTART: Duration = Duration::from_secs(1);
 /// Longest wait.
 const MAX_RESTART: Duration = Duration::from_secs(60);
@@ -90,7 +94,7 @@ pub fn run(
             Ok(c) => c,
             Err(e) => {
                 stats.source_up.store(false, Ordering::Relaxed);
-                stats.source_error("spawn");
+                stats.source_error(ERROR_REASONS[1]);
                 tracing::error!(
                     pipeline = %pipeline,
                     "cannot run {:?}: {e}; retrying in {delay:?}",
@@ -144,7 +148,7 @@ pub fn run(
             return;
         }
         stats.source_up.store(false, Ordering::Relaxed);
-        stats.source_error("exit");
+        stats.source_error(ERROR_REASONS[0]);
         if started.elapsed() >= HEALTHY_RUN {
             delay = MIN_RESTART;
         }

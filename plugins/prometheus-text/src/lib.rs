@@ -220,7 +220,16 @@ impl PrometheusText {
     /// Parse one exposition: declare the families not seen before and emit
     /// every kept family's series.
     pub fn exposition(&mut self, text: &str, out: &mut Output) {
-        let (types, helps) = parse::meta(text);
+        let parse::Meta {
+            types,
+            helps,
+            unknown_types,
+        } = parse::meta(text);
+        // A `# TYPE` line with a type no format defines: its samples are
+        // read as untyped, the line itself is counted.
+        for _ in 0..unknown_types {
+            out.reject();
+        }
         let mut groups: Vec<Group<'_>> = Vec::new();
         let mut index: HashMap<&str, usize> = HashMap::new();
         for sample in parse::samples(text) {
@@ -438,9 +447,6 @@ impl PrometheusText {
             }
             buckets.sort_by(f64::total_cmp);
             buckets.dedup();
-            if buckets.is_empty() {
-                return Err("a histogram without a finite bucket bound".into());
-            }
         }
         let kind = match shape {
             Shape::Counter => Kind::Counter,
@@ -451,7 +457,14 @@ impl PrometheusText {
         let help = helps.get(g.base).map_or(DEFAULT_HELP, String::as_str);
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
         let mut fams = Families::default();
-        fams.declare(kind, &name, help, "", &refs, &buckets);
+        // A histogram with only the `+Inf` bucket says so (an empty list
+        // would get the host's default buckets).
+        let declared_bounds = if shape == Shape::Histogram && buckets.is_empty() {
+            vec![f64::INFINITY]
+        } else {
+            buckets.clone()
+        };
+        fams.declare(kind, &name, help, "", &refs, &declared_bounds);
         let Some(&id) = out.declare(already, fams).first() else {
             return Err("could not declare it".into());
         };
@@ -509,7 +522,8 @@ impl PrometheusText {
                     continue;
                 }
             };
-            if !v.is_finite() || (counter && v < 0.0) {
+            // Gauges may be NaN or infinite; a counter may not.
+            if counter && !(v.is_finite() && v >= 0.0) {
                 out.reject();
                 continue;
             }
@@ -564,9 +578,11 @@ impl PrometheusText {
             let Some(s) = series.remove(&values) else {
                 continue;
             };
+            // A histogram without `_sum` is valid (OpenMetrics makes it
+            // optional); NaN tells the host there is none.
+            let sum = s.sum.unwrap_or(f64::NAN);
             match histogram_counts(&d.buckets, &s.buckets, s.count) {
-                Some(counts) if !s.bad && s.sum.is_some_and(f64::is_finite) => {
-                    let sum = s.sum.unwrap_or_default();
+                Some(counts) if !s.bad && !sum.is_infinite() => {
                     out.set_histogram(d.id, &values, counts, sum);
                 }
                 _ => {
@@ -699,8 +715,34 @@ impl HttpPlugin for PrometheusText {
                 response.url
             ));
         }
-        let text = String::from_utf8_lossy(&response.body);
-        self.exposition(&text, out);
+        match std::str::from_utf8(&response.body) {
+            Ok(text) => self.exposition(text, out),
+            Err(_) => {
+                // Both formats are UTF-8. A sample line that is not is
+                // counted and left out (a replaced label value would be
+                // another series); other lines are read with U+FFFD.
+                let mut text = String::with_capacity(response.body.len());
+                for line in response.body.split(|b| *b == b'\n') {
+                    match std::str::from_utf8(line) {
+                        Ok(l) => text.push_str(l),
+                        Err(_) if line.trim_ascii_start().starts_with(b"#") => {
+                            text.push_str(&String::from_utf8_lossy(line))
+                        }
+                        Err(_) => {
+                            out.reject();
+                            self.log_once("utf8".into(), || {
+                                format!(
+                                    "{}: sample lines that are not UTF-8 are skipped",
+                                    response.url
+                                )
+                            });
+                        }
+                    }
+                    text.push('\n');
+                }
+                self.exposition(&text, out);
+            }
+        }
         Ok(())
     }
 }

@@ -75,11 +75,23 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
 /// The `# HELP` texts (escapes undone), by family name.
 pub type Helps<'a> = HashMap<&'a str, String>;
 
+/// What the `# TYPE` and `# HELP` lines say.
+pub struct Meta<'a> {
+    /// Types by family name.
+    pub types: Types<'a>,
+    /// HELP texts by family name.
+    pub helps: Helps<'a>,
+    /// `# TYPE` lines with a type this reader does not know (their
+    /// family's samples are read as untyped).
+    pub unknown_types: usize,
+}
+
 /// Read the `# TYPE` and `# HELP` lines. A second line of either kind for
 /// a family replaces the first.
-pub fn meta(text: &str) -> (Types<'_>, Helps<'_>) {
+pub fn meta(text: &str) -> Meta<'_> {
     let mut types = HashMap::new();
     let mut helps = HashMap::new();
+    let mut unknown_types = 0;
     for line in lines(text) {
         let Some(rest) = line.strip_prefix('#') else {
             continue;
@@ -90,8 +102,11 @@ pub fn meta(text: &str) -> (Types<'_>, Helps<'_>) {
             .filter(|r| r.starts_with(is_blank))
         {
             let mut words = r.split(is_blank).filter(|w| !w.is_empty());
-            if let (Some(name), Some(t)) = (words.next(), words.next().and_then(Type::parse)) {
-                types.insert(name, t);
+            match (words.next(), words.next().map(Type::parse)) {
+                (Some(name), Some(Some(t))) => {
+                    types.insert(name, t);
+                }
+                _ => unknown_types += 1,
             }
         } else if let Some(r) = rest.strip_prefix("HELP") {
             if !r.starts_with(is_blank) {
@@ -105,10 +120,15 @@ pub fn meta(text: &str) -> (Types<'_>, Helps<'_>) {
             }
         }
     }
-    (types, helps)
+    Meta {
+        types,
+        helps,
+        unknown_types,
+    }
 }
 
-/// Undo `\\` and `\n` in a HELP text; other backslashes stay.
+/// Undo `\\`, `\n` and (OpenMetrics) `\"` in a HELP text; other
+/// backslashes stay, as both formats' parsers keep them.
 fn unescape_help(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars().peekable();
@@ -122,6 +142,11 @@ fn unescape_help(s: &str) -> String {
                 }
                 Some('n') => {
                     out.push('\n');
+                    chars.next();
+                    continue;
+                }
+                Some('"') => {
+                    out.push('"');
                     chars.next();
                     continue;
                 }
@@ -189,8 +214,13 @@ pub fn classify<'a>(name: &'a str, types: &Types) -> (&'a str, Type, Role) {
         use Type::*;
         let role = match (suffix, t) {
             ("_bucket", Histogram | GaugeHistogram) => Role::Bucket,
-            ("_sum", Histogram | Summary) | ("_gsum", GaugeHistogram) => Role::Sum,
-            ("_count", Histogram | Summary) | ("_gcount", GaugeHistogram) => Role::Count,
+            // A gauge histogram's `_sum` and `_count` (as some exporters
+            // spell `_gsum` and `_gcount`) belong to it too, so they are
+            // refused with it rather than read as gauges of their own.
+            ("_sum", Histogram | Summary | GaugeHistogram) | ("_gsum", GaugeHistogram) => Role::Sum,
+            ("_count", Histogram | Summary | GaugeHistogram) | ("_gcount", GaugeHistogram) => {
+                Role::Count
+            }
             ("_total", Counter) | ("_info", Info) => Role::Value,
             ("_created", Counter | Histogram | Summary) => Role::Created,
             _ => continue,
@@ -270,7 +300,9 @@ pub fn rest(s: &str) -> Result<Parsed<'_>, &'static str> {
 }
 
 /// Read a label value up to its closing quote, undoing `\\`, `\"` and
-/// `\n`. Returns the value and what follows the quote.
+/// `\n`; another escape (`\z`) is kept as written, backslash and all, as
+/// the OpenMetrics and Prometheus parsers read it. Returns the value and
+/// what follows the quote.
 fn label_value(s: &str) -> Result<(String, &str), &'static str> {
     let mut value = String::new();
     let mut chars = s.char_indices();
@@ -281,7 +313,11 @@ fn label_value(s: &str) -> Result<(String, &str), &'static str> {
                 Some((_, '\\')) => value.push('\\'),
                 Some((_, '"')) => value.push('"'),
                 Some((_, 'n')) => value.push('\n'),
-                _ => return Err("invalid escape in a label value (\\\\, \\\" or \\n)"),
+                Some((_, c)) => {
+                    value.push('\\');
+                    value.push(c);
+                }
+                None => return Err("unterminated label value"),
             },
             c => value.push(c),
         }
@@ -316,8 +352,13 @@ mod tests {
             Ok(8.0)
         );
         assert_eq!(rest(" 3 1712345678.5").map(|r| r.1), Ok(3.0));
+        // Unknown escapes are kept as written.
+        assert_eq!(
+            rest(r#"{a="x\z\t"} 1"#).map(|r| r.0),
+            Ok(vec![("a", r"x\z\t".to_string())])
+        );
         for bad in [
-            r#"{a="x\t"} 1"#,
+            r#"{a="x\"#,
             r#"{a="x} 1"#,
             r#"{a="1",a="2"} 1"#,
             r#"{a=1} 1"#,
@@ -334,14 +375,21 @@ mod tests {
     fn families_from_type_lines() {
         let text = "# HELP a_total A.\n# TYPE a_total counter\n# TYPE om counter\n\
                     # TYPE h histogram\n# TYPE s summary\n# TYPE g gauge\n# UNIT g seconds\n\
-                    # EOF\n# TYPE late gauge\n";
-        let (t, h) = meta(text);
+                    # TYPE odd histogramm\n# EOF\n# TYPE late gauge\n";
+        let Meta {
+            types: t,
+            helps: h,
+            unknown_types,
+        } = meta(text);
+        assert_eq!(unknown_types, 1);
         assert_eq!(h.get("a_total").map(String::as_str), Some("A."));
-        let (_, h) =
-            meta("# HELP x Path C:\\\\dir, two\\nlines, \\d kept  \n#HELP  y\ty \n# HELPz no\n");
+        let h = meta(
+            "# HELP x Path C:\\\\dir, two\\nlines, \\d kept, \\\"q\\\"  \n#HELP  y\ty \n# HELPz no\n",
+        )
+        .helps;
         assert_eq!(
             h.get("x").map(String::as_str),
-            Some("Path C:\\dir, two\nlines, \\d kept")
+            Some("Path C:\\dir, two\nlines, \\d kept, \"q\"")
         );
         assert_eq!(h.get("y").map(String::as_str), Some("y"));
         assert_eq!(h.len(), 2);

@@ -156,7 +156,13 @@ fn host_accepts(f: &WitFamily) {
             assert!(!f.labels.iter().any(|l| l == "le"), "{}", f.name);
             assert!(!f.buckets.is_empty(), "{}", f.name);
             assert!(f.buckets.windows(2).all(|w| w[0] < w[1]), "{}", f.name);
-            assert!(f.buckets.iter().all(|b| b.is_finite()), "{}", f.name);
+            // A trailing +Inf is dropped by the host: [+Inf] alone is a
+            // histogram with only the +Inf bucket.
+            let bounds = f
+                .buckets
+                .strip_suffix(&[f64::INFINITY])
+                .unwrap_or(&f.buckets);
+            assert!(bounds.iter().all(|b| b.is_finite()), "{}", f.name);
         }
         Kind::Summary => assert!(!f.labels.iter().any(|l| l == "quantile")),
         _ => assert!(f.buckets.is_empty()),
@@ -391,8 +397,8 @@ fn histograms_are_read_exactly_or_rejected() {
     assert_eq!(counts(&r, "b"), Some(vec![0, 2, 7]));
     assert_eq!(counts(&r, "c"), Some(vec![0, 0, 1]));
     assert_eq!(r.rejected, 0);
-    // Counts going down, not whole, a declared bound missing, no _sum: each
-    // series rejected with all its samples.
+    // Counts going down, not whole, a declared bound missing: each series
+    // rejected with all its samples. No _sum is valid: kept, sum NaN.
     let r = h.feed(
         "# TYPE d histogram\n\
          d_bucket{p=\"a\",le=\"0.1\"} 5\n\
@@ -415,9 +421,11 @@ fn histograms_are_read_exactly_or_rejected() {
          d_sum{p=\"f\"} 0.01\n",
     );
     assert!(r.declared.is_empty());
-    assert_eq!(r.series.len(), 1);
+    assert_eq!(r.series.len(), 2);
     assert_eq!(counts(&r, "f"), Some(vec![1, 0, 0]));
-    assert_eq!(r.rejected, 4 + 4 + 3 + 3);
+    assert_eq!(counts(&r, "e"), Some(vec![1, 0, 0]));
+    assert!(matches!(r.change("d", &["e"]), Some(Change::SetHistogram(hr)) if hr.sum.is_nan()));
+    assert_eq!(r.rejected, 4 + 4 + 3);
 }
 
 #[test]
@@ -447,20 +455,23 @@ fn families_that_cannot_be_re_exposed_are_refused_and_counted() {
     // gauge s_count takes its _count, and that gauge clashes with it.
     // requests: a counter without _total is a gauge under its own name; the
     // upstream job label is renamed, as a Prometheus server would.
-    assert_eq!(r.declared, ["s", "requests"]);
+    // h, with only the +Inf bucket, is a valid histogram.
+    assert_eq!(r.declared, ["h", "s", "requests"]);
     for f in &h.families {
         host_accepts(f);
     }
     assert_eq!(h.family("requests").kind, Kind::Gauge);
     assert_eq!(h.family("requests").labels, ["exported_job", "job"]);
     assert_eq!(r.get("requests", &["api", "edge"]), Some(12.0));
-    assert_eq!(r.series.len(), 1);
-    // job:rate5m, weir_up, h (3), s_sum, s_count gauge (2), gh, odd.
-    assert_eq!(r.rejected, 1 + 1 + 3 + 1 + 2 + 1 + 1);
+    assert_eq!(h.family("h").buckets, [f64::INFINITY]);
+    assert!(matches!(r.change("h", &["edge"]), Some(Change::SetHistogram(hr)) if hr.counts == [1]));
+    assert_eq!(r.series.len(), 2);
+    // job:rate5m, weir_up, s_sum, s_count gauge (2), gh, odd.
+    assert_eq!(r.rejected, 1 + 1 + 1 + 2 + 1 + 1);
     // Refused families stay refused, counted each time.
     let r = h.feed(text);
     assert!(r.declared.is_empty());
-    assert_eq!(r.rejected, 10);
+    assert_eq!(r.rejected, 7);
     // With a prefix, weir_up can be re-exposed.
     let r = Harness::new(r#"{"prefix": "up"}"#).feed("weir_up 1\n");
     assert_eq!(r.get("up_weir_up", &[]), Some(1.0));
@@ -483,8 +494,10 @@ fn values_that_cannot_be_stored_are_rejected() {
     );
     assert_eq!(r.get("c_total", &["b"]), Some(3.0));
     assert_eq!(r.get("g", &["b"]), Some(-2.5));
-    assert_eq!(r.series.len(), 2);
-    assert_eq!(r.rejected, 4);
+    // Gauges may be infinite (or NaN); counters may not.
+    assert_eq!(r.get("g", &["a"]), Some(f64::INFINITY));
+    assert_eq!(r.series.len(), 3);
+    assert_eq!(r.rejected, 3);
 }
 
 #[test]
