@@ -51,6 +51,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from prometheus_client.openmetrics.parser import (
     text_string_to_metric_families as om_families,
 )
+from prometheus_client.openmetrics.parser import _parse_sample as om_sample
+from prometheus_client.parser import _parse_sample as text_sample
 from prometheus_client.parser import text_string_to_metric_families as text_families
 
 OM_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -240,7 +242,16 @@ def serve(bodies, formats):
         def log_message(self, *a):
             pass
 
-    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    class Server(ThreadingHTTPServer):
+        # Every pipeline polls at once: a deep accept queue, and a client
+        # that went away is not an error worth a traceback.
+        request_queue_size = 1024
+        daemon_threads = True
+
+        def handle_error(self, request, client_address):
+            pass
+
+    srv = Server(("127.0.0.1", 0), H)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     return srv
 
@@ -255,7 +266,19 @@ def get(url, accept=None, timeout=60):
 
 
 def norm_labels(labels):
-    return tuple(sorted((k, v) for k, v in labels.items() if v != ""))
+    """Labels with a value, sorted; `le` and `quantile` as numbers (`1` and
+    `1.0` are one bound)."""
+    out = []
+    for k, v in labels.items():
+        if v == "":
+            continue
+        if k in ("le", "quantile"):
+            try:
+                v = repr(float(v))
+            except ValueError:
+                pass
+        out.append((k, v))
+    return tuple(sorted(out))
 
 
 def same(a, b):
@@ -263,13 +286,24 @@ def same(a, b):
 
 
 def samples_of(text, fmt):
+    """The sample lines of an exposition, as written (no renaming by type):
+    (name, labels) -> value, `_created` left out. The whole text must parse
+    with the official parser of its format first."""
     parse = om_families if fmt == "om" else text_families
+    for _ in parse(text):
+        pass
+    sample = om_sample if fmt == "om" else text_sample
     out = {}
-    for fam in parse(text):
-        for s in fam.samples:
-            if s.name.endswith("_created"):
-                continue
-            out[(s.name, norm_labels(s.labels))] = float(s.value)
+    for line in text.split("\n"):
+        if fmt == "om" and line == "# EOF":
+            break
+        line = line.strip() if fmt == "text" else line
+        if not line or line.startswith("#"):
+            continue
+        s = sample(line)
+        if s.name.endswith("_created"):
+            continue
+        out[(s.name, norm_labels(s.labels))] = float(s.value)
     return out
 
 
@@ -301,7 +335,7 @@ def run(args, inputs, prefixed):
         lines.append(
             f'[pipeline.c{i}]\nplugin = "prometheus-text"\n'
             f'source = {{ type = "http", url = "http://127.0.0.1:{srv.server_port}/{i}", '
-            f'interval = "1h", timeout = "10s" }}\n'
+            f'interval = "5s", timeout = "10s" }}\n'
         )
         if prefixed:
             lines.append(f'[pipeline.c{i}.config]\nprefix = "c{i}"\n')
@@ -435,11 +469,13 @@ def report(results, inputs, repos):
                        + ", ".join(f"`{{{l}}}` {v}" for l, v in r["conflicts"]))
         if r["inputs"]:
             intact = [e for e in r["inputs"] if e["should_parse"] and e.get("missing") == []
-                      and e.get("changed") == [] and e.get("extra") == []]
+                      and e.get("changed") == []]
             good_inputs = [e for e in r["inputs"] if e["should_parse"]]
             bad_inputs = [e for e in r["inputs"] if not e["should_parse"]]
             out.append(f"- should-parse inputs re-exposed with every sample intact: "
-                       f"{len(intact)}/{len(good_inputs)}")
+                       f"{len(intact)}/{len(good_inputs)} (extra samples weir adds, such as a "
+                       f"histogram's `_count` from its `+Inf` bucket, are listed below but do not "
+                       f"count against it)")
             out.append(f"- should-not-parse inputs with something counted as rejected: "
                        f"{sum(1 for e in bad_inputs if e['rejected'] > 0)}/{len(bad_inputs)}; "
                        f"the rest re-exposed in a form valid in both formats")
@@ -448,7 +484,7 @@ def report(results, inputs, repos):
             out.append("| corpus | input | rejected | missing | changed | extra |")
             out.append("|---|---|---|---|---|---|")
             for e in good_inputs:
-                if e in intact:
+                if e in intact and not e.get("extra"):
                     continue
                 if "missing" not in e:
                     out.append(f"| {e['corpus']} | {e['name']} | {e['rejected']:g} | "
