@@ -214,7 +214,7 @@ impl Agent {
             };
             match pipeline::prepare(&self.rt, spec.clone(), code) {
                 Ok(p) => built.push((spec.clone(), p)),
-                Err(e) => errors.push(format!("{}:{}: {e}", spec.file.display(), spec.line)),
+                Err(e) => errors.push(crate::config::at_pipeline(spec, &e)),
             }
         }
         if !errors.is_empty() {

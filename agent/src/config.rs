@@ -4,7 +4,9 @@
 //! file of the directory holds `[server]` and `[agent]`. Every error names
 //! the file, the line and the key, and all errors of a directory are
 //! reported together.
+mod locate;
 pub mod settings;
+pub use locate::{at_pipeline, error_key, setting_line};
 use serde::Deserialize;
 pub use settings::*;
 use std::collections::BTreeMap;

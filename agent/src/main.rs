@@ -473,7 +473,7 @@ fn check(dir: &Path) -> ExitCode {
                 spec.plugin,
                 p.decls().len()
             ),
-            Err(e) => errors.push(format!("{at}: {e}")),
+            Err(e) => errors.push(config::at_pipeline(spec, &e)),
         }
     }
     for e in &errors {

@@ -189,6 +189,7 @@ pub enum TestTarget<'a> {
 /// (0.0.4 text, the pipeline's families only) followed by the counts.
 pub fn run_test(target: TestTarget<'_>, mut input: impl Read) -> Result<String> {
     let rt = Runtime::new(None)?;
+    let mut held: Option<crate::config::PipelineSpec> = None;
     let (r, world, config, limits, const_labels, const_values, max_series, max_line, batch) =
         match target {
             TestTarget::Plugin {
@@ -232,6 +233,7 @@ pub fn run_test(target: TestTarget<'_>, mut input: impl Read) -> Result<String> 
                         }
                     );
                 };
+                held = Some(spec.clone());
                 (
                     spec.plugin.clone(),
                     crate::pipeline::world_for(&spec.source),
@@ -258,9 +260,16 @@ pub fn run_test(target: TestTarget<'_>, mut input: impl Read) -> Result<String> 
     }
     let tag = format!("test/{r}");
     let mut inst = Instance::new(&rt, &code, limits, &tag)?;
-    let d = inst
-        .init(&config)
-        .map_err(|e| anyhow!("plugin {r}: init failed: {e}"))?;
+    let d = inst.init(&config).map_err(|e| {
+        let msg = match e {
+            crate::runtime::CallError::Plugin(m) => format!("plugin {r}: init failed: {m}"),
+            other => format!("plugin {r}: init failed: {other}"),
+        };
+        match &held {
+            Some(spec) => anyhow!(crate::config::at_pipeline(spec, &msg)),
+            None => anyhow!(msg),
+        }
+    })?;
     let fields = d.process_fields.unwrap_or(Fields::empty());
     let mut store = PipelineStore::new(const_values, max_series);
     store.declare(decls(d.families, &const_labels).with_context(|| format!("plugin {r}"))?);

@@ -294,3 +294,70 @@ fn bad_arguments_get_a_one_line_reason() {
         );
     }
 }
+
+/// A plugin's settings error points at the TOML line and key the user
+/// wrote, not at the pipeline's header or a position in JSON the host made.
+#[test]
+fn settings_errors_name_the_toml_line_and_key() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let d = tmp.path();
+    // Line 9: a typo in a key of the settings' root.
+    std::fs::write(
+        d.join("typo.toml"),
+        "[pipeline.typo]\nplugin = \"regex-log\"\n[pipeline.typo.source]\ntype = \"stdin\"\n\n\
+         [pipeline.typo.config]\nmetrics = [{ name = \"a_total\", type = \"counter\" }]\n\
+         rules = [{ regex = \"a\", emit = [{ metric = \"a_total\" }] }]\nrulez = []\n",
+    )
+    .expect("write");
+    // Line 12: the second rule (its table), whose regex does not compile.
+    std::fs::write(
+        d.join("regex.toml"),
+        "[pipeline.rx]\nplugin = \"regex-log\"\n[pipeline.rx.source]\ntype = \"stdin\"\n\
+         [pipeline.rx.config]\nmetrics = [\n  { name = \"a_total\", type = \"counter\" },\n]\n\
+         [[pipeline.rx.config.rules]]\nregex = \"a\"\nemit = [{ metric = \"a_total\" }]\n\
+         [[pipeline.rx.config.rules]]\nregex = \"(\"\nemit = [{ metric = \"a_total\" }]\n",
+    )
+    .expect("write");
+    let out = Command::new(WEIR)
+        .args(["check", "--config-dir"])
+        .arg(d)
+        .output()
+        .expect("weir check");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    let typo = d.join("typo.toml");
+    assert!(
+        err.contains(&format!(
+            "{}:9: key pipeline.typo.config.rulez: ",
+            typo.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        !err.contains("line 1 column"),
+        "a JSON position leaked: {err}"
+    );
+    let rx = d.join("regex.toml");
+    assert!(
+        err.contains(&format!(
+            "{}:12: key pipeline.rx.config.rules[1]: ",
+            rx.display()
+        )) && err.contains("invalid regex"),
+        "{err}"
+    );
+    // weir test --config-dir says the same.
+    let out = Command::new(WEIR)
+        .args(["test", "--pipeline", "rx", "--config-dir"])
+        .arg(d)
+        .stdin(Stdio::null())
+        .output()
+        .expect("weir test");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "{}:12: key pipeline.rx.config.rules[1]: ",
+            rx.display()
+        )),
+        "{err}"
+    );
+}
