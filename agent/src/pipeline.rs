@@ -2,13 +2,35 @@
 //! channel, and the store the plugin's updates land in.
 //!
 //! The plugin thread owns the wasmtime `Store`. A trap, a timeout or a
-//! memory-limit hit drops the instance; the batch that caused it is
-//! counted as dropped, and a new instance is made after a back-off that
-//! doubles up to [`MAX_BACKOFF`] and resets after a successful call.
+//! memory-limit hit drops the instance, and a new instance is made after
+//! a back-off that doubles up to [`MAX_BACKOFF`] and resets after a
+//! successful call.
+//!
+//! **A failed batch of lines is retried in halves** until the lines that
+//! make the call fail are isolated: one poison line costs itself, not the
+//! lines that came with it. This is safe because the updates of a failed
+//! call are never applied (a call's output is all or nothing), and the
+//! halves are fed in order, so what is done is always a prefix of the
+//! batch and checkpoints stay exact. Each dropped line is counted in
+//! `weir_pipeline_inputs_dropped_total` and logged (at most
+//! [`DROPS_TOLD_PER_MINUTE`] lines a minute) with its pipeline, origin and
+//! byte offset. While retrying, a new instance is made at once (the fault
+//! is the line's); the back-off applies once a failure is given up on.
+//!
+//! The cost is bounded: isolating one poison line in a batch of `n` takes
+//! about `log2(n)` failed calls, which re-feed about `n` lines in all,
+//! plus as many successful calls on the halves that are fine. Splits are
+//! paid from a budget of [`SPLIT_BURST`] per pipeline, refilled at
+//! [`SPLITS_PER_SECOND`]; with none left a failed part is dropped whole,
+//! as if there were no retrying. So a storm of poison lines costs at most
+//! `SPLITS_PER_SECOND` extra failed calls a second (each re-feeding at most
+//! `batch_lines` lines, each with an instantiation), after a first burst of
+//! `SPLIT_BURST`, however many poison lines arrive.
 use crate::config::{PipelineSpec, SourceSpec};
 use crate::runtime::bindings::process::exports::weir::plugin::process::Fields;
 use crate::runtime::{bindings::types, CallError, Instance, PluginCode, Runtime, World};
 use crate::sources::file::{checkpoint_path, Checkpoints, FileSourceSettings, Tailer};
+use crate::sources::framing::Resume;
 use crate::sources::Batch;
 use crate::stats::PipelineStats;
 use crate::store::{Change, FamilyDecl, Kind, PipelineStore, RawUpdate, Reject, Semantics};
@@ -37,6 +59,13 @@ pub const PLUGIN_FAILED: &str = "plugin";
 const REFUSALS_TOLD_EVERY: Duration = Duration::from_secs(60);
 /// Batches waiting between a source and its plugin.
 const QUEUE_BATCHES: usize = 4;
+/// Splits of failed batches a pipeline may make in a burst.
+pub const SPLIT_BURST: f64 = 64.0;
+/// Splits regained per second, up to [`SPLIT_BURST`].
+pub const SPLITS_PER_SECOND: f64 = 4.0;
+/// Dropped lines logged per minute and pipeline, at most; the others are
+/// counted and summed up in one line.
+pub const DROPS_TOLD_PER_MINUTE: u32 = 10;
 
 /// A pipeline built and initialised, not yet running.
 pub struct Prepared {
@@ -190,6 +219,76 @@ struct Worker {
     backoff: Duration,
     fields: Fields,
     refusals_told: Option<Instant>,
+    splits: Budget,
+    drops_told: Told,
+}
+
+/// A token bucket: what splitting failed batches may still cost.
+struct Budget {
+    tokens: f64,
+    at: Instant,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Budget {
+            tokens: SPLIT_BURST,
+            at: Instant::now(),
+        }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        let regained = now.duration_since(self.at).as_secs_f64() * SPLITS_PER_SECOND;
+        self.tokens = (self.tokens + regained).min(SPLIT_BURST);
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Rate limit for the log lines about dropped inputs.
+struct Told {
+    window: Instant,
+    told: u32,
+    untold: u64,
+}
+
+impl Told {
+    fn new() -> Self {
+        Told {
+            window: Instant::now(),
+            told: 0,
+            untold: 0,
+        }
+    }
+
+    /// Whether to log one more; when a minute is over, says how many were
+    /// not logged in it.
+    fn tell(&mut self, pipeline: &str) -> bool {
+        if self.window.elapsed() >= Duration::from_secs(60) {
+            if self.untold > 0 {
+                tracing::warn!(
+                    pipeline = %pipeline,
+                    "{} more dropped inputs not logged (all are counted in \
+                     weir_pipeline_inputs_dropped_total)",
+                    self.untold
+                );
+            }
+            *self = Told::new();
+        }
+        if self.told < DROPS_TOLD_PER_MINUTE {
+            self.told += 1;
+            true
+        } else {
+            self.untold += 1;
+            false
+        }
+    }
 }
 
 /// Plugin updates in the store's terms.
@@ -248,6 +347,8 @@ impl Worker {
         true
     }
 
+    /// Apply a call's result (snapshot sources: one input per call).
+    /// False when the call failed.
     fn handle(
         &mut self,
         slot: &mut Option<Instance>,
@@ -257,80 +358,20 @@ impl Worker {
     ) -> bool {
         match result {
             Ok(out) => {
-                let rejected_inputs = u64::from(out.rejected);
-                if rejected_inputs > 0 {
-                    self.stats
-                        .inputs_rejected
-                        .fetch_add(rejected_inputs, Ordering::Relaxed);
-                }
-                let mut store = self.store.lock();
-                if !out.declare.is_empty() {
-                    // One by one: a refused family keeps its index, so the
-                    // families declared after it keep theirs.
-                    for f in out.declare {
-                        let declared =
-                            to_decls(&self.spec, vec![f]).and_then(|d| store.declare_more(d));
-                        if let Err(e) = declared {
-                            store.declare_refused();
-                            self.stats.rejected(DECLARATION_REFUSED, 1);
-                            self.stats
-                                .note_error(format!("family declared during a call refused: {e}"));
-                            tracing::warn!(
-                                "{}: family declared during a call refused: {e}",
-                                self.desc()
-                            );
-                        }
-                    }
-                }
-                let applied = store.apply(convert(out.updates), semantics);
-                drop(store);
-                if !applied.rejected.is_empty()
-                    && self
-                        .refusals_told
-                        .is_none_or(|t| t.elapsed() >= REFUSALS_TOLD_EVERY)
-                {
-                    self.refusals_told = Some(Instant::now());
-                    let what: Vec<String> = applied
-                        .rejected
-                        .iter()
-                        .map(|(reason, n)| match reason {
-                            Reject::SeriesLimit => {
-                                format!("{n} new series past max_series ({})", self.spec.max_series)
-                            }
-                            r => format!("{n} {}", r.as_str()),
-                        })
-                        .collect();
-                    self.stats
-                        .note_error(format!("updates refused: {}", what.join(", ")));
-                    tracing::warn!(
-                        "{}: updates refused: {} (counted in weir_plugin_updates_rejected_total \
-                         and weir_pipeline_series_dropped_total; told at most once a minute)",
-                        self.desc(),
-                        what.join(", ")
-                    );
-                }
-                for (reason, n) in applied.rejected {
-                    self.stats.rejected(reason.as_str(), n);
-                }
-                self.backoff = MIN_BACKOFF;
+                self.apply(out, semantics);
                 true
             }
             Err(e) => {
-                self.stats.error(e.reason());
-                self.stats.note_error(e.to_string());
                 self.stats
                     .lines_dropped
                     .fetch_add(inputs, Ordering::Relaxed);
+                self.failed(slot, &e);
                 if e.is_fatal() {
                     tracing::error!(
                         "{}: {e}; {inputs} inputs dropped, restarting the plugin in {:?}",
                         self.desc(),
                         self.backoff
                     );
-                    *slot = None;
-                    self.stats.up.store(false, Ordering::Relaxed);
-                    self.stats.restarts.fetch_add(1, Ordering::Relaxed);
-                    self.stats.memory_bytes.store(0, Ordering::Relaxed);
                     self.back_off();
                 } else {
                     tracing::warn!("{}: {e}", self.desc());
@@ -340,29 +381,183 @@ impl Worker {
         }
     }
 
+    /// Apply the output of a successful call.
+    fn apply(&mut self, out: types::Output, semantics: Semantics) {
+        let rejected_inputs = u64::from(out.rejected);
+        if rejected_inputs > 0 {
+            self.stats
+                .inputs_rejected
+                .fetch_add(rejected_inputs, Ordering::Relaxed);
+        }
+        let mut store = self.store.lock();
+        if !out.declare.is_empty() {
+            // One by one: a refused family keeps its index, so the
+            // families declared after it keep theirs.
+            for f in out.declare {
+                let declared = to_decls(&self.spec, vec![f]).and_then(|d| store.declare_more(d));
+                if let Err(e) = declared {
+                    store.declare_refused();
+                    self.stats.rejected(DECLARATION_REFUSED, 1);
+                    self.stats
+                        .note_error(format!("family declared during a call refused: {e}"));
+                    tracing::warn!(
+                        "{}: family declared during a call refused: {e}",
+                        self.desc()
+                    );
+                }
+            }
+        }
+        let applied = store.apply(convert(out.updates), semantics);
+        drop(store);
+        if !applied.rejected.is_empty()
+            && self
+                .refusals_told
+                .is_none_or(|t| t.elapsed() >= REFUSALS_TOLD_EVERY)
+        {
+            self.refusals_told = Some(Instant::now());
+            let what: Vec<String> = applied
+                .rejected
+                .iter()
+                .map(|(reason, n)| match reason {
+                    Reject::SeriesLimit => {
+                        format!("{n} new series past max_series ({})", self.spec.max_series)
+                    }
+                    r => format!("{n} {}", r.as_str()),
+                })
+                .collect();
+            self.stats
+                .note_error(format!("updates refused: {}", what.join(", ")));
+            tracing::warn!(
+                "{}: updates refused: {} (counted in weir_plugin_updates_rejected_total \
+                 and weir_pipeline_series_dropped_total; told at most once a minute)",
+                self.desc(),
+                what.join(", ")
+            );
+        }
+        for (reason, n) in applied.rejected {
+            self.stats.rejected(reason.as_str(), n);
+        }
+        self.backoff = MIN_BACKOFF;
+    }
+
+    /// Count a failed call; drop the instance if it can no longer be
+    /// used (the next call makes a new one).
+    fn failed(&mut self, slot: &mut Option<Instance>, e: &CallError) {
+        self.stats.error(e.reason());
+        self.stats.note_error(e.to_string());
+        if e.is_fatal() {
+            *slot = None;
+            self.stats.up.store(false, Ordering::Relaxed);
+            self.stats.restarts.fetch_add(1, Ordering::Relaxed);
+            self.stats.memory_bytes.store(0, Ordering::Relaxed);
+        }
+    }
+
     fn run_log(mut self, mut slot: Option<Instance>, mut rx: mpsc::Receiver<Batch>) {
         // Drain until every sender is gone, so lines read before a stop
         // are still counted and acknowledged.
         while let Some(batch) = rx.blocking_recv() {
-            let n = batch.lines.len() as u64;
-            if !self.ensure(&mut slot) {
-                self.stats.lines_dropped.fetch_add(n, Ordering::Relaxed);
-                continue;
+            let Batch {
+                origin,
+                lines,
+                offsets,
+                ack,
+            } = batch;
+            let n = lines.len();
+            let done = self.feed_lines(&mut slot, &origin, lines, &offsets);
+            // Lines applied or dropped as failing are acknowledged, so a
+            // poison line is not fed again after a restart; lines not fed
+            // because the pipeline stopped are read again at the next start.
+            if let (Some(cp), Some((id, end))) = (&self.checkpoints, ack) {
+                if done == n {
+                    cp.ack(id, end);
+                } else if let (true, Some(&offset)) = (done > 0, offsets.get(done)) {
+                    cp.ack(
+                        id,
+                        Resume {
+                            offset,
+                            skip: false,
+                        },
+                    );
+                }
             }
-            let Some(inst) = slot.as_mut() else { continue };
-            let start = Instant::now();
-            let result = inst.on_lines(&batch.origin, batch.lines);
-            self.stats.observe_call(start.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Feed one batch to the plugin, retrying a failed part in halves (see
+    /// the module documentation). Returns how many of the lines, always a
+    /// prefix, were dealt with (applied, or dropped as failing): all of
+    /// them unless the pipeline stopped.
+    fn feed_lines(
+        &mut self,
+        slot: &mut Option<Instance>,
+        origin: &str,
+        lines: Vec<String>,
+        offsets: &[u64],
+    ) -> usize {
+        // Depth first, left half first: parts are done in order.
+        let mut parts: Vec<(usize, Vec<String>)> = vec![(0, lines)];
+        let mut done = 0;
+        while let Some((start, mut part)) = parts.pop() {
+            let n = part.len();
+            if !self.ensure(slot) {
+                let rest = n + parts.iter().map(|(_, p)| p.len()).sum::<usize>();
+                self.stats
+                    .lines_dropped
+                    .fetch_add(rest as u64, Ordering::Relaxed);
+                return done;
+            }
+            let Some(inst) = slot.as_mut() else {
+                return done;
+            };
+            let t = Instant::now();
+            let result = inst.on_lines(origin, &mut part);
+            self.stats.observe_call(t.elapsed().as_secs_f64());
             self.stats
                 .memory_bytes
                 .store(inst.memory_bytes() as u64, Ordering::Relaxed);
-            self.handle(&mut slot, result, n, Semantics::Events);
-            // A batch whose call failed is not retried: acknowledge it so a
-            // poison line is not fed again after a restart.
-            if let (Some(cp), Some((id, off))) = (&self.checkpoints, batch.ack) {
-                cp.ack(id, off);
+            let e = match result {
+                Ok(out) => {
+                    self.apply(out, Semantics::Events);
+                    done = start + n;
+                    continue;
+                }
+                Err(e) => e,
+            };
+            self.failed(slot, &e);
+            if n > 1 && self.splits.take() {
+                tracing::debug!("{}: {e}; retrying its {n} lines in halves", self.desc());
+                let right = part.split_off(n / 2);
+                parts.push((start + n / 2, right));
+                parts.push((start, part));
+                continue;
             }
+            self.stats
+                .lines_dropped
+                .fetch_add(n as u64, Ordering::Relaxed);
+            if self.drops_told.tell(&self.spec.name) {
+                let at = offsets.get(start).copied().unwrap_or(0);
+                let what = if n == 1 {
+                    format!("line dropped: {origin}, the line at byte offset {at}")
+                } else {
+                    format!(
+                        "{n} lines dropped without retrying them (retry budget spent): \
+                         {origin}, from byte offset {at}"
+                    )
+                };
+                let then = if e.is_fatal() {
+                    format!("; restarting the plugin in {:?}", self.backoff)
+                } else {
+                    String::new()
+                };
+                tracing::warn!("{}: {e}; {what}{then}", self.desc());
+            }
+            if e.is_fatal() {
+                self.back_off();
+            }
+            done = start + n;
         }
+        done
     }
 }
 
@@ -765,6 +960,8 @@ impl Pipeline {
             backoff: MIN_BACKOFF,
             fields,
             refusals_told: None,
+            splits: Budget::new(),
+            drops_told: Told::new(),
         };
         let source = spec.source.clone();
         // Snapshot sources: background interval or scrape-time.

@@ -614,7 +614,7 @@ impl Instance {
     pub fn on_lines(
         &mut self,
         origin: &str,
-        lines: Vec<String>,
+        lines: &mut Vec<String>,
     ) -> Result<types::Output, CallError> {
         self.arm();
         let Exports::Log(p) = &self.exports else {
@@ -622,9 +622,12 @@ impl Instance {
         };
         let batch = bindings::log::exports::weir::plugin::log::Batch {
             origin: origin.to_string(),
-            lines,
+            lines: std::mem::take(lines),
         };
-        match p.weir_plugin_log().call_on_lines(&mut self.store, &batch) {
+        let result = p.weir_plugin_log().call_on_lines(&mut self.store, &batch);
+        // The lines are handed back: a failed call can be retried.
+        *lines = batch.lines;
+        match result {
             Ok(Ok(o)) => Ok(o),
             Ok(Err(m)) => Err(CallError::Plugin(m)),
             Err(e) => Err(classify(&mut self.store, e)),

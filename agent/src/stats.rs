@@ -8,8 +8,20 @@
 use crate::outputs::{Conflict, Format};
 use crate::store::{Change, FamilyDecl, Kind, PipelineStore, RawUpdate, Semantics};
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+/// How long the figures of a file the source let go of (rotated away or
+/// deleted, read to its end) stay exposed: long enough for scrapes to see
+/// its last lines (Prometheus' staleness period is 5 minutes), short
+/// enough that daily or hourly names do not pile up.
+pub const RELEASED_FILE_LINGER: Duration = Duration::from_secs(300);
+/// At most this many let-go files keep their figures per pipeline; past
+/// it the oldest go first. With [`RELEASED_FILE_LINGER`], this bounds the
+/// `weir_file_*` series under any churn of file names: the files followed
+/// now, plus this many.
+pub const RELEASED_FILES_KEPT: usize = 64;
 
 /// Buckets of `weir_plugin_call_duration_seconds`.
 pub const CALL_BUCKETS: &[f64] = &[
@@ -89,6 +101,9 @@ pub struct FileStats {
     pub truncations: u64,
     /// Read errors.
     pub read_errors: u64,
+    /// When the source let go of the file (its figures go after
+    /// [`RELEASED_FILE_LINGER`]); `None` while it is followed.
+    pub released: Option<Instant>,
 }
 
 /// Figures for one pipeline. Shared by the source, the plugin thread and
@@ -121,8 +136,12 @@ pub struct PipelineStats {
     pub updates_rejected: Mutex<BTreeMap<&'static str, u64>>,
     /// Call durations.
     pub call_duration: Mutex<Hist>,
-    /// Per-file figures, by path.
+    /// Per-file figures, by path: files followed, and files let go of in
+    /// the last [`RELEASED_FILE_LINGER`] (at most [`RELEASED_FILES_KEPT`]).
     pub files: Mutex<BTreeMap<String, FileStats>>,
+    /// Paths let go of, oldest first, with when (an entry whose path was
+    /// followed again since is stale and skipped).
+    released: Mutex<VecDeque<(Instant, String)>>,
     /// Source failures by reason (polls, scans, commands).
     pub source_errors: Mutex<BTreeMap<&'static str, u64>>,
     /// Poll or scan durations.
@@ -169,16 +188,52 @@ impl PipelineStats {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.call_duration.lock().observe(secs);
     }
-    /// Update one file's figures.
+    /// Update one file's figures (a path let go of is followed again).
     pub fn file(&self, path: &str, f: impl FnOnce(&mut FileStats)) {
         let mut files = self.files.lock();
         match files.get_mut(path) {
-            Some(s) => f(s),
+            Some(s) => {
+                s.released = None;
+                f(s)
+            }
             None => {
                 let mut s = FileStats::default();
                 f(&mut s);
                 files.insert(path.to_string(), s);
             }
+        }
+    }
+
+    /// The source let go of the file at `path` after reading it to its
+    /// end: its figures stay for [`RELEASED_FILE_LINGER`], then go.
+    pub fn release_file(&self, path: &str) {
+        let now = Instant::now();
+        if let Some(s) = self.files.lock().get_mut(path) {
+            s.released = Some(now);
+            s.lag_bytes = 0;
+            self.released.lock().push_back((now, path.to_string()));
+        }
+        self.prune_files(now);
+    }
+
+    /// Remove the figures of files let go of more than
+    /// [`RELEASED_FILE_LINGER`] before `now`, and the oldest past
+    /// [`RELEASED_FILES_KEPT`]. Cheap when there are none.
+    pub fn prune_files(&self, now: Instant) {
+        let mut queue = self.released.lock();
+        if queue.is_empty() {
+            return;
+        }
+        let mut files = self.files.lock();
+        while let Some((at, path)) = queue.front() {
+            let current = files.get(path).and_then(|s| s.released) == Some(*at);
+            if current && queue.len() <= RELEASED_FILES_KEPT && now < *at + RELEASED_FILE_LINGER {
+                break;
+            }
+            if current {
+                files.remove(path);
+            }
+            queue.pop_front();
         }
     }
 }
@@ -436,4 +491,43 @@ pub struct RemoteWriteStats {
     pub queued: AtomicU64,
     /// Unix time of the last accepted request.
     pub last_success: AtomicF64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn paths(st: &PipelineStats) -> Vec<String> {
+        st.files.lock().keys().cloned().collect()
+    }
+
+    #[test]
+    fn released_files_linger_then_go_and_stay_bounded() {
+        let st = PipelineStats::default();
+        st.file("a.log", |f| f.lines += 3);
+        st.file("b.log", |f| f.lines += 1);
+        st.release_file("a.log");
+        let t0 = Instant::now();
+        // Still there for scrapes to see its last lines.
+        st.prune_files(t0);
+        assert_eq!(paths(&st), ["a.log", "b.log"]);
+        st.prune_files(t0 + RELEASED_FILE_LINGER + Duration::from_secs(1));
+        assert_eq!(paths(&st), ["b.log"]);
+
+        // A path followed again before it went keeps its figures.
+        st.release_file("b.log");
+        st.file("b.log", |f| f.lines += 1);
+        st.prune_files(Instant::now() + RELEASED_FILE_LINGER * 2);
+        assert_eq!(st.files.lock()["b.log"].lines, 2);
+
+        // Churn of names: at most RELEASED_FILES_KEPT let-go files stay.
+        for i in 0..1000 {
+            let p = format!("app-{i}.log");
+            st.file(&p, |f| f.lines += 1);
+            st.release_file(&p);
+        }
+        assert_eq!(st.files.lock().len(), RELEASED_FILES_KEPT + 1);
+        assert!(st.files.lock().contains_key("app-999.log"));
+        assert!(!st.files.lock().contains_key("app-0.log"));
+    }
 }

@@ -6,6 +6,13 @@
 //! counters. The exposition reads these stores at scrape time.
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a counter series absent from its source keeps the offset the
+/// host added to its readings (see [`Value::Counter`]), so that it goes on
+/// where it was if it comes back. A day covers the `increase()` windows
+/// dashboards and SLOs use.
+pub const ABSENT_COUNTER_KEPT_FOR: Duration = Duration::from_secs(24 * 3600);
 
 /// Metric kinds, as declared by plugins.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -182,13 +189,40 @@ pub enum Change {
 /// Value of one series.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
-    /// Counter: `offset + last_raw` is exposed; `offset` absorbs resets of
-    /// cumulative readings.
+    /// Counter: `offset + raw` is exposed.
+    ///
+    /// `raw` is the sum of `add`s, or the latest cumulative reading
+    /// (`set`). What a reading that went down means depends on who made it
+    /// lower, and the rule is chosen so that Prometheus' `increase()` over
+    /// what weir exposes equals the true increase at the source:
+    ///
+    /// - **The source reset** (an upstream app restarted: a reading lower
+    ///   than the previous one from the same plugin instance): the reading
+    ///   is passed through as it is, `offset` back to 0, and Prometheus
+    ///   sees the reset exactly as it would scraping the source itself.
+    ///   Nothing about the source has to be remembered for this, so a
+    ///   series missing from responses or failed polls for any length of
+    ///   time, or an agent restart, cannot make `increase()` wrong (keeping
+    ///   a host-side offset instead would count a whole reading twice each
+    ///   time that offset was lost), and weir's value stays the upstream's
+    ///   value, as it is for histograms and summaries read as a whole.
+    /// - **A new plugin instance started its readings over** (a restart
+    ///   after a trap, a reload; process-groups counts from 0 at its first
+    ///   scan): the first lower reading from the new instance is absorbed,
+    ///   `offset += raw`, so counters the host owns do not go down because
+    ///   weir replaced its plugin.
+    ///
+    /// A series with a non-zero `offset` that leaves a snapshot keeps it
+    /// for [`ABSENT_COUNTER_KEPT_FOR`] (at most `max_series` such series
+    /// per pipeline), and goes on from it if it comes back.
     Counter {
-        /// Accumulated before the last reset.
+        /// Added by the host: what earlier plugin instances counted.
         offset: f64,
-        /// Latest raw value.
+        /// Sum of adds, or the latest reading.
         raw: f64,
+        /// The plugin instance ([`PipelineStore::declare`] count) that
+        /// made the last reading.
+        instance: u64,
     },
     /// Gauge.
     Gauge(f64),
@@ -215,7 +249,7 @@ impl Value {
     /// The counter's exposed value.
     pub fn counter_value(&self) -> f64 {
         match self {
-            Value::Counter { offset, raw } => offset + raw,
+            Value::Counter { offset, raw, .. } => offset + raw,
             _ => 0.0,
         }
     }
@@ -273,6 +307,19 @@ pub struct FamilyState {
     pub decl: Arc<FamilyDecl>,
     /// Series by label values.
     pub series: HashMap<Vec<String>, Value>,
+    /// Counter series absent from the last snapshot whose host-side offset
+    /// is kept (see [`Value::Counter`]), with when they left.
+    absent: HashMap<Vec<String>, (Value, Instant)>,
+}
+
+impl FamilyState {
+    fn new(decl: FamilyDecl) -> Self {
+        FamilyState {
+            decl: Arc::new(decl),
+            series: HashMap::new(),
+            absent: HashMap::new(),
+        }
+    }
 }
 
 /// How updates combine with what is stored.
@@ -294,6 +341,10 @@ pub struct PipelineStore {
     const_values: Vec<String>,
     max_series: usize,
     series: usize,
+    /// Counts [`PipelineStore::declare`] calls: one per plugin instance.
+    instance: u64,
+    /// Entries in the families' `absent` maps.
+    absent: usize,
 }
 
 /// The result of applying one call's updates.
@@ -325,13 +376,17 @@ impl PipelineStore {
             const_values,
             max_series,
             series: 0,
+            instance: 0,
+            absent: 0,
         }
     }
 
-    /// Install a plugin's declarations. A family whose declaration equals
-    /// one already here keeps its series; others start empty, and families
-    /// no longer declared go away.
+    /// Install the declarations of a new plugin instance. A family whose
+    /// declaration equals one already here keeps its series; others start
+    /// empty, and families no longer declared go away. Readings from now on
+    /// are the new instance's (see [`Value::Counter`]).
     pub fn declare(&mut self, decls: Vec<FamilyDecl>) {
+        self.instance += 1;
         let mut old: HashMap<String, FamilyState> = self
             .families
             .drain(..)
@@ -341,14 +396,12 @@ impl PipelineStore {
         for d in decls {
             let state = match old.remove(&d.name) {
                 Some(f) if *f.decl == d => f,
-                _ => FamilyState {
-                    decl: Arc::new(d),
-                    series: HashMap::new(),
-                },
+                _ => FamilyState::new(d),
             };
             self.families.push(Some(state));
         }
         self.series = self.families().map(|f| f.series.len()).sum();
+        self.absent = self.families().map(|f| f.absent.len()).sum();
     }
 
     /// Add families declared during a call. Refuses (and adds none of
@@ -362,10 +415,7 @@ impl PipelineStore {
             }
         }
         for d in decls {
-            self.families.push(Some(FamilyState {
-                decl: Arc::new(d),
-                series: HashMap::new(),
-            }));
+            self.families.push(Some(FamilyState::new(d)));
         }
         Ok(())
     }
@@ -466,6 +516,7 @@ impl PipelineStore {
             };
             let nb = decl.buckets.len();
             let kind = decl.kind;
+            let instance = self.instance;
             let value = match fam.series.get_mut(&key) {
                 Some(v) => v,
                 None => {
@@ -474,11 +525,16 @@ impl PipelineStore {
                         continue;
                     }
                     self.series += 1;
+                    let back = fam.absent.remove(&key).map(|(v, _)| v);
+                    if back.is_some() {
+                        self.absent -= 1;
+                    }
                     let init = match kind {
-                        Kind::Counter => Value::Counter {
+                        Kind::Counter => back.unwrap_or(Value::Counter {
                             offset: 0.0,
                             raw: 0.0,
-                        },
+                            instance,
+                        }),
                         Kind::Gauge => Value::Gauge(0.0),
                         Kind::Histogram => Value::Histogram {
                             counts: vec![0; nb + 1],
@@ -495,13 +551,24 @@ impl PipelineStore {
             };
             match (value, change) {
                 (Value::Counter { raw, .. }, Change::Add(v)) => *raw += v,
-                (Value::Counter { offset, raw }, Change::Set(v)) => {
-                    // A cumulative reading that went down was reset at the
-                    // source: keep what was counted so far.
+                (
+                    Value::Counter {
+                        offset,
+                        raw,
+                        instance: by,
+                    },
+                    Change::Set(v),
+                ) => {
+                    // See Value::Counter for why.
                     if v < *raw {
-                        *offset += *raw;
+                        if *by == instance {
+                            *offset = 0.0;
+                        } else {
+                            *offset += *raw;
+                        }
                     }
                     *raw = v;
+                    *by = instance;
                 }
                 (Value::Gauge(g), Change::Add(v)) => *g += v,
                 (Value::Gauge(g), Change::Set(v)) => *g = v,
@@ -539,22 +606,81 @@ impl PipelineStore {
             res.applied += 1;
         }
         if semantics == Semantics::Snapshot {
+            let now = Instant::now();
             for (fam, t) in self.families.iter_mut().zip(touched) {
                 if let Some(fam) = fam {
-                    fam.series.retain(|k, _| t.contains(k));
+                    let gone: Vec<Vec<String>> = fam
+                        .series
+                        .keys()
+                        .filter(|k| !t.contains(*k))
+                        .cloned()
+                        .collect();
+                    for k in gone {
+                        if let Some(v) = fam.series.remove(&k) {
+                            self.absent += keep_absent(fam, k, v, now);
+                        }
+                    }
                 }
             }
             self.series = self.families().map(|f| f.series.len()).sum();
+            self.prune_absent(now);
         }
         res
     }
 
-    /// Remove every series (a snapshot source that failed).
+    /// Remove every series (a snapshot source that failed). Counters with
+    /// a host-side offset keep it for a while (see [`Value::Counter`]).
     pub fn clear_series(&mut self) {
+        let now = Instant::now();
         for f in self.families.iter_mut().flatten() {
-            f.series.clear();
+            for (k, v) in std::mem::take(&mut f.series) {
+                self.absent += keep_absent(f, k, v, now);
+            }
         }
         self.series = 0;
+        self.prune_absent(now);
+    }
+
+    /// Forget absent counters older than [`ABSENT_COUNTER_KEPT_FOR`], and
+    /// the oldest past `max_series`.
+    fn prune_absent(&mut self, now: Instant) {
+        if self.absent == 0 {
+            return;
+        }
+        let mut n = 0;
+        for f in self.families.iter_mut().flatten() {
+            f.absent
+                .retain(|_, (_, since)| now.duration_since(*since) < ABSENT_COUNTER_KEPT_FOR);
+            n += f.absent.len();
+        }
+        while n > self.max_series {
+            let oldest = self
+                .families
+                .iter()
+                .enumerate()
+                .filter_map(|(i, f)| Some((i, f.as_ref()?)))
+                .flat_map(|(i, f)| f.absent.iter().map(move |(k, (_, t))| (*t, i, k)))
+                .min_by_key(|(t, _, _)| *t)
+                .map(|(_, i, k)| (i, k.clone()));
+            let Some((i, k)) = oldest else { break };
+            if let Some(Some(f)) = self.families.get_mut(i) {
+                f.absent.remove(&k);
+            }
+            n -= 1;
+        }
+        self.absent = n;
+    }
+}
+
+/// Keep what matters of a series leaving a snapshot: a counter's
+/// host-side offset. Returns 1 when kept.
+fn keep_absent(fam: &mut FamilyState, key: Vec<String>, v: Value, now: Instant) -> usize {
+    match v {
+        Value::Counter { offset, .. } if offset != 0.0 => {
+            fam.absent.insert(key, (v, now));
+            1
+        }
+        _ => 0,
     }
 }
 
@@ -674,8 +800,16 @@ mod tests {
         assert_eq!(r.rejected, vec![(Reject::SeriesLimit, 3)]);
     }
 
-    #[test]
-    fn counter_set_treats_decrease_as_reset_and_snapshot_drops_absent() {
+    /// Prometheus' `increase()` over a sequence of exposed samples: a
+    /// decrease is a reset, after which the new value counts whole.
+    fn increase(samples: &[f64]) -> f64 {
+        samples
+            .windows(2)
+            .map(|w| if w[1] < w[0] { w[1] } else { w[1] - w[0] })
+            .sum()
+    }
+
+    fn counter_store() -> PipelineStore {
         let mut s = PipelineStore::new(vec!["p".into()], 100);
         let d = FamilyDecl::validate(
             "c_total".into(),
@@ -688,17 +822,100 @@ mod tests {
         )
         .expect("valid");
         s.declare(vec![d]);
-        s.apply(
-            vec![
-                (0, l(&["a"]), Change::Set(10.0)),
-                (0, l(&["b"]), Change::Set(1.0)),
-            ],
-            Semantics::Snapshot,
-        );
-        s.apply(vec![(0, l(&["a"]), Change::Set(3.0))], Semantics::Snapshot);
-        let fam = s.family(0).expect("family 0");
-        assert_eq!(fam.series.len(), 1);
-        assert_eq!(fam.series[&l(&["p", "a"])].counter_value(), 13.0);
+        s
+    }
+
+    fn exposed(s: &PipelineStore, g: &str) -> Option<f64> {
+        s.family(0)?
+            .series
+            .get(&l(&["p", g]))
+            .map(Value::counter_value)
+    }
+
+    /// Issue 13, fault 5: upstream 100, then 10 (it restarted), then a
+    /// failed poll, then 12; and the same with the series missing from one
+    /// successful response. The true increase is 12.
+    #[test]
+    fn a_counter_read_from_upstream_keeps_increase_across_resets_and_absences() {
+        for missing_by_failure in [true, false] {
+            let mut s = counter_store();
+            let mut seen = Vec::new();
+            for reading in [Some(100.0), Some(10.0), None, Some(12.0)] {
+                match reading {
+                    Some(v) => {
+                        s.apply(
+                            vec![
+                                (0, l(&["a"]), Change::Set(v)),
+                                (0, l(&["other"]), Change::Set(1.0)),
+                            ],
+                            Semantics::Snapshot,
+                        );
+                    }
+                    None if missing_by_failure => s.clear_series(),
+                    None => {
+                        s.apply(
+                            vec![(0, l(&["other"]), Change::Set(1.0))],
+                            Semantics::Snapshot,
+                        );
+                    }
+                }
+                match exposed(&s, "a") {
+                    Some(v) => seen.push(v),
+                    None => assert!(reading.is_none()),
+                }
+            }
+            assert_eq!(seen, [100.0, 10.0, 12.0]);
+            assert_eq!(increase(&seen), 12.0);
+        }
+    }
+
+    /// A new plugin instance whose readings start over (process-groups
+    /// counts from 0) does not lower the exposed counter; the offset it
+    /// leaves survives an absence, and a later reset at the source is
+    /// passed through.
+    #[test]
+    fn a_new_instance_starting_over_is_absorbed_and_kept_across_absences() {
+        let mut s = counter_store();
+        let mut seen = Vec::new();
+        let mut set = |s: &mut PipelineStore, v: f64| {
+            s.apply(vec![(0, l(&["a"]), Change::Set(v))], Semantics::Snapshot);
+            seen.push(exposed(s, "a").expect("series"));
+        };
+        set(&mut s, 50.0);
+        set(&mut s, 70.0);
+        // Restart after a fault: same declarations, a new instance.
+        let decls: Vec<FamilyDecl> = s.families().map(|f| (*f.decl).clone()).collect();
+        s.declare(decls);
+        set(&mut s, 0.0);
+        set(&mut s, 5.0);
+        // Missing from a scan, then back: goes on from where it was.
+        s.apply(vec![], Semantics::Snapshot);
+        assert_eq!(exposed(&s, "a"), None);
+        set(&mut s, 8.0);
+        // The source itself reset: passed through.
+        set(&mut s, 2.0);
+        assert_eq!(seen, [50.0, 70.0, 70.0, 75.0, 78.0, 2.0]);
+        assert_eq!(increase(&seen), 20.0 + 5.0 + 3.0 + 2.0);
+        // Absent counters with an offset are bounded in count.
+        let mut s = PipelineStore::new(vec![], 3);
+        s.declare(vec![decl("c_total", Kind::Counter, &["k"], &[])]);
+        for round in 0..3 {
+            let keys: Vec<String> = (0..3).map(|i| format!("{round}-{i}")).collect();
+            let set = |v: f64| -> Vec<RawUpdate> {
+                keys.iter().map(|k| (0, l(&[k]), Change::Set(v))).collect()
+            };
+            s.apply(set(10.0), Semantics::Snapshot);
+            let decls: Vec<FamilyDecl> = s.families().map(|f| (*f.decl).clone()).collect();
+            s.declare(decls);
+            s.apply(set(1.0), Semantics::Snapshot);
+            s.clear_series();
+            assert_eq!(s.absent, 3, "round {round}");
+        }
+        let kept: usize = s.families().map(|f| f.absent.len()).sum();
+        assert_eq!(kept, 3);
+        assert!(s
+            .family(0)
+            .is_some_and(|f| f.absent.contains_key(&l(&["2-0"]))));
     }
 
     #[test]

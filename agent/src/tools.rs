@@ -3,9 +3,10 @@ use crate::agent::plugin_bytes;
 use crate::config::{PluginRef, BUILTINS};
 use crate::runtime::bindings::process::exports::weir::plugin::process::Fields;
 use crate::runtime::{bindings::types, Instance, Limits, Runtime, World};
+use crate::sources::framing::{Framer, Lines, Resume};
 use crate::store::{FamilyDecl, Kind, PipelineStore, Semantics};
 use anyhow::{anyhow, bail, Context, Result};
-use std::io::{BufRead, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 
 mod scaffold;
@@ -141,23 +142,38 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn lines(&mut self, input: impl Read, max_line: usize, batch_lines: usize) -> Result<()> {
-        let reader = std::io::BufReader::new(input);
+    /// Lines framed as the agent's line sources frame them.
+    fn lines(&mut self, mut input: impl Read, max_line: usize, batch_lines: usize) -> Result<()> {
+        let mut framer = Framer::new(max_line, Resume::default());
+        let mut buf = vec![0u8; 64 << 10];
         let mut batch = Vec::new();
-        let mut lines = reader.split(b'\n').peekable();
-        while let Some(line) = lines.next() {
-            let line = line?;
-            let (l, cut) = crate::sources::decode_line(&line, max_line);
-            self.counts.truncated += u64::from(cut);
-            batch.push(l);
-            if batch.len() >= batch_lines.max(1) || lines.peek().is_none() {
-                match self.inst.on_lines("input", std::mem::take(&mut batch)) {
+        loop {
+            let mut framed = Lines::default();
+            let n = match input.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if n == 0 {
+                framer.finish(&mut framed);
+            } else {
+                framer.feed(&buf[..n], &mut framed);
+            }
+            self.counts.truncated += framed.cut;
+            batch.extend(framed.lines);
+            while batch.len() >= batch_lines.max(1) || (n == 0 && !batch.is_empty()) {
+                let rest = batch.split_off(batch.len().min(batch_lines.max(1)));
+                let result = self.inst.on_lines("input", &mut batch);
+                batch = rest;
+                match result {
                     Ok(out) => self.apply(out, Semantics::Events)?,
                     Err(e) => self.failed(e)?,
                 }
             }
+            if n == 0 {
+                return Ok(());
+            }
         }
-        Ok(())
     }
 }
 

@@ -8,10 +8,11 @@
 //! `sleep` in a script) would otherwise hold the output pipe open and keep
 //! the source, and the agent's shutdown, waiting. On Linux the command is
 //! also killed if the agent dies without stopping it.
+use super::framing::{Framer, Lines, Resume};
 use super::{pump_lines, Batch};
 use crate::stats::PipelineStats;
 use parking_lot::Mutex;
-use std::io::{BufRead, Read};
+use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::process::{Child, ChildStderr, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -122,9 +123,8 @@ pub fn run(
         });
         let mut closed = false;
         if let Some(out) = stdout {
-            let reader = std::io::BufReader::with_capacity(1 << 16, out);
             match pump_lines(
-                reader,
+                out,
                 origin.clone(),
                 &tx,
                 &stats,
@@ -212,50 +212,41 @@ fn exited(child: &Child) -> bool {
 
 /// Log the command's standard error, line by line, at most
 /// `STDERR_LINES_PER_SEC` a second. Reads to the end whatever the bytes
-/// are: a command must never be stopped by a pipe nobody reads.
-fn log_stderr(stream: ChildStderr, pipeline: &str) {
-    let mut reader = std::io::BufReader::new(stream);
-    let mut line = Vec::new();
+/// are: a command must never be stopped by a pipe nobody reads. Framed
+/// like every line source, lines cut at `STDERR_LINE_BYTES`.
+fn log_stderr(mut stream: ChildStderr, pipeline: &str) {
+    let mut buf = vec![0u8; 16 << 10];
+    let mut framer = Framer::new(STDERR_LINE_BYTES, Resume::default());
     let mut window = Instant::now();
     let mut logged = 0u32;
     let mut suppressed = 0u64;
-    loop {
-        line.clear();
-        // Bounded: a line longer than we log is cut, the rest skipped.
-        let n = match (&mut reader)
-            .take(STDERR_LINE_BYTES as u64 + 1)
-            .read_until(b'\n', &mut line)
-        {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        if n > STDERR_LINE_BYTES && line.last() != Some(&b'\n') {
-            let mut rest = Vec::new();
-            loop {
-                rest.clear();
-                match (&mut reader).take(1 << 16).read_until(b'\n', &mut rest) {
-                    Ok(0) | Err(_) => break,
-                    Ok(_) if rest.last() == Some(&b'\n') => break,
-                    Ok(_) => {}
+    let mut eof = false;
+    while !eof {
+        let mut out = Lines::default();
+        match stream.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Ok(0) | Err(_) => {
+                eof = true;
+                framer.finish(&mut out);
+            }
+            Ok(n) => framer.feed(&buf[..n], &mut out),
+        }
+        for text in out.lines {
+            if window.elapsed() >= Duration::from_secs(1) {
+                if suppressed > 0 {
+                    tracing::warn!(pipeline = %pipeline, stream = "stderr", "{suppressed} more lines not logged");
                 }
+                window = Instant::now();
+                logged = 0;
+                suppressed = 0;
             }
-        }
-        if window.elapsed() >= Duration::from_secs(1) {
-            if suppressed > 0 {
-                tracing::warn!(pipeline = %pipeline, stream = "stderr", "{suppressed} more lines not logged");
+            if logged >= STDERR_LINES_PER_SEC {
+                suppressed += 1;
+                continue;
             }
-            window = Instant::now();
-            logged = 0;
-            suppressed = 0;
+            logged += 1;
+            tracing::warn!(pipeline = %pipeline, stream = "stderr", "{text}");
         }
-        if logged >= STDERR_LINES_PER_SEC {
-            suppressed += 1;
-            continue;
-        }
-        logged += 1;
-        let (text, _) =
-            super::decode_line(line.strip_suffix(b"\n").unwrap_or(&line), STDERR_LINE_BYTES);
-        tracing::warn!(pipeline = %pipeline, stream = "stderr", "{text}");
     }
     if suppressed > 0 {
         tracing::warn!(pipeline = %pipeline, stream = "stderr", "{suppressed} more lines not logged");

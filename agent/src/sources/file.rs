@@ -22,7 +22,8 @@
 //! a line; it may count again at most the lines acknowledged since the
 //! last checkpoint write, which happens every [`CHECKPOINT_EVERY`] while
 //! anything changed.
-use super::{decode_line, Batch};
+use super::framing::{Framer, Lines, Resume};
+use super::{send_lines, Batch, Closed};
 use crate::config::StartAt;
 use crate::stats::PipelineStats;
 use parking_lot::Mutex;
@@ -175,6 +176,9 @@ struct Entry {
     path: String,
     key: FileKey,
     offset: u64,
+    /// The bytes at `offset` are the rest of a line already passed on cut.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    skip: bool,
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -214,27 +218,29 @@ impl Checkpoints {
         }
     }
 
-    /// The plugin applied a batch that ended at `offset` of file `id`.
-    /// Writes the checkpoints when the last write is older than
+    /// The plugin applied (or dropped) the lines of file `id` up to
+    /// `at`. Writes the checkpoints when the last write is older than
     /// [`CHECKPOINT_EVERY`], so the bound on lines counted again after a
     /// crash holds even while the tailer waits on a busy plugin.
-    pub fn ack(&self, id: u64, offset: u64) {
+    pub fn ack(&self, id: u64, at: Resume) {
         if let Some(e) = self.entries.lock().get_mut(&id) {
-            if offset > e.offset {
-                e.offset = offset;
+            if at.offset > e.offset {
+                e.offset = at.offset;
+                e.skip = at.skip;
                 self.dirty.store(true, Ordering::Relaxed);
             }
         }
         self.persist_if_due();
     }
 
-    fn register(&self, id: u64, path: &str, key: FileKey, offset: u64) {
+    fn register(&self, id: u64, path: &str, key: FileKey, at: Resume) {
         self.entries.lock().insert(
             id,
             Entry {
                 path: path.to_string(),
                 key,
-                offset,
+                offset: at.offset,
+                skip: at.skip,
             },
         );
         self.dirty.store(true, Ordering::Relaxed);
@@ -328,12 +334,8 @@ struct Tracked {
     origin: Arc<str>,
     file: File,
     key: FileKey,
-    /// Offset read up to (end of the last complete line sent or pending).
-    offset: u64,
-    /// Bytes of an unfinished last line.
-    partial: Vec<u8>,
-    /// The line in `partial` was already cut; drop bytes until newline.
-    skipping: bool,
+    /// Lines of the file, and the offset read up to.
+    framer: Framer,
     /// Since when no followed path names the file (renamed away or
     /// deleted): it is read until it has been quiet for `ROTATE_WAIT`.
     moved: Option<Instant>,
@@ -358,9 +360,6 @@ pub struct Tailer {
     /// that a file created there is followed at once.
     waiting: Vec<(String, Instant)>,
 }
-
-/// A batch plus where it ends, for acknowledgement.
-pub type Ack = (u64, u64);
 
 impl Tailer {
     /// Prepare a tailer; `run` does the work.
@@ -476,7 +475,7 @@ impl Tailer {
             return;
         }
         let size = md.len();
-        let mut skipping = false;
+        let mut skip = false;
         // Said at info level for every file, with the reason: a pipeline
         // that reads nothing must say why (start_at, or a checkpoint).
         let from: &str;
@@ -492,6 +491,7 @@ impl Tailer {
                     Ok(Prefix::Same | Prefix::Longer(_))
                 );
                 if same && e.offset <= size {
+                    skip = e.skip;
                     from = "its checkpoint (start_at applies only to files without one; \
                             `weir state reset PIPELINE` forgets them)";
                     e.offset
@@ -503,8 +503,8 @@ impl Tailer {
                 }
             }
             None if self.first_scan && self.settings.start_at == StartAt::End => {
-                let (offset, skip) = line_start_near_end(&file, size);
-                skipping = skip;
+                let (offset, skip_rest) = line_start_near_end(&file, size);
+                skip = skip_rest;
                 from = "the end (start_at = \"end\": only lines written from now on; \
                         start_at = \"beginning\" reads what is there)";
                 offset
@@ -523,7 +523,8 @@ impl Tailer {
         }
         let id = self.next_id;
         self.next_id += 1;
-        self.checkpoints.register(id, path, key.clone(), offset);
+        let at = Resume { offset, skip };
+        self.checkpoints.register(id, path, key.clone(), at);
         tracing::info!(path, offset, size, "reading {path} from {from}");
         self.files.push(Tracked {
             id,
@@ -531,9 +532,7 @@ impl Tailer {
             origin: Arc::from(path),
             file,
             key,
-            offset,
-            partial: Vec::new(),
-            skipping,
+            framer: Framer::new(self.settings.max_line_bytes, at),
             moved: None,
             last_data: Instant::now(),
         });
@@ -591,6 +590,7 @@ impl Tailer {
             if self.release_quiet().is_err() {
                 return;
             }
+            self.stats.prune_files(Instant::now());
             self.checkpoints.persist_if_due();
             if !progressed {
                 std::thread::sleep(IDLE_POLL);
@@ -635,7 +635,7 @@ impl Tailer {
             return;
         };
         match check_prefix(&t.file, &t.key) {
-            _ if size < t.offset => self.restart(i),
+            _ if size < t.framer.position() => self.restart(i),
             Ok(Prefix::Changed) => self.restart(i),
             Ok(Prefix::Longer(key)) => {
                 t.key = key;
@@ -650,16 +650,15 @@ impl Tailer {
     fn restart(&mut self, i: usize) {
         let t = &mut self.files[i];
         let _ = t.file.seek(SeekFrom::Start(0));
-        t.offset = 0;
-        t.partial.clear();
-        t.skipping = false;
+        t.framer = Framer::new(self.settings.max_line_bytes, Resume::default());
         if let Ok(key) = identify(&t.file) {
             t.key = key;
         }
         self.checkpoints.forget(t.id);
         t.id = self.next_id;
         self.next_id += 1;
-        self.checkpoints.register(t.id, &t.path, t.key.clone(), 0);
+        self.checkpoints
+            .register(t.id, &t.path, t.key.clone(), Resume::default());
         self.stats.file(&t.path, |f| f.truncations += 1);
         tracing::info!(path = %t.path, "file truncated; reading it from the start");
     }
@@ -681,6 +680,11 @@ impl Tailer {
             // Its last batch may still be in flight: a late
             // acknowledgement of a forgotten entry is ignored.
             self.checkpoints.forget(t.id);
+            // Its figures go after a while, unless its name is followed
+            // still (the file that took its place).
+            if !self.files.iter().any(|o| o.path == t.path) {
+                self.stats.release_file(&t.path);
+            }
             tracing::debug!(path = %t.path, "released rotated file");
         }
         Ok(())
@@ -708,129 +712,48 @@ impl Tailer {
             }
             t.last_data = Instant::now();
             total += n;
-            let lines = self.split(i, n);
-            let t = &self.files[i];
+            let mut lines = Lines::default();
+            t.framer.feed(&self.buf[..n], &mut lines);
             self.stats.file(&t.path, |f| {
                 f.bytes += n as u64;
                 f.lines += lines.len() as u64;
             });
             self.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
-            self.stats
-                .lines_read
-                .fetch_add(lines.len() as u64, Ordering::Relaxed);
-            if !lines.is_empty() {
-                self.send(i, lines)?;
-            }
+            super::count(&self.stats, &lines);
+            self.send(i, lines)?;
             if n < self.buf.len() {
                 break;
             }
         }
         let t = &self.files[i];
         let size = t.file.metadata().map(|m| m.len()).unwrap_or(0);
-        let lag = size.saturating_sub(t.offset + t.partial.len() as u64);
+        let lag = size.saturating_sub(t.framer.position());
         self.stats.file(&t.path, |f| f.lag_bytes = lag);
         Ok(total)
-    }
-
-    /// Split `n` fresh bytes of `buf` into lines; advance the offset past
-    /// each complete line.
-    fn split(&mut self, i: usize, n: usize) -> Vec<String> {
-        let max = self.settings.max_line_bytes;
-        let t = &mut self.files[i];
-        let data = &self.buf[..n];
-        let mut lines = Vec::new();
-        let mut start = 0;
-        for nl in memchr_iter(data) {
-            let piece = &data[start..nl];
-            if t.skipping {
-                t.skipping = false;
-            } else if t.partial.is_empty() {
-                let (l, cut) = decode_line(piece, max);
-                if cut {
-                    self.stats.lines_truncated.fetch_add(1, Ordering::Relaxed);
-                }
-                lines.push(l);
-            } else {
-                t.partial.extend_from_slice(piece);
-                let (l, cut) = decode_line(&t.partial, max);
-                if cut {
-                    self.stats.lines_truncated.fetch_add(1, Ordering::Relaxed);
-                }
-                lines.push(l);
-                t.partial.clear();
-            }
-            t.offset += (nl - start + 1) as u64;
-            start = nl + 1;
-        }
-        let rest = &data[start..];
-        if !rest.is_empty() {
-            if t.skipping {
-                t.offset += rest.len() as u64;
-            } else {
-                t.partial.extend_from_slice(rest);
-                if t.partial.len() > max {
-                    // Pass the first `max` bytes on now; drop the rest of
-                    // this line as it comes.
-                    let (l, _) = decode_line(&t.partial, max);
-                    self.stats.lines_truncated.fetch_add(1, Ordering::Relaxed);
-                    lines.push(l);
-                    t.offset += t.partial.len() as u64;
-                    t.partial.clear();
-                    t.skipping = true;
-                }
-            }
-        }
-        lines
     }
 
     /// A rotated file ends without a newline: its last line is complete.
     fn flush_partial(&mut self, i: usize) -> Result<(), Closed> {
         let t = &mut self.files[i];
-        if t.partial.is_empty() || t.skipping {
-            return Ok(());
-        }
-        let (l, _) = decode_line(&t.partial, self.settings.max_line_bytes);
-        t.offset += t.partial.len() as u64;
-        t.partial.clear();
-        self.stats.lines_read.fetch_add(1, Ordering::Relaxed);
-        self.send(i, vec![l])
+        let mut lines = Lines::default();
+        t.framer.finish(&mut lines);
+        self.stats.file(&t.path, |f| f.lines += lines.len() as u64);
+        super::count(&self.stats, &lines);
+        self.send(i, lines)
     }
 
-    fn send(&mut self, i: usize, mut lines: Vec<String>) -> Result<(), Closed> {
+    /// Pass framed lines of file `i` on, acknowledged up to where its
+    /// framer stands.
+    fn send(&self, i: usize, lines: Lines) -> Result<(), Closed> {
         let t = &self.files[i];
-        let max = self.settings.batch_lines.max(1);
-        while !lines.is_empty() {
-            let rest = if lines.len() > max {
-                lines.split_off(max)
-            } else {
-                Vec::new()
-            };
-            // Only the last piece carries the offset: earlier pieces end
-            // mid-read, and acknowledging them would skip nothing anyway.
-            let ack = if rest.is_empty() {
-                Some((t.id, t.offset))
-            } else {
-                None
-            };
-            let batch = Batch {
-                origin: t.origin.clone(),
-                lines,
-                ack,
-            };
-            if self.tx.blocking_send(batch).is_err() {
-                return Err(Closed);
-            }
-            lines = rest;
-        }
-        Ok(())
+        send_lines(
+            &self.tx,
+            &t.origin,
+            lines,
+            self.settings.batch_lines,
+            Some((t.id, t.framer.resume())),
+        )
     }
-}
-
-/// The receiving side is gone: the pipeline stopped.
-struct Closed;
-
-fn memchr_iter(data: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    memchr::memchr_iter(b'\n', data)
 }
 
 /// One file's checkpoint as saved: its path and the offset up to which
@@ -976,8 +899,12 @@ mod tests {
         // A late acknowledgement of the old content moves nothing.
         let new_id = t.files[0].id;
         assert_ne!(first_id, new_id);
-        t.checkpoints.ack(first_id, 14);
-        t.checkpoints.ack(new_id, 7);
+        let at = |offset| Resume {
+            offset,
+            skip: false,
+        };
+        t.checkpoints.ack(first_id, at(14));
+        t.checkpoints.ack(new_id, at(7));
         let e = t.checkpoints.entries.lock();
         assert_eq!(e.len(), 1);
         assert_eq!(e.get(&new_id).map(|e| e.offset), Some(7));

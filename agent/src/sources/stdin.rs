@@ -1,4 +1,5 @@
-//! The agent's standard input as a line source (pipes, tests).
+//! The agent's standard input as a line source (pipes, tests), framed
+//! like every line source (see [`super::framing`]).
 use super::{pump_lines, Batch};
 use crate::stats::PipelineStats;
 use std::sync::Arc;
@@ -7,9 +8,8 @@ use tokio::sync::mpsc::Sender;
 /// Read stdin until EOF.
 pub fn run(tx: Sender<Batch>, stats: Arc<PipelineStats>, max_line: usize, batch_lines: usize) {
     let stdin = std::io::stdin();
-    let reader = std::io::BufReader::with_capacity(1 << 16, stdin.lock());
     if let Err(e) = pump_lines(
-        reader,
+        stdin.lock(),
         Arc::from("stdin"),
         &tx,
         &stats,

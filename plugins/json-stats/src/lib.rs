@@ -15,7 +15,8 @@
 //! `{name, type, help, unit, path, value, value_map, scale, labels}`:
 //!
 //! - `type`: `gauge` (default) or `counter` (a cumulative reading, such as a
-//!   request count since start; the host takes a decrease as a reset).
+//!   request count since start; exposed as read, so a restart of the
+//!   upstream is a counter reset Prometheus sees and `increase()` handles).
 //! - `path` selects values in the document; each match is one series.
 //! - `value`: what to read, relative to the match (default: the match
 //!   itself, `@`), or a number (`value = 1` for info-style series).

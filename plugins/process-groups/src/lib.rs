@@ -73,9 +73,9 @@
 //!
 //! That memory lives in the plugin instance. When the instance is restarted
 //! or reloaded it starts afresh, its counters from 0; the host, which keeps
-//! the series of unchanged families and treats a decrease of a cumulative
-//! reading as a reset, adds the new instance's readings to what it exposed
-//! before. Exposed counters neither go down nor count twice; what processes
+//! the series of unchanged families and takes a lower reading from a new
+//! instance as that instance starting over, adds the new instance's
+//! readings to what it exposed before. Exposed counters neither go down nor count twice; what processes
 //! used between the old instance's last scan and the new one's first is not
 //! counted. Groups named from a template whose processes have all exited are
 //! not known to a new instance: their series go until a process shows up.

@@ -550,18 +550,25 @@ fn init_errors_name_the_entry() {
 }
 
 /// The host's rule for a counter `set` from a snapshot source: a reading
-/// below the last one is a reset, and what was counted so far is kept.
+/// below the last one from a new plugin instance is that instance
+/// starting over, and what was counted so far is kept; one from the same
+/// instance would be passed through as an upstream reset, which this
+/// plugin must never make.
+#[derive(Default)]
 struct HostCounter {
     offset: f64,
     raw: f64,
+    instance: u32,
 }
 
 impl HostCounter {
-    fn set(&mut self, v: f64) -> f64 {
+    fn set(&mut self, v: f64, instance: u32) -> f64 {
         if v < self.raw {
+            assert_ne!(instance, self.instance, "went down within one instance");
             self.offset += self.raw;
         }
         self.raw = v;
+        self.instance = instance;
         self.offset + self.raw
     }
 }
@@ -604,24 +611,21 @@ fn a_new_instance_neither_lowers_nor_doubles_the_exposed_counters() {
         (104.0, vec![app(10, 50.0, 15.0), app(12, 103.5, 0.5)]),
     ];
     let mut h = Harness::fresh(cfg);
-    let mut group = HostCounter {
-        offset: 0.0,
-        raw: 0.0,
-    };
-    let mut service = HostCounter {
-        offset: 0.0,
-        raw: 0.0,
-    };
+    let mut group = HostCounter::default();
+    let mut service = HostCounter::default();
     let mut exposed = Vec::new();
+    let mut instance = 1;
     for (i, (time, procs)) in scans.into_iter().enumerate() {
         if i == 3 {
             h = Harness::fresh(cfg);
+            instance += 1;
         }
         let s = h.scan(time, procs);
-        let g = group.set(s.cpu("app", "user"));
+        let g = group.set(s.cpu("app", "user"), instance);
         let v = service.set(
             s.get("namedprocess_service_cpu_seconds_total", &["app", "user"])
                 .expect("service cpu"),
+            instance,
         );
         exposed.push((g, v));
     }

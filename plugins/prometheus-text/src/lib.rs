@@ -33,8 +33,9 @@
 //!
 //! What is emitted, kinds kept:
 //!
-//! - counters with `set` (cumulative readings; the host takes a decrease
-//!   for a reset). A counter whose name does not end in `_total` (older
+//! - counters with `set` (cumulative readings, exposed as read, so an
+//!   upstream reset is a reset Prometheus sees, as when it scrapes the
+//!   upstream itself). A counter whose name does not end in `_total` (older
 //!   exporters) is re-exposed as a gauge under its own name: renaming it
 //!   would break queries, and the host wants `_total` on counters;
 //! - gauges with `set`; untyped families, OpenMetrics `info` and
