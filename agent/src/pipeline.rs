@@ -25,7 +25,9 @@
 //! as if there were no retrying. So a storm of poison lines costs at most
 //! `SPLITS_PER_SECOND` extra failed calls a second (each re-feeding at most
 //! `batch_lines` lines, each with an instantiation), after a first burst of
-//! `SPLIT_BURST`, however many poison lines arrive.
+//! `SPLIT_BURST`, however many poison lines arrive. And a plugin that
+//! fails every call (no success in `2·log2(batch_lines) + 2` calls) is no
+//! longer split for at all: it is backed off as a crash loop.
 use crate::config::{PipelineSpec, SourceSpec};
 use crate::runtime::bindings::process::exports::weir::plugin::process::Fields;
 use crate::runtime::{bindings::types, CallError, Instance, PluginCode, Runtime, World};
@@ -221,6 +223,8 @@ struct Worker {
     refusals_told: Option<Instant>,
     splits: Budget,
     drops_told: Told,
+    /// Failed calls since the last successful one.
+    failures: u32,
 }
 
 /// A token bucket: what splitting failed batches may still cost.
@@ -438,6 +442,7 @@ impl Worker {
             self.stats.rejected(reason.as_str(), n);
         }
         self.backoff = MIN_BACKOFF;
+        self.failures = 0;
     }
 
     /// Count a failed call; drop the instance if it can no longer be
@@ -445,6 +450,7 @@ impl Worker {
     fn failed(&mut self, slot: &mut Option<Instance>, e: &CallError) {
         self.stats.error(e.reason());
         self.stats.note_error(e.to_string());
+        self.failures = self.failures.saturating_add(1);
         if e.is_fatal() {
             *slot = None;
             self.stats.up.store(false, Ordering::Relaxed);
@@ -482,6 +488,15 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Failed calls in a row past which a failed part is no longer split:
+    /// enough to isolate a poison line at the very start of a batch (all
+    /// left halves fail) and a few more, so a plugin that fails whatever it
+    /// is fed is not retried in halves for ever, only backed off.
+    fn max_failures_splitting(&self) -> u32 {
+        let depth = usize::BITS - self.spec.batch_lines.max(1).leading_zeros();
+        2 * depth + 2
     }
 
     /// Feed one batch to the plugin, retrying a failed part in halves (see
@@ -525,7 +540,7 @@ impl Worker {
                 Err(e) => e,
             };
             self.failed(slot, &e);
-            if n > 1 && self.splits.take() {
+            if n > 1 && self.failures <= self.max_failures_splitting() && self.splits.take() {
                 tracing::debug!("{}: {e}; retrying its {n} lines in halves", self.desc());
                 let right = part.split_off(n / 2);
                 parts.push((start + n / 2, right));
@@ -962,6 +977,7 @@ impl Pipeline {
             refusals_told: None,
             splits: Budget::new(),
             drops_told: Told::new(),
+            failures: 0,
         };
         let source = spec.source.clone();
         // Snapshot sources: background interval or scrape-time.
