@@ -93,7 +93,11 @@ fn a_256_mib_line_from_a_command_is_cut_counted_and_costs_no_memory() {
         assert_eq!(s.val("long_lines_total", &[("word", word)]), 1.0, "{word}");
     }
     let peak = status_kb(pid, "VmHWM:") << 10;
-    eprintln!("agent RSS at rest {} MiB, peak {} MiB", rest >> 20, peak >> 20);
+    eprintln!(
+        "agent RSS at rest {} MiB, peak {} MiB",
+        rest >> 20,
+        peak >> 20
+    );
     assert!(
         peak < rest + GROWTH,
         "peak RSS {} MiB, at rest {} MiB",
@@ -165,7 +169,11 @@ fn a_256_mib_line_on_stdin_is_cut_counted_and_costs_no_memory() {
         assert_eq!(s.val("stdin_lines_total", &[("word", word)]), 1.0, "{word}");
     }
     let peak = status_kb(pid, "VmHWM:") << 10;
-    eprintln!("agent RSS at rest {} MiB, peak {} MiB", rest >> 20, peak >> 20);
+    eprintln!(
+        "agent RSS at rest {} MiB, peak {} MiB",
+        rest >> 20,
+        peak >> 20
+    );
     // A closed stdin ends the source, not the agent.
     drop(input);
     std::thread::sleep(Duration::from_millis(300));
