@@ -73,7 +73,9 @@ metric = "hits_total"
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
-        err.contains("web.toml:2: pipeline \"web\", plugin regex-log")
+        // The error points at the TOML line of the key the plugin named
+        // (emit[0] of rules[0]), not at the pipeline's header.
+        err.contains("web.toml:12: key pipeline.web.config.rules[0].emit[0]: pipeline \"web\", plugin regex-log")
             && err.contains("rule \"hits\"")
             && err.contains("label \"path\""),
         "{err}"
