@@ -38,7 +38,7 @@ pub struct ReloadSummary {
 pub struct Agent {
     rt: Arc<Runtime>,
     config_dir: PathBuf,
-    state_dir: Option<PathBuf>,
+    checkpoint_dir: Option<Arc<crate::state::StateDir>>,
     pipelines: RwLock<BTreeMap<String, Arc<Pipeline>>>,
     codes: Mutex<HashMap<String, PluginCode>>,
     reload_lock: Mutex<()>,
@@ -69,12 +69,17 @@ fn hash_hex(bytes: &[u8]) -> String {
 }
 
 impl Agent {
-    /// An agent with no pipelines yet.
-    pub fn new(rt: Arc<Runtime>, config_dir: &Path, state_dir: Option<PathBuf>) -> Arc<Self> {
+    /// An agent with no pipelines yet; file checkpoints go to
+    /// `checkpoint_dir` (the state directory's `checkpoints`), if any.
+    pub fn new(
+        rt: Arc<Runtime>,
+        config_dir: &Path,
+        checkpoint_dir: Option<Arc<crate::state::StateDir>>,
+    ) -> Arc<Self> {
         Arc::new(Agent {
             rt,
             config_dir: config_dir.to_path_buf(),
-            state_dir,
+            checkpoint_dir,
             pipelines: RwLock::new(BTreeMap::new()),
             codes: Mutex::new(HashMap::new()),
             reload_lock: Mutex::new(()),
@@ -263,7 +268,7 @@ impl Agent {
                 prepared,
                 store,
                 checkpoints,
-                self.state_dir.as_deref(),
+                self.checkpoint_dir.as_ref(),
             );
             self.pipelines.write().insert(name, p);
         }

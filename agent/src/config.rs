@@ -5,6 +5,7 @@
 //! the file, the line and the key, and all errors of a directory are
 //! reported together.
 mod locate;
+pub mod redact;
 pub mod settings;
 pub use locate::{at_pipeline, error_key, setting_line};
 use serde::Deserialize;
@@ -90,6 +91,9 @@ pub enum SourceSpec {
     Exec {
         /// Program and arguments; no shell.
         command: Vec<String>,
+        /// Names of the agent's environment variables the command gets,
+        /// beyond `PATH`, `LANG`, `LC_ALL` and `TZ`; it gets no others.
+        env: Vec<String>,
     },
     /// Poll an HTTP endpoint; each response is a snapshot.
     Http(Box<HttpSettings>),
@@ -199,6 +203,8 @@ struct RawServer {
     admin_auth: Option<RawAuth>,
     #[serde(default)]
     allow: Vec<String>,
+    #[serde(default)]
+    allowed_hosts: Vec<String>,
     max_connections: Option<usize>,
     header_timeout: Option<toml::Value>,
     request_timeout: Option<toml::Value>,
@@ -316,6 +322,8 @@ enum RawSource {
     Stdin {},
     Exec {
         command: Vec<String>,
+        #[serde(default)]
+        env: Vec<String>,
     },
     Http {
         url: String,
@@ -486,11 +494,8 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
             let key = format!("remote_write[{i}]");
             let mut bad =
                 |k: &str, m: String| ctx.err(Some(span.clone()), &format!("{key}.{k}"), m);
-            if !(rw.url.starts_with("http://") || rw.url.starts_with("https://")) {
-                bad(
-                    "url",
-                    format!("\"{}\" is not an http:// or https:// URL", rw.url),
-                );
+            if let Err(e) = redact::check_url(&rw.url) {
+                bad("url", e);
             }
             let mut dur = |k: &str, v: Option<toml::Value>, d: Duration| match v
                 .map(|v| parse_duration(&v))
@@ -541,13 +546,19 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 (None, Some(t)) => Some(Auth::Bearer(t)),
                 (None, None) => None,
             };
+            // The name is a label value and in every log line: from the
+            // host and port only.
             let name = rw.name.unwrap_or_else(|| {
-                rw.url
-                    .split("://")
-                    .nth(1)
-                    .and_then(|r| r.split('/').next())
-                    .unwrap_or("remote")
-                    .to_string()
+                reqwest::Url::parse(&rw.url)
+                    .ok()
+                    .and_then(|u| {
+                        let host = u.host_str()?.to_string();
+                        Some(match u.port() {
+                            Some(p) => format!("{host}:{p}"),
+                            None => host,
+                        })
+                    })
+                    .unwrap_or_else(|| "remote".to_string())
             });
             part.remote_write.push(RemoteWriteSettings {
                 name,
@@ -586,6 +597,19 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                     Err(_) => errs.push(format!(
                         "server.allow: \"{a}\" is not a network like 10.0.0.0/8"
                     )),
+                }
+            }
+            for h in &server.allowed_hosts {
+                let valid = !h.is_empty()
+                    && h.len() <= 253
+                    && h.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+                if valid {
+                    part.security.allowed_hosts.push(h.to_ascii_lowercase());
+                } else {
+                    errs.push(format!(
+                        "server.allowed_hosts: \"{h}\" is not a host name like metrics.example (no port, no scheme)"
+                    ));
                 }
             }
             if let Some(n) = server.max_connections {
@@ -682,7 +706,7 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 SourceSpec::File { paths, start_at }
             }
             RawSource::Stdin {} => SourceSpec::Stdin,
-            RawSource::Exec { command } => {
+            RawSource::Exec { command, env } => {
                 if command.is_empty() || command[0].is_empty() {
                     ctx.err(
                         Some(source_span.clone()),
@@ -690,7 +714,21 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                         "an exec source needs a command: [\"program\", \"arg\", ...]",
                     );
                 }
-                SourceSpec::Exec { command }
+                for name in &env {
+                    let valid = name
+                        .chars()
+                        .next()
+                        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+                    if !valid {
+                        ctx.err(
+                            Some(source_span.clone()),
+                            &format!("{key}.source.env"),
+                            format!("\"{name}\" is not an environment variable name (letters, digits and '_'); env lists the names of the agent's variables the command may see"),
+                        );
+                    }
+                }
+                SourceSpec::Exec { command, env }
             }
             RawSource::Http {
                 url,
@@ -712,18 +750,8 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 let mut bad = |k: &str, m: String| {
                     ctx.err(Some(source_span.clone()), &format!("{skey}.{k}"), m)
                 };
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    bad(
-                        "url",
-                        format!("\"{url}\" is not an http:// or https:// URL"),
-                    );
-                } else if reqwest::Url::parse(&url)
-                    .is_ok_and(|u| !u.username().is_empty() || u.password().is_some())
-                {
-                    bad(
-                        "url",
-                        "holds a user name or password, which would be logged; use basic_auth with password_file or password_env".into(),
-                    );
+                if let Err(e) = redact::check_url(&url) {
+                    bad("url", e);
                 }
                 let method = method.unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
                 if method != "GET" && method != "POST" {

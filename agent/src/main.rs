@@ -503,24 +503,53 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
             return ExitCode::FAILURE;
         }
     };
+    // What the config directory says runs as this agent's user.
+    let mut trusted = vec![dir.to_path_buf()];
+    trusted.extend(config::config_files(dir).unwrap_or_default());
+    for p in cfg.pipelines.values() {
+        if let config::PluginRef::Path(f) = &p.plugin {
+            trusted.push(f.clone());
+        }
+    }
+    trusted.sort();
+    trusted.dedup();
+    for p in &trusted {
+        if let Some(why) = weir::state::others_may_write(p) {
+            tracing::warn!("{why}");
+        }
+    }
     let state_dir = state_dir
         .or(cfg.settings.state_dir.clone())
         .or_else(default_state_dir);
-    if let Some(d) = &state_dir {
-        if let Err(e) = std::fs::create_dir_all(d) {
-            tracing::error!("cannot create state directory {}: {e}", d.display());
-            return ExitCode::FAILURE;
+    // Compiled plugins from the state directory run as native code: it is
+    // checked (owner, mode, links) before anything in it is used.
+    let (plugin_cache, checkpoint_dir) = match &state_dir {
+        None => (None, None),
+        Some(d) => {
+            let opened = weir::state::StateDir::open(d).and_then(|s| {
+                Ok((
+                    s.subdir("plugins")?,
+                    std::sync::Arc::new(s.subdir("checkpoints")?),
+                ))
+            });
+            match opened {
+                Ok((p, c)) => (Some(p), Some(c)),
+                Err(e) => {
+                    tracing::error!("{e}; not starting");
+                    return ExitCode::FAILURE;
+                }
+            }
         }
-    }
+    };
     let listen = listen.unwrap_or(cfg.settings.listen);
-    let rt = match Runtime::new(state_dir.as_ref().map(|d| d.join("plugins"))) {
+    let rt = match Runtime::new(plugin_cache) {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the WebAssembly runtime: {e:#}");
             return ExitCode::FAILURE;
         }
     };
-    let agent = Agent::new(rt, dir, state_dir.clone());
+    let agent = Agent::new(rt, dir, checkpoint_dir);
     let tokio_rt = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -578,7 +607,7 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
             agent.remote_write.lock().push((rw.name.clone(), stats.clone()));
             let a = agent.clone();
             let stop = rw_stop.clone();
-            tracing::info!(target = %rw.name, url = %rw.url, "remote write enabled");
+            tracing::info!(target = %rw.name, url = %weir::config::redact::url(&rw.url), "remote write enabled");
             let _ = std::thread::Builder::new()
                 .name(format!("remote-write:{}", rw.name))
                 .spawn(move || weir::remote_write::run(a, rw, stats, stop));
@@ -591,6 +620,7 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
             agent: agent.clone(),
             reload: reload_tx,
             security,
+            gate: weir::server::security::Gate::default(),
         });
         let server = tokio::spawn(weir::server::serve(listener, ctx));
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {

@@ -31,13 +31,12 @@
 use crate::config::{PipelineSpec, SourceSpec};
 use crate::runtime::bindings::process::exports::weir::plugin::process::Fields;
 use crate::runtime::{bindings::types, CallError, Instance, PluginCode, Runtime, World};
-use crate::sources::file::{checkpoint_path, Checkpoints, FileSourceSettings, Tailer};
+use crate::sources::file::{CheckpointFile, Checkpoints, FileSourceSettings, Tailer};
 use crate::sources::framing::Resume;
 use crate::sources::Batch;
 use crate::stats::PipelineStats;
 use crate::store::{Change, FamilyDecl, Kind, PipelineStore, RawUpdate, Reject, Semantics};
 use parking_lot::Mutex;
-use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -627,7 +626,10 @@ impl Worker {
         settings: crate::sources::http::HttpSettings,
         mut sched: Schedule,
     ) {
-        let url = settings.url.clone();
+        // As logged and as the plugin sees it (plugins name it in their
+        // errors, and could put it in a label): query values and user info
+        // hidden.
+        let url = crate::config::redact::url(&settings.url);
         let poller = match crate::sources::http::Poller::new(settings) {
             Ok(p) => p,
             Err(e) => {
@@ -863,7 +865,7 @@ impl Pipeline {
         prepared: Prepared,
         store: Option<Arc<Mutex<PipelineStore>>>,
         checkpoints: Option<Arc<Checkpoints>>,
-        state_dir: Option<&Path>,
+        checkpoint_dir: Option<&Arc<crate::state::StateDir>>,
     ) -> Arc<Pipeline> {
         let Prepared {
             spec,
@@ -892,7 +894,7 @@ impl Pipeline {
         let mut threads = Vec::new();
         let checkpoints = match &spec.source {
             SourceSpec::File { .. } => Some(checkpoints.unwrap_or_else(|| {
-                Checkpoints::new(state_dir.map(|d| checkpoint_path(d, &spec.name)))
+                Checkpoints::new(checkpoint_dir.map(|d| CheckpointFile::new(d.clone(), &spec.name)))
             })),
             _ => None,
         };
@@ -928,11 +930,12 @@ impl Pipeline {
                     }
                 }
             }
-            SourceSpec::Exec { command } => {
+            SourceSpec::Exec { command, env } => {
                 let slot: crate::sources::exec::ChildSlot = Arc::new(Mutex::new(None));
                 child = Some(slot.clone());
                 let settings = crate::sources::exec::ExecSettings {
                     command: command.clone(),
+                    env: env.clone(),
                     max_line_bytes: spec.max_line_bytes,
                     batch_lines: spec.batch_lines,
                 };

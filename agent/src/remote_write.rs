@@ -85,7 +85,8 @@ fn send(client: &reqwest::blocking::Client, s: &RemoteWriteSettings, body: Vec<u
                 }
             }
         }
-        Err(e) => Sent::Retry(e.to_string()),
+        // The client's error names the URL: hide its secrets.
+        Err(e) => Sent::Retry(crate::config::redact::text(&e.to_string(), &s.url)),
     }
 }
 

@@ -5,7 +5,7 @@ pub mod bindings;
 use anyhow::{anyhow, bail, Context, Result};
 use bindings::{host, types};
 use sha2::{Digest, Sha256};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,12 +40,15 @@ impl World {
 
 /// The WIT package version this agent implements.
 pub const WIT_VERSION: &str = "0.1.0";
+/// Largest compiled plugin read back from the cache (a componentize-py
+/// plugin compiles to tens of MiB).
+const MAX_CACHED_BYTES: u64 = 1 << 30;
 
 /// The engine and linker, shared by every pipeline.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<State>,
-    cache_dir: Option<PathBuf>,
+    cache_dir: Option<crate::state::StateDir>,
     stop: Arc<AtomicBool>,
 }
 
@@ -338,8 +341,9 @@ pub struct Instance {
 
 impl Runtime {
     /// Build the engine, start the epoch ticker, and link the host
-    /// interfaces. `cache_dir` holds compiled plugins between runs.
-    pub fn new(cache_dir: Option<PathBuf>) -> Result<Arc<Self>> {
+    /// interfaces. `cache_dir` (a checked directory of the state
+    /// directory) holds compiled plugins between runs.
+    pub fn new(cache_dir: Option<crate::state::StateDir>) -> Result<Arc<Self>> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
@@ -366,10 +370,6 @@ impl Runtime {
                 }
             })
             .context("starting the epoch ticker")?;
-        if let Some(dir) = &cache_dir {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("creating plugin cache {}", dir.display()))?;
-        }
         Ok(Arc::new(Runtime {
             engine,
             linker,
@@ -405,14 +405,29 @@ impl Runtime {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut h);
         let compat = std::hash::Hasher::finish(&h);
-        let path = dir.join(format!("{hex}-{compat:016x}.cwasm"));
-        if path.exists() {
-            // SAFETY: the cache directory is written only by this agent,
-            // with files named by the content hash and engine settings.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
-                Ok(c) => return Ok(c),
-                Err(e) => {
-                    tracing::warn!(path = %path.display(), "ignoring unusable cached plugin: {e}")
+        let name = format!("{hex}-{compat:016x}.cwasm");
+        let path = dir.path().join(&name);
+        match dir.read(&name, MAX_CACHED_BYTES) {
+            Ok(Some(cached)) => {
+                // SAFETY: wasmtime runs this as native code unchecked. The
+                // file passed `StateDir::read`: a regular file owned by the
+                // agent's user, writable by no one else, in directories
+                // owned by that user and writable by no one else, opened
+                // without following links; so only this agent's user (or
+                // root) wrote it, and the engine hash in the name matches.
+                match unsafe { Component::deserialize(&self.engine, &cached) } {
+                    Ok(c) => return Ok(c),
+                    Err(e) => {
+                        tracing::warn!(path = %path.display(), "discarding an unusable cached plugin, compiling it again: {e}");
+                        let _ = dir.discard(&name);
+                    }
+                }
+            }
+            Ok(None) => {}
+            Err(why) => {
+                tracing::warn!(path = %path.display(), "discarding an untrusted cached plugin ({why}), compiling it again");
+                if let Err(e) = dir.discard(&name) {
+                    tracing::warn!(path = %path.display(), "cannot remove it: {e}");
                 }
             }
         }
@@ -420,9 +435,8 @@ impl Runtime {
             .engine
             .precompile_component(bytes)
             .map_err(|e| anyhow!("{e:#}"))?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        if std::fs::write(&tmp, &serialized).is_ok() {
-            let _ = std::fs::rename(&tmp, &path);
+        if let Err(e) = dir.write(&name, &serialized) {
+            tracing::warn!(path = %path.display(), "cannot cache the compiled plugin: {e}");
         }
         // SAFETY: produced just now by this engine.
         unsafe { Component::deserialize(&self.engine, &serialized) }.map_err(|e| anyhow!("{e:#}"))

@@ -1,6 +1,7 @@
 //! The HTTP endpoint: `/metrics`, `/health`, `/ready`, the status page at
 //! `/` and `/api/v1/status` ([`status`]), and `POST /-/reload` when enabled; TLS, authentication, an
 //! allow-list and limits from [`security`].
+pub mod conns;
 pub mod security;
 pub mod status;
 use crate::agent::Agent;
@@ -16,7 +17,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::mpsc;
 
 /// Content type of the 0.0.4 text format.
 pub const TEXT_04: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -33,11 +34,13 @@ pub struct Security {
     /// TLS, if configured.
     pub tls: Option<security::Tls>,
     /// Credentials for reading.
-    pub read: security::Guard,
+    pub read: Arc<security::Guard>,
     /// Credentials for admin routes, if separate.
-    pub admin: Option<security::Guard>,
+    pub admin: Option<Arc<security::Guard>>,
     /// Allowed networks.
     pub allow: Vec<ipnet::IpNet>,
+    /// Host names served besides IP addresses and `localhost`.
+    pub allowed_hosts: Vec<String>,
     /// Limits.
     pub limits: ServerLimits,
 }
@@ -49,13 +52,14 @@ impl Security {
         let admin = if s.admin_auth.is_empty() {
             None
         } else {
-            Some(security::Guard::new(s.admin_auth))
+            Some(Arc::new(security::Guard::new(s.admin_auth)))
         };
         Ok(Security {
             tls,
-            read: security::Guard::new(s.auth),
+            read: Arc::new(security::Guard::new(s.auth)),
             admin,
             allow: s.allow,
+            allowed_hosts: s.allowed_hosts,
             limits,
         })
     }
@@ -69,6 +73,8 @@ pub struct ServerCtx {
     pub reload: mpsc::Sender<tokio::sync::oneshot::Sender<Result<String, String>>>,
     /// TLS, credentials, allow-list and limits.
     pub security: Security,
+    /// Where password checks run and failed logins are counted.
+    pub gate: security::Gate,
 }
 
 fn unauthorized() -> Response<Full<Bytes>> {
@@ -102,11 +108,15 @@ pub fn wants_openmetrics(accept: Option<&str>) -> bool {
 
 async fn handle(
     ctx: Arc<ServerCtx>,
+    conn: Arc<conns::Conn>,
+    local: SocketAddr,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let timeout = ctx.security.limits.request_timeout;
-    match tokio::time::timeout(timeout, route(ctx, peer, req)).await {
+    let limits = &ctx.security.limits;
+    let timeout = limits.request_timeout;
+    let _serving = conn.serving(limits.max_connections);
+    match tokio::time::timeout(timeout, route(ctx.clone(), local, peer, req)).await {
         Ok(r) => Ok(r),
         Err(_) => Ok(respond(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -118,36 +128,75 @@ async fn handle(
 
 async fn route(
     ctx: Arc<ServerCtx>,
+    local: SocketAddr,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let agent = &ctx.agent;
     let path = req.uri().path();
-    let authorization = req
-        .headers()
-        .get(hyper::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+    let headers = req.headers();
+    // Two of these leave it open which one a proxy or the check saw.
+    for h in [hyper::header::AUTHORIZATION, hyper::header::HOST] {
+        if headers.get_all(&h).iter().count() > 1 {
+            return respond(
+                StatusCode::BAD_REQUEST,
+                "text/plain",
+                format!("more than one {h} header\n"),
+            );
+        }
+    }
+    let sec = &ctx.security;
     // /health stays open for liveness probes; it tells nothing.
     if path != "/health" {
-        let sec = &ctx.security;
-        let verdict = if path.starts_with("/-/") {
+        let host = headers
+            .get(hyper::header::HOST)
+            .map(|v| v.to_str().unwrap_or("\u{fffd}"));
+        if !security::host_allowed(host, local.ip().is_loopback(), &sec.allowed_hosts) {
+            tracing::debug!(%peer, host = ?host, "request for a host name not served");
+            return respond(
+                StatusCode::MISDIRECTED_REQUEST,
+                "text/plain",
+                "this host name is not served here (a page using DNS rebinding?); list it in [server] allowed_hosts\n",
+            );
+        }
+    }
+    if path != "/health" {
+        let authorization = headers
+            .get(hyper::header::AUTHORIZATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        let guard = if path.starts_with("/-/") {
             match &sec.admin {
-                Some(admin) => admin.check(authorization.as_deref()),
-                None if !peer.ip().is_loopback() => security::Verdict::Unauthorized,
-                None => sec.read.check(authorization.as_deref()),
+                Some(admin) => Some(admin),
+                None if !peer.ip().is_loopback() => None,
+                None => Some(&sec.read),
             }
-        } else if sec.read.enabled() {
-            let s = ctx.clone();
-            // bcrypt is slow on purpose: keep it off the async workers.
-            tokio::task::spawn_blocking(move || s.security.read.check(authorization.as_deref()))
-                .await
-                .unwrap_or(security::Verdict::Unauthorized)
         } else {
-            security::Verdict::Allow
+            Some(&sec.read)
         };
-        if verdict != security::Verdict::Allow {
-            return unauthorized();
+        let decision = match guard {
+            Some(g) => ctx.gate.authorize(g, authorization, peer, path).await,
+            None => security::Decision::Unauthorized,
+        };
+        match decision {
+            security::Decision::Allow => {}
+            security::Decision::Unauthorized => return unauthorized(),
+            security::Decision::TooMany => {
+                let mut r = respond(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "text/plain",
+                    "too many failed logins; try again later\n",
+                );
+                r.headers_mut()
+                    .insert(hyper::header::RETRY_AFTER, HeaderValue::from_static("10"));
+                return r;
+            }
+            security::Decision::Busy => {
+                return respond(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "text/plain",
+                    "too many logins being checked; try again later\n",
+                )
+            }
         }
     }
     match (req.method(), req.uri().path()) {
@@ -198,13 +247,16 @@ async fn route(
             respond(StatusCode::OK, "application/json", status::json(&st))
         }
         (&Method::POST, "/-/reload") => {
-            if !agent.reload_endpoint() {
+            if let Err(why) = security::not_a_form(req.headers()) {
+                respond(StatusCode::FORBIDDEN, "text/plain", format!("{why}\n"))
+            } else if !agent.reload_endpoint() {
                 respond(
                     StatusCode::FORBIDDEN,
                     "text/plain",
                     "reload endpoint disabled; set reload_endpoint = true in [server]\n",
                 )
             } else {
+                tracing::info!(%peer, "reload requested over HTTP");
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 if ctx.reload.send(tx).await.is_err() {
                     respond(
@@ -243,32 +295,40 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-async fn serve_conn<I>(io: I, ctx: Arc<ServerCtx>, peer: SocketAddr)
-where
+async fn serve_conn<I>(
+    io: I,
+    ctx: Arc<ServerCtx>,
+    conn: Arc<conns::Conn>,
+    local: SocketAddr,
+    peer: SocketAddr,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let header_timeout = ctx.security.limits.header_timeout;
-    let svc = service_fn(move |req| handle(ctx.clone(), peer, req));
-    let conn = http1::Builder::new()
+    let c = conn.clone();
+    let svc = service_fn(move |req| handle(ctx.clone(), c.clone(), local, peer, req));
+    let http = http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_timeout)
         .max_buf_size(16 << 10)
         .serve_connection(TokioIo::new(io), svc);
-    let _ = tokio::time::timeout(MAX_CONNECTION_AGE, conn).await;
+    let _ = tokio::time::timeout(MAX_CONNECTION_AGE, http).await;
 }
 
-/// Serve until the task is dropped.
+/// Serve until the task is dropped. Connections are accepted at once and
+/// kept in check by [`conns`]: the ones that have not sent a request yet
+/// are at most `max_connections`, the longest-waiting closed first.
 pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>) {
     tokio::spawn(status::sample_forever(ctx.agent.clone()));
-    let slots = Arc::new(Semaphore::new(ctx.security.limits.max_connections));
+    let local = listener
+        .local_addr()
+        .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
+    let conns = Arc::new(conns::Conns::default());
     loop {
-        let permit = match slots.clone().acquire_owned().await {
-            Ok(p) => p,
-            Err(_) => return,
-        };
         let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
+                // Out of descriptors, most likely: wait for some to close.
                 tracing::warn!("accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
@@ -279,26 +339,44 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>) {
             drop(stream);
             continue;
         }
+        let Some(conn) = conns.admit(ctx.security.limits.max_connections) else {
+            tracing::debug!(%peer, "connection refused: every connection is serving a request");
+            drop(stream);
+            continue;
+        };
+        let conn = Arc::new(conn);
         let ctx = ctx.clone();
         tokio::spawn(async move {
-            match &ctx.security.tls {
-                Some(tls) => {
-                    let acceptor = tls.acceptor();
-                    let hs = tokio::time::timeout(
-                        ctx.security.limits.header_timeout,
-                        acceptor.accept(stream),
-                    )
-                    .await;
-                    match hs {
-                        Ok(Ok(s)) => serve_conn(s, ctx.clone(), peer).await,
-                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+            let work = async {
+                match &ctx.security.tls {
+                    Some(tls) => {
+                        let acceptor = tls.acceptor();
+                        let hs = tokio::time::timeout(
+                            ctx.security.limits.header_timeout,
+                            acceptor.accept(stream),
+                        )
+                        .await;
+                        match hs {
+                            Ok(Ok(s)) => {
+                                serve_conn(s, ctx.clone(), conn.clone(), local, peer).await
+                            }
+                            Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                            Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                        }
                     }
+                    None => serve_conn(stream, ctx.clone(), conn.clone(), local, peer).await,
                 }
-                None => serve_conn(stream, ctx.clone(), peer).await,
+            };
+            tokio::select! {
+                _ = work => {}
+                _ = conn.shed() => {
+                    tracing::debug!(%peer, "closed a connection that sent no request: others were waiting");
+                }
             }
-            drop(permit);
         });
+        // Let the new connection read what it was sent before the next
+        // accept: a scraper's request is usually there already.
+        tokio::task::yield_now().await;
     }
 }
 

@@ -18,6 +18,7 @@ pub mod remote_write;
 pub mod runtime;
 pub mod server;
 pub mod sources;
+pub mod state;
 pub mod stats;
 pub mod store;
 pub mod tools;

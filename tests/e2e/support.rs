@@ -40,9 +40,16 @@ impl Agent {
 
     /// Start without waiting.
     pub fn spawn(dir: &Path, state: &Path) -> Agent {
+        Self::spawn_with(dir, state, state, &[])
+    }
+
+    /// Start without waiting, logging into `log_dir`, with `--state-dir
+    /// state` and extra environment variables (`WEIR_LOG` among them
+    /// replaces the default).
+    pub fn spawn_with(dir: &Path, log_dir: &Path, state: &Path, env: &[(&str, &str)]) -> Agent {
         let port = free_port();
-        let log = state.join(format!("agent-{port}.log"));
-        std::fs::create_dir_all(state).expect("state dir");
+        let log = log_dir.join(format!("agent-{port}.log"));
+        std::fs::create_dir_all(log_dir).expect("log dir");
         let logf = std::fs::File::create(&log).expect("log file");
         let child = Command::new(WEIR)
             .args(["run", "--config-dir"])
@@ -52,6 +59,7 @@ impl Agent {
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .env("WEIR_LOG", "info,weir=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(logf)

@@ -203,6 +203,9 @@ pub struct SecuritySettings {
     pub admin_auth: AuthSettings,
     /// Networks allowed to connect; empty means any.
     pub allow: Vec<IpNet>,
+    /// Host names (in the `Host` header) served besides IP addresses and
+    /// `localhost`; see `server::security::host_allowed`.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// Whether `n` is a valid Prometheus metric name (`[a-zA-Z_][a-zA-Z0-9_]*`;

@@ -149,8 +149,9 @@ fn source_detail(s: &SourceSpec) -> String {
             }
         ),
         SourceSpec::Stdin => "standard input".into(),
-        SourceSpec::Exec { command } => command.join(" "),
-        SourceSpec::Http(h) => h.url.clone(),
+        // Shown to whoever may read /metrics: secrets hidden as in the log.
+        SourceSpec::Exec { command, .. } => crate::config::redact::argv(command),
+        SourceSpec::Http(h) => crate::config::redact::url(&h.url),
         SourceSpec::Process { interval, .. } => format!("every {interval:?}"),
     }
 }

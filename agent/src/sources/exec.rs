@@ -8,6 +8,12 @@
 //! `sleep` in a script) would otherwise hold the output pipe open and keep
 //! the source, and the agent's shutdown, waiting. On Linux the command is
 //! also killed if the agent dies without stopping it.
+//!
+//! The command does not inherit the agent's environment, which holds the
+//! agent's own secrets (bearer tokens and passwords read from `_env`
+//! settings): it gets [`DEFAULT_ENV`] and the variables its source's `env`
+//! names, nothing else. Its command line is logged with the values of
+//! secret-looking options redacted.
 use super::framing::{Framer, Lines, Resume};
 use super::{pump_lines, Batch};
 use crate::stats::PipelineStats;
@@ -36,11 +42,19 @@ const STDERR_LINES_PER_SEC: u32 = 50;
 /// Longest standard error line logged.
 const STDERR_LINE_BYTES: usize = 4096;
 
+/// Variables every command gets from the agent's environment (when set):
+/// where programs are, and the locale and time zone their output depends
+/// on. None of them holds a secret.
+pub const DEFAULT_ENV: &[&str] = &["PATH", "LANG", "LC_ALL", "TZ"];
+
 /// Settings of an exec source.
 #[derive(Clone)]
 pub struct ExecSettings {
     /// Program and arguments (no shell).
     pub command: Vec<String>,
+    /// Names of the agent's environment variables passed on, beyond
+    /// [`DEFAULT_ENV`].
+    pub env: Vec<String>,
     /// Longest line passed on.
     pub max_line_bytes: usize,
     /// Most lines per batch.
@@ -50,7 +64,7 @@ pub struct ExecSettings {
 /// The running child, so that `stop` can end it.
 pub type ChildSlot = Arc<Mutex<Option<Child>>>;
 
-fn spawn(command: &[String]) -> std::io::Result<Child> {
+fn spawn(command: &[String], env: &[String]) -> std::io::Result<Child> {
     let Some((program, args)) = command.split_first() else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -58,6 +72,16 @@ fn spawn(command: &[String]) -> std::io::Result<Child> {
         ));
     };
     let mut cmd = Command::new(program);
+    cmd.env_clear();
+    for name in DEFAULT_ENV
+        .iter()
+        .copied()
+        .chain(env.iter().map(String::as_str))
+    {
+        if let Some(v) = std::env::var_os(name) {
+            cmd.env(name, v);
+        }
+    }
     cmd.args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -87,19 +111,21 @@ pub fn run(
     slot: ChildSlot,
     pipeline: String,
 ) {
-    let origin: Arc<str> = Arc::from(settings.command.join(" "));
+    // The command line as logged and as plugins see it (an origin may end
+    // up in a label): secret-looking values hidden.
+    let shown = crate::config::redact::argv(&settings.command);
+    let origin: Arc<str> = Arc::from(shown.as_str());
     let mut delay = MIN_RESTART;
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
-        let mut child = match spawn(&settings.command) {
+        let mut child = match spawn(&settings.command, &settings.env) {
             Ok(c) => c,
             Err(e) => {
                 stats.source_up.store(false, Ordering::Relaxed);
                 stats.source_error(ERROR_REASONS[1]);
                 tracing::error!(
                     pipeline = %pipeline,
-                    "cannot run {:?}: {e}; retrying in {delay:?}",
-                    settings.command
+                    "cannot run `{shown}`: {e}; retrying in {delay:?}"
                 );
                 sleep_unless_stopped(delay, &stop);
                 delay = (delay * 2).min(MAX_RESTART);
@@ -107,7 +133,7 @@ pub fn run(
             }
         };
         stats.source_up.store(true, Ordering::Relaxed);
-        tracing::info!(pipeline = %pipeline, pid = child.id(), "started {:?}", settings.command);
+        tracing::info!(pipeline = %pipeline, pid = child.id(), "started `{shown}`");
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
         *slot.lock() = Some(child);
@@ -154,8 +180,7 @@ pub fn run(
         }
         tracing::warn!(
             pipeline = %pipeline,
-            "{:?} exited ({}); restarting in {delay:?}",
-            settings.command,
+            "`{shown}` exited ({}); restarting in {delay:?}",
             status
                 .map(|s| s.to_string())
                 .unwrap_or_else(|| "unknown status".into())

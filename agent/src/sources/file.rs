@@ -32,7 +32,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -163,7 +163,7 @@ fn line_start_near_end(file: &File, size: u64) -> (u64, bool) {
 #[derive(Debug)]
 pub struct Checkpoints {
     entries: Mutex<HashMap<u64, Entry>>,
-    path: Option<PathBuf>,
+    path: Option<CheckpointFile>,
     dirty: AtomicBool,
     /// Held while writing; when the last write was made (none yet: the
     /// first registration is written at once, so that a crash right after
@@ -188,7 +188,7 @@ struct OnDisk {
 
 impl Checkpoints {
     /// Checkpoints kept in `path` (none kept when `None`).
-    pub fn new(path: Option<PathBuf>) -> Arc<Self> {
+    pub fn new(path: Option<CheckpointFile>) -> Arc<Self> {
         Arc::new(Checkpoints {
             entries: Mutex::new(HashMap::new()),
             path,
@@ -206,15 +206,24 @@ impl Checkpoints {
         let Some(p) = &self.path else {
             return Vec::new();
         };
-        match std::fs::read(p) {
-            Ok(b) => match serde_json::from_slice::<OnDisk>(&b) {
+        match p.dir.read(&p.name, MAX_CHECKPOINT_BYTES) {
+            Ok(Some(b)) => match serde_json::from_slice::<OnDisk>(&b) {
                 Ok(d) => d.files,
                 Err(e) => {
-                    tracing::warn!(path = %p.display(), "ignoring unreadable checkpoint file: {e}");
+                    tracing::warn!(path = %p.path().display(), "ignoring unreadable checkpoint file: {e}");
                     Vec::new()
                 }
             },
-            Err(_) => Vec::new(),
+            Ok(None) => Vec::new(),
+            Err(why) => {
+                // Its offsets could have been written by someone else:
+                // start as without checkpoints, and replace it.
+                tracing::warn!(path = %p.path().display(), "ignoring an untrusted checkpoint file ({why})");
+                if let Err(e) = p.dir.discard(&p.name) {
+                    tracing::warn!(path = %p.path().display(), "cannot remove it: {e}");
+                }
+                Vec::new()
+            }
         }
     }
 
@@ -296,19 +305,9 @@ impl Checkpoints {
             Ok(d) => d,
             Err(_) => return,
         };
-        let tmp = p.with_extension("tmp");
-        let write = || -> std::io::Result<()> {
-            if let Some(dir) = p.parent() {
-                std::fs::create_dir_all(dir)?;
-            }
-            let mut f = File::create(&tmp)?;
-            std::io::Write::write_all(&mut f, &data)?;
-            f.sync_data()?;
-            std::fs::rename(&tmp, p)
-        };
-        if let Err(e) = write() {
+        if let Err(e) = p.dir.write(&p.name, &data) {
             self.dirty.store(true, Ordering::Relaxed);
-            tracing::warn!(path = %p.display(), "cannot write checkpoint: {e}");
+            tracing::warn!(path = %p.path().display(), "cannot write checkpoint: {e}");
         }
     }
 }
@@ -766,25 +765,57 @@ pub struct SavedOffset {
     pub offset: u64,
 }
 
-/// The checkpoints saved in a checkpoint file (for `weir state`).
-pub fn read_checkpoint_file(path: &Path) -> Result<Vec<SavedOffset>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
+/// The checkpoints saved in checkpoint file `name` of `dir` (for `weir
+/// state`), read with the state directory's checks; `Ok(None)` when there
+/// is no such file.
+pub fn read_checkpoint_file(
+    dir: &crate::state::StateDir,
+    name: &str,
+) -> Result<Option<Vec<SavedOffset>>, String> {
+    let path = dir.path().join(name);
+    let bytes = match dir.read(name, MAX_CHECKPOINT_BYTES) {
+        Ok(Some(b)) => b,
+        Ok(None) => return Ok(None),
+        Err(why) => return Err(format!("{}: not trusted: {why}", path.display())),
+    };
     let d: OnDisk = serde_json::from_slice(&bytes)
         .map_err(|e| format!("{}: not a checkpoint file: {e}", path.display()))?;
-    Ok(d.files
-        .into_iter()
-        .map(|e| SavedOffset {
-            path: e.path,
-            offset: e.offset,
-        })
-        .collect())
+    Ok(Some(
+        d.files
+            .into_iter()
+            .map(|e| SavedOffset {
+                path: e.path,
+                offset: e.offset,
+            })
+            .collect(),
+    ))
 }
 
-/// Where the checkpoints of a pipeline live in the state directory.
-pub fn checkpoint_path(state_dir: &Path, pipeline: &str) -> PathBuf {
-    state_dir
-        .join("checkpoints")
-        .join(format!("{pipeline}.json"))
+/// Where the checkpoints of a pipeline live: `PIPELINE.json` in the state
+/// directory's `checkpoints` directory, read and written through
+/// [`StateDir`](crate::state::StateDir)'s checks.
+#[derive(Debug)]
+pub struct CheckpointFile {
+    dir: Arc<crate::state::StateDir>,
+    name: String,
+}
+
+/// Largest checkpoint file read (one entry per followed file).
+const MAX_CHECKPOINT_BYTES: u64 = 64 << 20;
+
+impl CheckpointFile {
+    /// The checkpoint file of `pipeline` in `dir`.
+    pub fn new(dir: Arc<crate::state::StateDir>, pipeline: &str) -> Self {
+        CheckpointFile {
+            dir,
+            name: format!("{pipeline}.json"),
+        }
+    }
+
+    /// Its path, for messages.
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join(&self.name)
+    }
 }
 
 #[cfg(test)]
@@ -830,7 +861,7 @@ mod tests {
         }
     }
 
-    fn append(path: &Path, text: &str) {
+    fn append(path: &std::path::Path, text: &str) {
         let mut f = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

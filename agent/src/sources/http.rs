@@ -103,15 +103,9 @@ fn chain(e: &dyn std::error::Error) -> String {
 impl Poller {
     /// Build the client.
     pub fn new(settings: HttpSettings) -> Result<Self, String> {
-        // The URL is written in log lines and handed to the plugin: no
-        // secrets in it.
-        let url = reqwest::Url::parse(&settings.url)
-            .map_err(|e| format!("url \"{}\": {e}", settings.url))?;
-        if !url.username().is_empty() || url.password().is_some() {
-            return Err(
-                "the url holds a user name or password, which would be logged: use basic_auth with password_file or password_env".into(),
-            );
-        }
+        // The URL is written in log lines (redacted) and handed to the
+        // plugin: no user info in it, by the rule for every URL.
+        crate::config::redact::check_url(&settings.url).map_err(|e| format!("url {e}"))?;
         let mut b = reqwest::blocking::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
@@ -165,7 +159,7 @@ impl Poller {
             }
             None => {}
         }
-        let resp = req.send().map_err(classify)?;
+        let resp = req.send().map_err(|e| classify(e, &s.url))?;
         let status = resp.status().as_u16();
         let accepted = if s.accept_status.is_empty() {
             (200..300).contains(&status)
@@ -201,7 +195,7 @@ impl Poller {
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(body_error(&e)),
+                Err(e) => return Err(body_error(&e, &s.url)),
             };
             body.extend_from_slice(&chunk[..n]);
             if started.elapsed() > s.timeout {
@@ -220,8 +214,9 @@ impl Poller {
 }
 
 /// Why reading a body failed: the deadline passed (the whole request has
-/// one), or something else, with the causes spelled out.
-fn body_error(e: &std::io::Error) -> PollError {
+/// one), or something else, with the causes spelled out (and the URL's
+/// secrets hidden).
+fn body_error(e: &std::io::Error, url: &str) -> PollError {
     let mut timed_out = e.kind() == std::io::ErrorKind::TimedOut;
     let mut cur: Option<&(dyn std::error::Error + 'static)> = e.get_ref().map(|i| i as _);
     while let Some(c) = cur {
@@ -236,12 +231,17 @@ fn body_error(e: &std::io::Error) -> PollError {
     if timed_out {
         PollError::Timeout
     } else {
-        PollError::Other(format!("reading the body: {}", chain(e)))
+        PollError::Other(format!(
+            "reading the body: {}",
+            crate::config::redact::text(&chain(e), url)
+        ))
     }
 }
 
-fn classify(e: reqwest::Error) -> PollError {
-    let text = chain(&e);
+/// The kind of a client error, its text with the URL's secrets hidden
+/// (the client's messages name the URL, query string included).
+fn classify(e: reqwest::Error, url: &str) -> PollError {
+    let text = crate::config::redact::text(&chain(&e), url);
     if e.is_timeout() {
         PollError::Timeout
     } else if e.is_redirect() {
@@ -291,13 +291,13 @@ mod tests {
     #[test]
     fn body_errors_tell_timeouts_apart() {
         let t = std::io::Error::new(std::io::ErrorKind::TimedOut, "slow");
-        assert_eq!(body_error(&t), PollError::Timeout);
+        assert_eq!(body_error(&t, "http://h/"), PollError::Timeout);
         let inner = std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline");
         let wrapped = std::io::Error::other(inner);
-        assert_eq!(body_error(&wrapped), PollError::Timeout);
+        assert_eq!(body_error(&wrapped, "http://h/"), PollError::Timeout);
         let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "cut short");
         assert_eq!(
-            body_error(&std::io::Error::other(eof)),
+            body_error(&std::io::Error::other(eof), "http://h/"),
             PollError::Other("reading the body: cut short".into())
         );
     }

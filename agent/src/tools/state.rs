@@ -1,6 +1,7 @@
 //! `weir state`: what the agent keeps in its state directory, and
 //! forgetting one pipeline's file positions.
-use crate::sources::file::{checkpoint_path, read_checkpoint_file};
+use crate::sources::file::read_checkpoint_file;
+use crate::state::StateDir;
 use anyhow::{bail, Context, Result};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -16,31 +17,35 @@ fn valid_pipeline_name(name: &str) -> bool {
 /// Every pipeline's file checkpoints: file, saved offset, the file's size
 /// now and what that means for the next start.
 pub fn state_list(state_dir: &Path) -> Result<String> {
-    let dir = state_dir.join("checkpoints");
     let mut out = format!("state directory: {}\n", state_dir.display());
-    let mut files: Vec<_> = match std::fs::read_dir(&dir) {
-        Ok(rd) => rd
-            .flatten()
-            .map(|e| e.path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => bail!("{}: {e}", dir.display()),
+    // Through the agent's own checks: a directory it would refuse is
+    // reported, not read.
+    let dir = match StateDir::open_existing(state_dir).map_err(anyhow::Error::msg)? {
+        Some(d) => Some(d.subdir("checkpoints").map_err(anyhow::Error::msg)?),
+        None => None,
     };
-    files.sort();
+    let files = match &dir {
+        Some(d) => d
+            .names(".json")
+            .with_context(|| format!("{}", d.path().display()))?,
+        None => Vec::new(),
+    };
     if files.is_empty() {
         out.push_str("no checkpoints: every file source starts as its start_at says\n");
         return Ok(out);
     }
+    let Some(dir) = dir else { return Ok(out) };
     for f in files {
-        let name = f
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let _ = writeln!(out, "pipeline \"{name}\" ({}):", f.display());
-        match read_checkpoint_file(&f) {
-            Ok(list) if list.is_empty() => out.push_str("  no files\n"),
-            Ok(list) => {
+        let name = f.strip_suffix(".json").unwrap_or(&f);
+        let _ = writeln!(
+            out,
+            "pipeline \"{name}\" ({}):",
+            dir.path().join(&f).display()
+        );
+        match read_checkpoint_file(&dir, &f) {
+            Ok(None) => out.push_str("  gone\n"),
+            Ok(Some(list)) if list.is_empty() => out.push_str("  no files\n"),
+            Ok(Some(list)) => {
                 for e in list {
                     let now = match std::fs::metadata(&e.path) {
                         Ok(md) if md.len() == e.offset => {
@@ -72,22 +77,23 @@ pub fn state_reset(state_dir: &Path, pipeline: &str) -> Result<String> {
     if !valid_pipeline_name(pipeline) {
         bail!("\"{pipeline}\" is not a pipeline name");
     }
-    let p = checkpoint_path(state_dir, pipeline);
-    let n = match read_checkpoint_file(&p) {
-        Ok(l) => l.len(),
-        Err(_) if !p.exists() => {
-            let known: Vec<String> = std::fs::read_dir(state_dir.join("checkpoints"))
-                .map(|rd| {
-                    rd.flatten()
-                        .filter_map(|e| {
-                            let p = e.path();
-                            (p.extension()? == "json")
-                                .then(|| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
-                                .flatten()
-                        })
-                        .collect()
-                })
-                .unwrap_or_default();
+    let dir = StateDir::open_existing(state_dir)
+        .map_err(anyhow::Error::msg)?
+        .map(|d| d.subdir("checkpoints"))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let file = format!("{pipeline}.json");
+    let n = match dir.as_ref().map(|d| read_checkpoint_file(d, &file)) {
+        Some(Ok(Some(l))) => l.len(),
+        Some(Err(_)) => 0,
+        None | Some(Ok(None)) => {
+            let known: Vec<String> = dir
+                .as_ref()
+                .and_then(|d| d.names(".json").ok())
+                .unwrap_or_default()
+                .iter()
+                .map(|n| n.trim_end_matches(".json").to_string())
+                .collect();
             bail!(
                 "no checkpoints for pipeline \"{pipeline}\" in {} (pipelines with checkpoints: {})",
                 state_dir.display(),
@@ -98,9 +104,11 @@ pub fn state_reset(state_dir: &Path, pipeline: &str) -> Result<String> {
                 }
             );
         }
-        Err(_) => 0,
     };
-    std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
+    if let Some(d) = &dir {
+        d.discard(&file)
+            .with_context(|| format!("removing {}", d.path().join(&file).display()))?;
+    }
     Ok(format!(
         "forgot the checkpoints of pipeline \"{pipeline}\" ({n} file(s)); at its next start its files are read as start_at says.\n\
          If an agent is running with this state directory, restart it now: a running agent writes its checkpoints again.\n"
