@@ -162,7 +162,9 @@ fn a_256_mib_line_on_stdin_is_cut_counted_and_costs_no_memory() {
     input.write_all(b"\r\nlast\r\n").expect("write");
     input.flush().expect("flush");
     let s = wait("the long line and the last line", &|s| {
-        counts(s, "stdin").0 == 3.0
+        // Lines are counted when read, the words when the plugin's
+        // updates are applied: wait for both.
+        counts(s, "stdin").0 == 3.0 && s.val("stdin_lines_total", &[("word", "last")]) == 1.0
     });
     assert_eq!(counts(&s, "stdin"), (3.0, 1.0));
     for word in ["first", "cut", "last"] {
