@@ -493,6 +493,20 @@ fn check(dir: &Path) -> ExitCode {
 }
 
 fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> ExitCode {
+    // Made absolute once, here: the watcher reports absolute paths, and a
+    // relative directory (the README's `--config-dir examples/nginx`) never
+    // matched them, so no edit was ever applied. Symlinks are kept as given
+    // (`std::path::absolute` does not resolve them), so a ConfigMap's
+    // `..data` swap is still seen through the same names.
+    let abs = match std::path::absolute(dir) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("{}: cannot make the path absolute: {e}", dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let dir = abs.as_path();
+    let state_dir = state_dir.map(|s| std::path::absolute(&s).unwrap_or(s));
     let cfg = match config::load_dir(dir) {
         Ok(c) => c,
         Err(errors) => {
