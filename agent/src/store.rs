@@ -357,10 +357,13 @@ pub struct Applied {
 }
 
 impl Applied {
-    fn reject(&mut self, r: Reject) {
+    fn reject_n(&mut self, r: Reject, count: u64) {
+        if count == 0 {
+            return;
+        }
         match self.rejected.iter_mut().find(|(k, _)| *k == r) {
-            Some((_, n)) => *n += 1,
-            None => self.rejected.push((r, 1)),
+            Some((_, n)) => *n += count,
+            None => self.rejected.push((r, count)),
         }
     }
 }
@@ -453,26 +456,39 @@ impl PipelineStore {
             Semantics::Snapshot => vec![HashSet::new(); self.families.len()],
             Semantics::Events => Vec::new(),
         };
-        for (fi, labels, change) in updates {
+        for (fi, labels, mut change) in updates {
+            // An observe-many is that many updates, each judged on its own,
+            // so what is refused does not depend on how a plugin's
+            // observations were gathered into calls (issue 19).
+            let mut weight = match &change {
+                Change::Observe(vs) => vs.len() as u64,
+                _ => 1,
+            };
             let Some(fam) = self.families.get_mut(fi as usize).and_then(Option::as_mut) else {
-                res.reject(Reject::UnknownFamily);
+                res.reject_n(Reject::UnknownFamily, weight);
                 continue;
             };
             let decl = &fam.decl;
             if labels.len() + self.const_values.len() != decl.labels.len() {
-                res.reject(Reject::LabelCount);
+                res.reject_n(Reject::LabelCount, weight);
                 continue;
             }
             if labels.iter().any(|l| l.len() > MAX_LABEL_VALUE_BYTES) {
-                res.reject(Reject::LabelTooLong);
+                res.reject_n(Reject::LabelTooLong, weight);
                 continue;
             }
-            let finite = match &change {
+            let finite = match &mut change {
                 // A gauge read from elsewhere may be NaN or infinite (both
                 // formats carry them); nothing accumulates into it.
                 Change::Set(_) if decl.kind == Kind::Gauge => true,
                 Change::Add(v) | Change::Set(v) => v.is_finite(),
-                Change::Observe(vs) => vs.iter().all(|v| v.is_finite()),
+                Change::Observe(vs) => {
+                    let before = vs.len();
+                    vs.retain(|v| v.is_finite());
+                    res.reject_n(Reject::NotFinite, (before - vs.len()) as u64);
+                    weight = vs.len() as u64;
+                    !vs.is_empty()
+                }
                 // A reading without a sum (valid in both formats) has NaN.
                 Change::SetHistogram(_, sum) => !sum.is_infinite(),
                 // A summary with no observations has NaN quantiles.
@@ -481,29 +497,30 @@ impl PipelineStore {
                 }
             };
             if !finite {
-                res.reject(Reject::NotFinite);
+                // (an observe-many's values were counted one by one above)
+                res.reject_n(Reject::NotFinite, weight);
                 continue;
             }
             match (decl.kind, &change) {
                 (Kind::Counter, Change::Add(v)) if *v < 0.0 => {
-                    res.reject(Reject::NegativeCounter);
+                    res.reject_n(Reject::NegativeCounter, weight);
                     continue;
                 }
                 (Kind::Counter, Change::Set(v)) if *v < 0.0 => {
-                    res.reject(Reject::NegativeCounter);
+                    res.reject_n(Reject::NegativeCounter, weight);
                     continue;
                 }
                 (Kind::Histogram, Change::SetHistogram(counts, _))
                     if counts.len() != decl.buckets.len() + 1 =>
                 {
-                    res.reject(Reject::WrongOp);
+                    res.reject_n(Reject::WrongOp, weight);
                     continue;
                 }
                 (Kind::Counter | Kind::Gauge, Change::Add(_) | Change::Set(_))
                 | (Kind::Histogram, Change::Observe(_) | Change::SetHistogram(..))
                 | (Kind::Summary, Change::SetSummary(..)) => {}
                 _ => {
-                    res.reject(Reject::WrongOp);
+                    res.reject_n(Reject::WrongOp, weight);
                     continue;
                 }
             }
@@ -521,7 +538,7 @@ impl PipelineStore {
                 Some(v) => v,
                 None => {
                     if self.series >= self.max_series {
-                        res.reject(Reject::SeriesLimit);
+                        res.reject_n(Reject::SeriesLimit, weight);
                         continue;
                     }
                     self.series += 1;
@@ -703,6 +720,47 @@ mod tests {
 
     fn l(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn each_observation_of_an_observe_many_is_judged_on_its_own() {
+        // Issue 19: batched or one by one, the same values are refused.
+        let mut s = PipelineStore::new(vec![], 100);
+        s.declare(vec![
+            decl("h", Kind::Histogram, &[], &[1.0]),
+            decl("c_total", Kind::Counter, &[], &[]),
+        ]);
+        let r = s.apply(
+            vec![
+                (
+                    0,
+                    l(&[]),
+                    Change::Observe(vec![0.5, f64::NAN, 2.0, f64::INFINITY]),
+                ),
+                (0, l(&["extra"]), Change::Observe(vec![1.0, 1.0, 1.0])),
+                (1, l(&[]), Change::Observe(vec![1.0, 2.0])),
+                (0, l(&[]), Change::Observe(vec![f64::NAN])),
+            ],
+            Semantics::Events,
+        );
+        let mut rejected = r.rejected.clone();
+        rejected.sort_by_key(|(k, _)| k.as_str());
+        assert_eq!(
+            rejected,
+            vec![
+                (Reject::LabelCount, 3),
+                (Reject::NotFinite, 3),
+                (Reject::WrongOp, 2)
+            ]
+        );
+        let f = s.families().next().expect("family");
+        match f.series.get(&l(&[])) {
+            Some(Value::Histogram { counts, sum }) => {
+                assert_eq!(counts, &vec![1, 1]);
+                assert_eq!(*sum, 2.5);
+            }
+            _ => panic!("no histogram series"),
+        }
     }
 
     #[test]

@@ -175,10 +175,15 @@ impl Framer {
 }
 
 /// Turn raw line bytes into a string for the plugin: invalid UTF-8 becomes
-/// U+FFFD, a trailing `\r` is dropped, and the line is cut at `max` bytes
-/// (at a character boundary). Returns the line and whether it was cut.
+/// U+FFFD, a trailing `\r` is dropped, a UTF-8 byte-order mark at the start
+/// is dropped, and the line is cut at `max` bytes (at a character
+/// boundary). Returns the line and whether it was cut.
 pub fn decode_line(raw: &[u8], max: usize) -> (String, bool) {
     let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+    // A UTF-8 byte-order mark (Windows tools write one at the start of a
+    // file or stream; after copytruncate a writer may write it again) is not
+    // part of the line: a rule anchored at `^` must still match.
+    let raw = raw.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(raw);
     let (raw, cut) = if raw.len() > max {
         (&raw[..max], true)
     } else {

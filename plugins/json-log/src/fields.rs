@@ -31,9 +31,13 @@ impl<'a> Field<'a> {
         // serde_json hands raw values without surrounding whitespace.
         match raw.as_bytes().first()? {
             b'"' if !raw.contains('\\') => Some(Field::Str(Cow::Borrowed(&raw[1..raw.len() - 1]))),
-            b'"' => serde_json::from_str::<String>(raw)
-                .ok()
-                .map(|s| Field::Str(Cow::Owned(s))),
+            // A string that does not decode (serde_json refuses lone
+            // surrogates, which the caller replaces first) is present all
+            // the same: keep its text as written rather than treat it as absent.
+            b'"' => Some(Field::Str(match serde_json::from_str::<String>(raw) {
+                Ok(s) => Cow::Owned(s),
+                Err(_) => Cow::Borrowed(&raw[1..raw.len() - 1]),
+            })),
             b't' => Some(Field::Bool(true)),
             b'f' => Some(Field::Bool(false)),
             b'n' => None,

@@ -49,7 +49,8 @@
 //!   number, a numeric string, or a boolean (1/0). A line whose value field
 //!   is absent (without default), not numeric, or not finite is counted as
 //!   rejected for that action; so is a negative value added to a counter.
-//! - `scale` multiplies the value (milliseconds to seconds: 0.001).
+//! - `scale` multiplies the value (milliseconds to seconds: 0.001), exactly
+//!   in decimal, so 350 ms is the 0.35 a bucket bound says (`weir_sdk::units`).
 //! - `op` is `add` (counters), `observe` (histograms), `set` or `add`
 //!   (gauges; `set` by default).
 //! - `parse = "duration"` also reads Go duration strings (`"1.5s"`,
@@ -94,7 +95,7 @@ use regex::Regex;
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use weir_sdk::{Batch, Families, FamilyId, Kind, LogPlugin, Output};
+use weir_sdk::{Batch, Families, FamilyId, Kind, LogPlugin, Output, Scale};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -204,7 +205,7 @@ struct Emit {
     family: FamilyId,
     labels: Vec<Vec<Part>>,
     value: Value,
-    scale: f64,
+    scale: Scale,
     op: Op,
     duration: bool,
     counter: bool,
@@ -381,7 +382,8 @@ impl Emit {
                     }
                 }
             }
-        } * self.scale;
+        };
+        let v = self.scale.apply(v);
         if !v.is_finite() || (self.counter && v < 0.0) {
             out.reject();
             return;
@@ -430,38 +432,64 @@ fn duration_seconds(f: &Field<'_>) -> Option<f64> {
     parse_go_duration(s.trim())
 }
 
+/// A Go duration (`1h2m0.35s`, `250ms`, `1.5µs`) in seconds. The parts
+/// are summed exactly in whole nanoseconds (as Go does; finer digits are
+/// dropped) and rounded once, so `1h0.35s` is the nearest `f64` to 3600.35.
 fn parse_go_duration(s: &str) -> Option<f64> {
-    let (sign, mut rest) = match s.as_bytes().first()? {
-        b'-' => (-1.0, &s[1..]),
-        b'+' => (1.0, &s[1..]),
-        _ => (1.0, s),
+    let (neg, mut rest) = match s.as_bytes().first()? {
+        b'-' => (true, &s[1..]),
+        b'+' => (false, &s[1..]),
+        _ => (false, s),
     };
     if rest.is_empty() {
         return None;
     }
-    let mut total = 0.0;
+    if rest == "0" {
+        return Some(0.0);
+    }
+    let mut ns: i128 = 0;
     while !rest.is_empty() {
         let num_end = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
-        let n: f64 = rest[..num_end].parse().ok()?;
+        let (int, frac) = rest[..num_end]
+            .split_once('.')
+            .unwrap_or((&rest[..num_end], ""));
+        if int.is_empty() && frac.is_empty() || int.len() > 20 {
+            return None;
+        }
         rest = &rest[num_end..];
         let unit_end = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
             .unwrap_or(rest.len());
-        // Divide for the sub-second units: 250ms is then exactly 0.25.
-        total += match &rest[..unit_end] {
-            "ns" => n / 1e9,
-            "us" | "µs" | "μs" => n / 1e6,
-            "ms" => n / 1e3,
-            "s" => n,
-            "m" => n * 60.0,
-            "h" => n * 3600.0,
+        let unit: i128 = match &rest[..unit_end] {
+            "ns" => 1,
+            "us" | "µs" | "μs" => 1_000,
+            "ms" => 1_000_000,
+            "s" => 1_000_000_000,
+            "m" => 60_000_000_000,
+            "h" => 3_600_000_000_000,
             _ => return None,
         };
         rest = &rest[unit_end..];
+        let whole: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+        let mut part = whole.checked_mul(unit)?;
+        // The fraction, digit by digit, down to whole nanoseconds.
+        let mut place = unit;
+        for c in frac.bytes() {
+            if !c.is_ascii_digit() {
+                return None;
+            }
+            place /= 10;
+            if place == 0 {
+                break;
+            }
+            part += i128::from(c - b'0') * place;
+        }
+        ns = ns.checked_add(part)?;
     }
-    Some(sign * total)
+    let secs: f64 = format!("{ns}e-9").parse().ok()?;
+    Some(if neg { -secs } else { secs })
 }
 
 impl JsonLog {
@@ -548,10 +576,8 @@ impl JsonLog {
                     }
                 };
                 let value = compile_value(&e.value, &mut fields, &ewhat)?;
-                let scale = e.scale.unwrap_or(1.0);
-                if !scale.is_finite() {
-                    return Err(format!("{ewhat}: scale must be a finite number"));
-                }
+                let scale =
+                    Scale::new(e.scale.unwrap_or(1.0)).map_err(|m| format!("{ewhat}: {m}"))?;
                 emits.push(Emit {
                     family,
                     labels,
@@ -611,8 +637,15 @@ impl LogPlugin for JsonLog {
     }
 
     fn on_lines(&mut self, batch: &Batch, out: &mut Output) -> Result<(), String> {
+        // Lone surrogate escapes become U+FFFD first: serde_json would refuse
+        // the string, and its field would look absent (issue 13).
+        let lines: Vec<Cow<'_, str>> = batch
+            .lines
+            .iter()
+            .map(|l| weir_sdk::json::replace_lone_surrogates_str(l))
+            .collect();
         let mut slots = Vec::new();
-        for line in &batch.lines {
+        for line in &lines {
             self.line(line, &mut slots, out);
         }
         Ok(())

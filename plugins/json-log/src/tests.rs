@@ -22,7 +22,7 @@ const ZEROLOG: &str = r#"{
 fn run(cfg: &str, lines: &[&str]) -> Output {
     let mut f = Families::default();
     let p = JsonLog::from_config(cfg, &mut f).expect("config");
-    let mut out = Output::new();
+    let mut out = Output::for_families(&f);
     let mut slots = Vec::new();
     for l in lines {
         p.line(l, &mut slots, &mut out);
@@ -216,6 +216,13 @@ fn go_durations() {
     assert_eq!(parse_go_duration("5"), None);
     assert_eq!(parse_go_duration("5x"), None);
     assert_eq!(parse_go_duration("-"), None);
+    // Exact in decimal (issue 13): summed in nanoseconds, rounded once.
+    assert_eq!(parse_go_duration("350ms"), Some(0.35));
+    assert_eq!(parse_go_duration("0.35ms"), Some(0.00035));
+    assert_eq!(parse_go_duration("1h0.35s"), Some(3600.35));
+    assert_eq!(parse_go_duration("1m0.7s"), Some(60.7));
+    assert_eq!(parse_go_duration("0"), Some(0.0));
+    assert_eq!(parse_go_duration("1.2.3s"), None);
 }
 
 #[test]
@@ -324,5 +331,31 @@ fn throughput() {
         el.as_nanos() as f64 / n as f64,
         n as f64 / el.as_secs_f64()
     );
+    assert_eq!(out.rejected(), 0);
+}
+
+#[test]
+fn a_lone_surrogate_keeps_its_field_with_the_replacement_character() {
+    // Issue 13: `{"host":"bad\ud800x"}` was counted under the default, as if
+    // `host` were absent.
+    let cfg = r#"{"metrics":[{"name":"r_total","type":"counter","labels":["host"]}],
+        "rules":[{"match":[{"field":"host","regex":"^bad"}],
+                  "emit":[{"metric":"r_total","labels":{"host":"${host:-none}"}}]}]}"#;
+    let mut f = Families::default();
+    let mut p = JsonLog::from_config(cfg, &mut f).expect("config");
+    let mut out = Output::new();
+    let batch = Batch {
+        origin: "t".into(),
+        lines: vec![
+            r#"{"host":"bad\ud800x"}"#.into(),
+            r#"{"host":"bad\udc00\ud83d\ude00"}"#.into(),
+            r#"{"bad\ud800key":1,"host":"bad"}"#.into(),
+        ],
+    };
+    p.on_lines(&batch, &mut out).expect("lines");
+    assert_eq!(added(&out, 0, &["bad\u{fffd}x"]), 1.0);
+    assert_eq!(added(&out, 0, &["bad\u{fffd}\u{1f600}"]), 1.0);
+    assert_eq!(added(&out, 0, &["bad"]), 1.0);
+    assert!(find(&out, 0, &["none"]).is_none());
     assert_eq!(out.rejected(), 0);
 }

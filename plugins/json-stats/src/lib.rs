@@ -22,7 +22,7 @@
 //!   itself, `@`), or a number (`value = 1` for info-style series).
 //! - Numbers are read as they are, booleans as 1/0, strings through
 //!   `value_map` (`{ UP = 1, DOWN = 0 }`, exact match) and then as numeric
-//!   text (`"42"`). `scale` multiplies the result (megabytes to bytes:
+//!   text (`"42"`). `scale` multiplies the result, exactly in decimal (megabytes to bytes:
 //!   1048576). A missing or `null` value yields no series; any other value
 //!   that is not a number (an object, an unmapped string, a negative counter,
 //!   infinity) is counted as rejected.
@@ -137,7 +137,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use weir_sdk::{Families, FamilyId, HttpPlugin, Kind, Output, Response};
+use weir_sdk::{Families, FamilyId, HttpPlugin, Kind, Output, Response, Scale};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -202,7 +202,7 @@ struct Mapping {
     path: Path,
     value: ValueSource,
     value_map: HashMap<String, f64>,
-    scale: f64,
+    scale: Scale,
     labels: Vec<Vec<Part>>,
 }
 
@@ -382,10 +382,7 @@ impl JsonStats {
                     ValueSource::Ref(r)
                 }
             };
-            let scale = m.scale.unwrap_or(1.0);
-            if !scale.is_finite() {
-                return Err(format!("{what}: scale must be a finite number"));
-            }
+            let scale = Scale::new(m.scale.unwrap_or(1.0)).map_err(|e| format!("{what}: {e}"))?;
             let labels = m
                 .labels
                 .iter()
@@ -424,7 +421,8 @@ impl Mapping {
                     return;
                 }
             },
-        } * self.scale;
+        };
+        let v = self.scale.apply(v);
         if !v.is_finite() || (self.counter && v < 0.0) {
             out.reject();
             return;
@@ -476,7 +474,9 @@ impl HttpPlugin for JsonStats {
             .body
             .strip_prefix(b"\xEF\xBB\xBF")
             .unwrap_or(&response.body);
-        let doc = serde_json::from_slice::<Value>(body).map_err(|e| {
+        // Lone surrogate escapes become U+FFFD: serde_json refuses them.
+        let body = weir_sdk::json::replace_lone_surrogates(body);
+        let doc = serde_json::from_slice::<Value>(&body).map_err(|e| {
             format!(
                 "{} (HTTP {}): the body is not JSON: {e}",
                 response.url, response.status

@@ -297,11 +297,17 @@ fn duplicate_label_sets_last_wins() {
       {"name": "queue_depth", "path": "queues[*]", "value": "depth", "labels": {"queue": "${name}"}}
     ]}"#;
     let (mut p, f) = plugin(cfg);
-    let out = respond(
-        &mut p,
-        200,
-        r#"{"queues":[{"name":"q","depth":1},{"name":"q","depth":9},{"name":"r","depth":2}]}"#,
-    );
+    let r = Response {
+        url: "http://127.0.0.1:8080/stats".into(),
+        status: 200,
+        headers: vec![],
+        body:
+            br#"{"queues":[{"name":"q","depth":1},{"name":"q","depth":9},{"name":"r","depth":2}]}"#
+                .to_vec(),
+    };
+    // The export glue's Output knows the kinds: gauge sets merge.
+    let mut out = Output::for_families(&f);
+    p.on_response(&r, &mut out).expect("on_response");
     assert_eq!(out.len(), 2);
     assert_eq!(get(&f, &out, "queue_depth", &["q"]), Some(9.0));
 }
@@ -381,5 +387,39 @@ fn init_errors_name_the_mapping() {
     for (cfg, want) in cases {
         let e = err(cfg);
         assert!(e.contains(want), "{cfg}\n -> {e}");
+    }
+}
+
+#[test]
+fn a_lone_surrogate_is_kept_as_the_replacement_character() {
+    // Issue 13: serde_json refuses `\ud800`; the body must not be lost.
+    let cfg = r#"{"metrics": [
+      {"name": "reqs", "path": "backends.*.requests", "labels": {"backend": "${*}"}},
+      {"name": "info", "path": "version", "value": 1, "labels": {"version": "${@}"}}
+    ]}"#;
+    let (mut p, f) = plugin(cfg);
+    let out = respond(
+        &mut p,
+        200,
+        r#"{"version":"1.2\ud800-beta","backends":{"web\udfff1":{"requests":5},"web2":{"requests":7}}}"#,
+    );
+    assert_eq!(get(&f, &out, "reqs", &["web\u{fffd}1"]), Some(5.0));
+    assert_eq!(get(&f, &out, "reqs", &["web2"]), Some(7.0));
+    assert_eq!(get(&f, &out, "info", &["1.2\u{fffd}-beta"]), Some(1.0));
+}
+
+#[test]
+fn scale_is_exact_at_decimal_values() {
+    // Issue 13: 350 * 0.001 is 0.35000000000000003 in binary.
+    let cfg = r#"{"metrics": [{"name": "lat_seconds", "path": "ms", "scale": 0.001}]}"#;
+    let (mut p, f) = plugin(cfg);
+    for (ms, want) in [
+        ("350", 0.35),
+        ("700", 0.7),
+        ("950", 0.95),
+        ("0.35", 0.00035),
+    ] {
+        let out = respond(&mut p, 200, &format!(r#"{{"ms":{ms}}}"#));
+        assert_eq!(get(&f, &out, "lat_seconds", &[]), Some(want), "{ms}");
     }
 }

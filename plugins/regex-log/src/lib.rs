@@ -11,13 +11,14 @@
 //!   to a template (`"${method}"`, `"GET"`, `"code_${status}"`); a label left
 //!   out takes the capture of the same name. `value` is a capture name or a
 //!   number (default 1); `scale` multiplies it (milliseconds to seconds:
-//!   0.001). `op` is `add` (counters), `observe` (histograms), `set` or `add`
+//!   0.001), exactly in decimal, so 350 ms is the 0.35 a bucket bound says
+//!   (see `weir_sdk::units`). `op` is `add` (counters), `observe` (histograms), `set` or `add`
 //!   (gauges; `set` by default).
 use regex::{CaptureLocations, Regex};
 use serde::Deserialize;
 use std::borrow::Cow;
 use std::collections::HashMap;
-use weir_sdk::{Batch, Families, FamilyId, Kind, LogPlugin, Output};
+use weir_sdk::{Batch, Families, FamilyId, Kind, LogPlugin, Output, Scale};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -83,7 +84,7 @@ struct Emit {
     family: FamilyId,
     labels: Vec<Vec<Part>>,
     value: Value,
-    scale: f64,
+    scale: Scale,
     op: Op,
 }
 
@@ -226,11 +227,13 @@ impl RegexLog {
                         e.metric
                     ));
                 }
+                let scale =
+                    Scale::new(e.scale.unwrap_or(1.0)).map_err(|m| format!("{ewhat}: {m}"))?;
                 emits.push(Emit {
                     family: *family,
                     labels,
                     value,
-                    scale: e.scale.unwrap_or(1.0),
+                    scale,
                     op,
                 });
             }
@@ -253,7 +256,7 @@ impl RegexLog {
             }
             let cap = |i: usize| -> Option<&str> { rule.locs.get(i).map(|(s, e)| &line[s..e]) };
             for e in &rule.emits {
-                let v = match e.value {
+                let v = e.scale.apply(match e.value {
                     Value::Const(c) => c,
                     Value::Cap(i) => match cap(i) {
                         // An optional group that did not take part: nothing to record.
@@ -266,7 +269,7 @@ impl RegexLog {
                             }
                         },
                     },
-                } * e.scale;
+                });
                 let mut labels: Vec<Cow<'_, str>> = Vec::with_capacity(e.labels.len());
                 for parts in &e.labels {
                     let value: Cow<'_, str> = match parts.as_slice() {
@@ -333,7 +336,7 @@ mod tests {
     fn run(cfg: &str, lines: &[&str]) -> Output {
         let mut f = Families::default();
         let mut p = RegexLog::from_config(cfg, &mut f).expect("config");
-        let mut out = Output::new();
+        let mut out = Output::for_families(&f);
         for l in lines {
             p.line(l, &mut out);
         }
@@ -388,5 +391,21 @@ mod tests {
         assert_eq!(out.updates().len(), 1);
         assert_eq!(out.updates()[0].labels, vec!["key_a".to_string()]);
         assert!(matches!(out.updates()[0].change, Change::Set(v) if (v - 1.5).abs() < 1e-12));
+    }
+
+    #[test]
+    fn scaled_values_on_bucket_bounds_are_the_bounds() {
+        // Issue 13: 350 ms with scale 0.001 is le="0.35", not one bucket up.
+        let cfg = r#"{"metrics":[{"name":"t_seconds","type":"histogram","buckets":[0.35,0.7,0.95]}],
+            "rules":[{"regex":"took (?P<ms>[\\d.]+)ms",
+              "emit":[{"metric":"t_seconds","value":"ms","scale":0.001}]}]}"#;
+        let out = run(
+            cfg,
+            &["took 350ms", "took 700ms", "took 950ms", "took 0.35ms"],
+        );
+        match &out.updates()[0].change {
+            Change::ObserveMany(vs) => assert_eq!(vs, &vec![0.35, 0.7, 0.95, 0.00035]),
+            c => panic!("{c:?}"),
+        }
     }
 }

@@ -47,15 +47,18 @@ mod bindings;
 pub mod duration;
 mod labels;
 pub mod logfmt;
+pub mod json;
 mod output;
 #[cfg(feature = "serde")]
 pub mod settings;
 #[cfg(feature = "serde")]
 pub mod spec;
 pub mod timestamp;
+pub mod units;
 
 pub use labels::Labels;
 pub use output::Output;
+pub use units::Scale;
 
 #[doc(hidden)]
 pub mod __private {
@@ -252,6 +255,17 @@ impl Families {
     /// ```
     pub fn kind(&self, id: FamilyId) -> Option<Kind> {
         self.list.get(id.0 as usize).map(|f| f.kind)
+    }
+
+    /// The kind of each declared family, by id.
+    ///
+    /// ```
+    /// let mut f = weir_sdk::Families::default();
+    /// f.gauge("queue_depth", "Jobs waiting.", &[]);
+    /// assert_eq!(f.kinds(), vec![weir_sdk::Kind::Gauge]);
+    /// ```
+    pub fn kinds(&self) -> Vec<Kind> {
+        self.list.iter().map(|f| f.kind).collect()
     }
 
     #[doc(hidden)]
@@ -497,6 +511,28 @@ pub mod glue {
 
     thread_local! {
         static STATE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+        // Kinds of the families declared so far, so that each call's Output
+        // merges gauge updates as the host would apply them.
+        static KINDS: RefCell<Vec<Kind>> = const { RefCell::new(Vec::new()) };
+    }
+
+    fn declared(families: Families) -> Vec<wit::Family> {
+        KINDS.with(|k| *k.borrow_mut() = families.kinds());
+        families.into_wit()
+    }
+
+    /// Run one call with an Output that knows the kinds; keep the kinds it
+    /// learnt (families declared during the call) for the next.
+    fn call<T: 'static>(
+        f: impl FnOnce(&mut T, &mut Output) -> Result<(), String>,
+    ) -> Result<wit::Output, String> {
+        with_state::<T, _>(|p| {
+            let mut out = Output::with_kinds(KINDS.with(|k| k.borrow().clone()));
+            f(p, &mut out)?;
+            let (out, kinds) = out.into_parts();
+            KINDS.with(|k| *k.borrow_mut() = kinds);
+            Ok(out)
+        })
     }
 
     fn with_state<T: 'static, R>(f: impl FnOnce(&mut T) -> Result<R, String>) -> Result<R, String> {
@@ -517,30 +553,22 @@ pub mod glue {
         let mut families = Families::default();
         let p = T::init(&config, &mut families)?;
         store(p);
-        Ok(families.into_wit())
+        Ok(declared(families))
     }
 
     pub fn log_on_lines<T: LogPlugin>(batch: Batch) -> Result<wit::Output, String> {
-        with_state::<T, _>(|p| {
-            let mut out = Output::new();
-            p.on_lines(&batch, &mut out)?;
-            Ok(out.finish())
-        })
+        call::<T>(|p, out| p.on_lines(&batch, out))
     }
 
     pub fn http_init<T: HttpPlugin>(config: String) -> Result<Vec<wit::Family>, String> {
         let mut families = Families::default();
         let p = T::init(&config, &mut families)?;
         store(p);
-        Ok(families.into_wit())
+        Ok(declared(families))
     }
 
     pub fn http_on_response<T: HttpPlugin>(r: Response) -> Result<wit::Output, String> {
-        with_state::<T, _>(|p| {
-            let mut out = Output::new();
-            p.on_response(&r, &mut out)?;
-            Ok(out.finish())
-        })
+        call::<T>(|p, out| p.on_response(&r, out))
     }
 
     pub fn process_init<T: ProcessPlugin>(
@@ -552,18 +580,14 @@ pub mod glue {
         store(p);
         Ok(
             crate::bindings::process_world::exports::weir::plugin::process::Declaration {
-                families: families.into_wit(),
+                families: declared(families),
                 fields,
             },
         )
     }
 
     pub fn process_on_scan<T: ProcessPlugin>(scan: Scan) -> Result<wit::Output, String> {
-        with_state::<T, _>(|p| {
-            let mut out = Output::new();
-            p.on_scan(&scan, &mut out)?;
-            Ok(out.finish())
-        })
+        call::<T>(|p, out| p.on_scan(&scan, out))
     }
 }
 
