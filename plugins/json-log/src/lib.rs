@@ -432,64 +432,10 @@ fn duration_seconds(f: &Field<'_>) -> Option<f64> {
     parse_go_duration(s.trim())
 }
 
-/// A Go duration (`1h2m0.35s`, `250ms`, `1.5µs`) in seconds. The parts
-/// are summed exactly in whole nanoseconds (as Go does; finer digits are
-/// dropped) and rounded once, so `1h0.35s` is the nearest `f64` to 3600.35.
+/// A Go duration (`1h2m0.35s`, `250ms`, `1.5µs`) in seconds, exact in
+/// decimal (the SDK's parser, shared with every plugin).
 fn parse_go_duration(s: &str) -> Option<f64> {
-    let (neg, mut rest) = match s.as_bytes().first()? {
-        b'-' => (true, &s[1..]),
-        b'+' => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if rest.is_empty() {
-        return None;
-    }
-    if rest == "0" {
-        return Some(0.0);
-    }
-    let mut ns: i128 = 0;
-    while !rest.is_empty() {
-        let num_end = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
-        let (int, frac) = rest[..num_end]
-            .split_once('.')
-            .unwrap_or((&rest[..num_end], ""));
-        if int.is_empty() && frac.is_empty() || int.len() > 20 {
-            return None;
-        }
-        rest = &rest[num_end..];
-        let unit_end = rest
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(rest.len());
-        let unit: i128 = match &rest[..unit_end] {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return None,
-        };
-        rest = &rest[unit_end..];
-        let whole: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
-        let mut part = whole.checked_mul(unit)?;
-        // The fraction, digit by digit, down to whole nanoseconds.
-        let mut place = unit;
-        for c in frac.bytes() {
-            if !c.is_ascii_digit() {
-                return None;
-            }
-            place /= 10;
-            if place == 0 {
-                break;
-            }
-            part += i128::from(c - b'0') * place;
-        }
-        ns = ns.checked_add(part)?;
-    }
-    let secs: f64 = format!("{ns}e-9").parse().ok()?;
-    Some(if neg { -secs } else { secs })
+    weir_sdk::duration::parse(s).ok()
 }
 
 impl JsonLog {

@@ -21,6 +21,8 @@ use std::fmt;
 /// assert_eq!(duration::parse("1.5µs"), Ok(1.5e-6));
 /// assert_eq!(duration::parse("2d"), Ok(172_800.0));
 /// assert_eq!(duration::parse("0"), Ok(0.0));
+/// assert_eq!(duration::parse("350ms"), Ok(0.35)); // exact, not 0.35000000000000003
+/// assert_eq!(duration::parse("1h0.35s"), Ok(3600.35));
 /// assert!(duration::parse("12").is_err()); // a unit is needed
 /// ```
 pub fn parse(s: &str) -> Result<f64, Error> {
@@ -40,7 +42,11 @@ pub fn parse(s: &str) -> Result<f64, Error> {
     if rest == "0" {
         return Ok(0.0);
     }
-    let mut total = 0.0;
+    // Summed exactly in whole nanoseconds (finer digits are dropped, as Go
+    // does) and rounded once, so `350ms` is the 0.35 a bucket bound says
+    // and `1h0.35s` the nearest f64 to 3600.35 (issue 13: `350 * 0.001` is
+    // 0.35000000000000003, one bucket too high).
+    let mut ns: i128 = 0;
     while !rest.is_empty() {
         let n = rest
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -49,7 +55,6 @@ pub fn parse(s: &str) -> Result<f64, Error> {
         if number.is_empty() || number == "." || number.matches('.').count() > 1 {
             return Err(err(ErrorKind::Number));
         }
-        let value: f64 = number.parse().map_err(|_| err(ErrorKind::Number))?;
         rest = &rest[n..];
         let u = rest
             .find(|c: char| c.is_ascii_digit() || c == '.')
@@ -58,10 +63,50 @@ pub fn parse(s: &str) -> Result<f64, Error> {
         if unit.is_empty() {
             return Err(err(ErrorKind::MissingUnit));
         }
-        total += value * unit_seconds(unit).ok_or_else(|| err(ErrorKind::Unit(unit.into())))?;
+        let per = unit_nanos(unit).ok_or_else(|| err(ErrorKind::Unit(unit.into())))?;
+        ns = ns
+            .checked_add(nanos(number, per).ok_or_else(|| err(ErrorKind::Number))?)
+            .ok_or_else(|| err(ErrorKind::Number))?;
         rest = &rest[u..];
     }
-    Ok(sign * total)
+    let secs: f64 = format!("{ns}e-9")
+        .parse()
+        .map_err(|_| err(ErrorKind::Number))?;
+    Ok(sign * secs)
+}
+
+/// `number` (digits, at most one `.`) times `per` nanoseconds, exactly.
+fn nanos(number: &str, per: i128) -> Option<i128> {
+    let (int, frac) = number.split_once('.').unwrap_or((number, ""));
+    if int.len() > 30 {
+        return None;
+    }
+    let whole: i128 = if int.is_empty() { 0 } else { int.parse().ok()? };
+    let mut total = whole.checked_mul(per)?;
+    let mut place = per;
+    for c in frac.bytes() {
+        place /= 10;
+        if place == 0 {
+            break;
+        }
+        total += i128::from(c - b'0') * place;
+    }
+    Some(total)
+}
+
+fn unit_nanos(unit: &str) -> Option<i128> {
+    Some(match unit {
+        "ns" => 1,
+        "us" | "µs" | "μs" => 1_000,
+        "ms" => 1_000_000,
+        "s" => 1_000_000_000,
+        "m" => 60_000_000_000,
+        "h" => 3_600_000_000_000,
+        "d" => 86_400_000_000_000,
+        "w" => 604_800_000_000_000,
+        "y" => 31_536_000_000_000_000,
+        _ => return None,
+    })
 }
 
 /// Parse a duration, or a bare number in `unit` seconds: apps log both
@@ -71,11 +116,16 @@ pub fn parse(s: &str) -> Result<f64, Error> {
 /// use weir_sdk::duration;
 /// assert_eq!(duration::parse_or_number("250ms", 1.0), Ok(0.25));
 /// assert_eq!(duration::parse_or_number("250", 0.001), Ok(0.25)); // bare milliseconds
+/// assert_eq!(duration::parse_or_number("350", 0.001), Ok(0.35));
 /// assert!(duration::parse_or_number("soon", 1.0).is_err());
 /// ```
 pub fn parse_or_number(s: &str, unit: f64) -> Result<f64, Error> {
     match s.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() => Ok(v * unit),
+        // In decimal, so `350` milliseconds is exactly the 0.35 of a bound.
+        Ok(v) if v.is_finite() => match crate::Scale::new(unit) {
+            Ok(scale) => Ok(scale.apply(v)),
+            Err(_) => Ok(v * unit),
+        },
         _ => parse(s),
     }
 }
@@ -157,7 +207,8 @@ mod tests {
             (".5s", 0.5),
             ("0s", 0.0),
         ] {
-            assert!(close(parse(s).unwrap(), v), "{s}");
+            // Exact: the nearest f64 to the decimal, as the bound parses.
+            assert_eq!(parse(s).unwrap(), v, "{s}");
         }
     }
 

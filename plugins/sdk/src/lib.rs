@@ -45,9 +45,9 @@ extern crate self as weir_sdk;
 
 mod bindings;
 pub mod duration;
+pub mod json;
 mod labels;
 pub mod logfmt;
-pub mod json;
 mod output;
 #[cfg(feature = "serde")]
 pub mod settings;

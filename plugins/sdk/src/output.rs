@@ -148,7 +148,10 @@ fn find<L: Labels + ?Sized>(
         let u = &updates[i];
         u.family == family.0
             && u.labels.len() == labels.count()
-            && u.labels.iter().zip(labels::iter(labels)).all(|(a, b)| a == b)
+            && u.labels
+                .iter()
+                .zip(labels::iter(labels))
+                .all(|(a, b)| a == b)
     })
 }
 
