@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use weir::config::{PluginRef, SourceSpec};
-use weir::exposition::Exposition;
 use weir::runtime::{Instance, Runtime, World};
 use weir::store::{PipelineStore, Semantics};
 
@@ -81,9 +80,7 @@ fn feed(
             *out.refused.entry(reason.as_str()).or_default() += n;
         }
     }
-    let mut e = Exposition::new();
-    e.add_store(&store);
-    out.exposition = e.to_text();
+    out.exposition = weir::outputs::to_text(&[&store]).0;
     Ok(out)
 }
 
