@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The agent's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// What a reload did.
+/// What a reload did to the pipelines.
 #[derive(Debug, Default, PartialEq)]
 pub struct ReloadSummary {
     /// Pipelines started.
@@ -32,6 +32,35 @@ pub struct ReloadSummary {
     pub removed: Vec<String>,
     /// Pipelines left alone.
     pub unchanged: Vec<String>,
+    /// Families of rebuilt pipelines that kept their series, as
+    /// `pipeline/family`.
+    pub families_kept: Vec<String>,
+    /// Families of rebuilt pipelines whose series were dropped, as
+    /// `pipeline/family`, and why (declaration changed, constant label
+    /// values changed, no longer declared).
+    pub families_reset: Vec<(String, &'static str)>,
+}
+
+impl ReloadSummary {
+    /// Whether the reload started, rebuilt or stopped nothing.
+    pub fn is_noop(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
+}
+
+/// The pipelines a new configuration needs, built aside: nothing runs and
+/// nothing running is touched until [`Agent::commit`].
+pub struct PipelinePlan {
+    built: Vec<Prepared>,
+    removed: Vec<String>,
+    unchanged: Vec<String>,
+}
+
+impl PipelinePlan {
+    /// The pipelines to start or rebuild, built and initialised.
+    pub fn built(&self) -> &[Prepared] {
+        &self.built
+    }
 }
 
 /// The agent.
@@ -41,11 +70,9 @@ pub struct Agent {
     checkpoint_dir: Option<Arc<crate::state::StateDir>>,
     pipelines: RwLock<BTreeMap<String, Arc<Pipeline>>>,
     codes: Mutex<HashMap<String, PluginCode>>,
-    reload_lock: Mutex<()>,
     /// Agent-wide figures.
     pub stats: AgentStats,
     ready: AtomicBool,
-    reload_endpoint: AtomicBool,
     /// Remote-write targets and their figures.
     pub remote_write: Mutex<Vec<(String, Arc<crate::stats::RemoteWriteStats>)>>,
 }
@@ -68,9 +95,24 @@ fn hash_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+/// A pipeline's plugin could not be read or compiled: `file:line:
+/// pipeline.NAME.plugin: ...`.
+fn build_error(spec: &PipelineSpec, e: &str) -> String {
+    format!(
+        "{}:{}: pipeline.{}.plugin: pipeline \"{}\", plugin {}: {e}",
+        spec.file.display(),
+        spec.line,
+        spec.name,
+        spec.name,
+        spec.plugin
+    )
+}
+
 impl Agent {
     /// An agent with no pipelines yet; file checkpoints go to
     /// `checkpoint_dir` (the state directory's `checkpoints`), if any.
+    /// `config_dir` is made absolute here (see [`config::absolute_dir`]),
+    /// once.
     pub fn new(
         rt: Arc<Runtime>,
         config_dir: &Path,
@@ -78,19 +120,17 @@ impl Agent {
     ) -> Arc<Self> {
         Arc::new(Agent {
             rt,
-            config_dir: config_dir.to_path_buf(),
+            config_dir: config::absolute_dir(config_dir),
             checkpoint_dir,
             pipelines: RwLock::new(BTreeMap::new()),
             codes: Mutex::new(HashMap::new()),
-            reload_lock: Mutex::new(()),
             stats: AgentStats::default(),
             ready: AtomicBool::new(false),
-            reload_endpoint: AtomicBool::new(false),
             remote_write: Mutex::new(Vec::new()),
         })
     }
 
-    /// The config directory.
+    /// The config directory, absolute.
     pub fn config_dir(&self) -> &Path {
         &self.config_dir
     }
@@ -98,11 +138,6 @@ impl Agent {
     /// Whether every pipeline has initialised.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
-    }
-
-    /// Whether `POST /-/reload` is enabled.
-    pub fn reload_endpoint(&self) -> bool {
-        self.reload_endpoint.load(Ordering::Relaxed)
     }
 
     /// The running pipelines.
@@ -119,128 +154,92 @@ impl Agent {
         let code = self
             .rt
             .load(&r.to_string(), bytes)
-            .map_err(|e| format!("plugin {r}: {e:#}"))?;
+            .map_err(|e| format!("{e:#}"))?;
         self.codes.lock().insert(key, code.clone());
         Ok(code)
     }
 
-    /// Read the config directory and make the running pipelines match it.
-    pub fn reload(&self) -> Result<ReloadSummary, Vec<String>> {
-        let _guard = self.reload_lock.lock();
-        let result = self.reload_inner();
-        *self.stats.last_reload.lock() = Some(match &result {
-            Ok(s) => crate::stats::ReloadRecord {
-                time: crate::stats::unix_now(),
-                ok: true,
-                added: s.added.clone(),
-                changed: s.changed.clone(),
-                removed: s.removed.clone(),
-                errors: Vec::new(),
-            },
-            Err(errors) => crate::stats::ReloadRecord {
-                time: crate::stats::unix_now(),
-                ok: false,
-                errors: errors.clone(),
-                ..Default::default()
-            },
-        });
-        match &result {
-            Ok(s) => {
-                self.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                self.stats.last_reload_ok.store(true, Ordering::Relaxed);
-                let now = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .map(|d| d.as_secs_f64())
-                    .unwrap_or(0.0);
-                self.stats.last_reload_success_time.set(now);
-                self.ready.store(true, Ordering::Relaxed);
-                if !(s.added.is_empty() && s.changed.is_empty() && s.removed.is_empty()) {
-                    tracing::info!(
-                        added = ?s.added,
-                        changed = ?s.changed,
-                        removed = ?s.removed,
-                        unchanged = s.unchanged.len(),
-                        "configuration loaded"
-                    );
-                }
-            }
-            Err(errors) => {
-                self.stats.reloads_failed.fetch_add(1, Ordering::Relaxed);
-                self.stats.last_reload_ok.store(false, Ordering::Relaxed);
-                for e in errors {
-                    tracing::error!("{e}");
-                }
-                tracing::error!(
-                    "configuration not applied ({} error(s)); the running pipelines are unchanged",
-                    errors.len()
-                );
-            }
-        }
-        result
+    /// Build one pipeline aside: read and compile its plugin, check that
+    /// the plugin fits the source, instantiate it and run `init`. The one
+    /// way a pipeline is built, by reload, `weir check` and `weir test`
+    /// alike; every error starts with the pipeline's `file:line:` and names
+    /// the pipeline and the plugin.
+    pub fn build(&self, spec: &PipelineSpec) -> Result<Prepared, String> {
+        let bytes = plugin_bytes(&spec.plugin).map_err(|e| build_error(spec, &e))?;
+        self.build_from(spec, &bytes)
     }
 
-    fn reload_inner(&self) -> Result<ReloadSummary, Vec<String>> {
-        let cfg: AgentConfig = config::load_dir(&self.config_dir)
-            .map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>())?;
-        self.reload_endpoint
-            .store(cfg.settings.reload_endpoint, Ordering::Relaxed);
+    fn build_from(&self, spec: &PipelineSpec, bytes: &[u8]) -> Result<Prepared, String> {
+        let code = self
+            .load_code(&spec.plugin, bytes)
+            .map_err(|e| build_error(spec, &e))?;
+        // Located at the plugin setting's line when the plugin names it.
+        pipeline::prepare(&self.rt, spec.clone(), code).map_err(|e| config::at_pipeline(spec, &e))
+    }
+
+    /// Build, aside, every pipeline of `cfg` that is new or differs from the
+    /// running one (settings or plugin bytes). Returns every error of every
+    /// pipeline; nothing running is touched either way.
+    pub fn plan(&self, cfg: &AgentConfig) -> Result<PipelinePlan, Vec<String>> {
         let current = self.pipelines.read().clone();
-        let mut summary = ReloadSummary::default();
         let mut errors = Vec::new();
-        let mut built: Vec<(PipelineSpec, Prepared)> = Vec::new();
+        let mut built = Vec::new();
+        let mut unchanged = Vec::new();
         for (name, spec) in &cfg.pipelines {
             let bytes = match plugin_bytes(&spec.plugin) {
                 Ok(b) => b,
                 Err(e) => {
-                    errors.push(format!(
-                        "{}:{}: pipeline.{name}.plugin: {e}",
-                        spec.file.display(),
-                        spec.line
-                    ));
+                    errors.push(build_error(spec, &e));
                     continue;
                 }
             };
             if let Some(old) = current.get(name) {
                 if old.spec == *spec && old.code_hash == hash_hex(&bytes) {
-                    summary.unchanged.push(name.clone());
+                    unchanged.push(name.clone());
                     continue;
                 }
             }
-            let code = match self.load_code(&spec.plugin, &bytes) {
-                Ok(c) => c,
-                Err(e) => {
-                    errors.push(format!(
-                        "{}:{}: pipeline \"{name}\": {e}",
-                        spec.file.display(),
-                        spec.line
-                    ));
-                    continue;
-                }
-            };
-            match pipeline::prepare(&self.rt, spec.clone(), code) {
-                Ok(p) => built.push((spec.clone(), p)),
-                Err(e) => errors.push(crate::config::at_pipeline(spec, &e)),
+            match self.build_from(spec, &bytes) {
+                Ok(p) => built.push(p),
+                Err(e) => errors.push(e),
             }
         }
         if !errors.is_empty() {
             return Err(errors);
         }
-        // Swap. The map lock is held only to replace entries: stopping a
-        // pipeline may wait for a plugin call, and scrapes must not.
-        // Removed pipelines first, so their files are released.
-        let removed: Vec<String> = current
+        let removed = current
             .keys()
             .filter(|k| !cfg.pipelines.contains_key(*k))
             .cloned()
             .collect();
-        for name in removed {
+        Ok(PipelinePlan {
+            built,
+            removed,
+            unchanged,
+        })
+    }
+
+    /// Make the running pipelines what `plan` says: stop the removed ones,
+    /// replace the changed ones (their store and, for an unchanged source,
+    /// their file offsets handed over), start the new ones. Cannot fail.
+    pub fn commit(&self, plan: PipelinePlan) -> ReloadSummary {
+        let current = self.pipelines.read().clone();
+        let mut summary = ReloadSummary {
+            unchanged: plan.unchanged,
+            ..Default::default()
+        };
+        // The map lock is held only to replace entries: stopping a
+        // pipeline may wait for a plugin call, and scrapes must not.
+        // Removed pipelines first, so their files are released.
+        for name in plan.removed {
             let old = self.pipelines.write().remove(&name);
             if let Some(p) = old {
                 p.stop();
                 summary.removed.push(name);
             }
         }
-        for (spec, prepared) in built {
+        for prepared in plan.built {
+            let spec = prepared.spec().clone();
             let name = spec.name.clone();
             let old = current.get(&name).cloned();
             let (store, checkpoints) = match &old {
@@ -270,9 +269,58 @@ impl Agent {
                 checkpoints,
                 self.checkpoint_dir.as_ref(),
             );
+            if old.is_some() {
+                let d = &p.declared;
+                summary
+                    .families_kept
+                    .extend(d.kept.iter().map(|f| format!("{name}/{f}")));
+                summary
+                    .families_reset
+                    .extend(d.reset.iter().map(|(f, why)| (format!("{name}/{f}"), *why)));
+                summary.families_reset.extend(
+                    d.removed
+                        .iter()
+                        .map(|f| (format!("{name}/{f}"), "no longer declared")),
+                );
+            }
             self.pipelines.write().insert(name, p);
         }
-        Ok(summary)
+        self.ready.store(true, Ordering::Relaxed);
+        summary
+    }
+
+    /// Count a reload's outcome in the self-metrics and keep it for the
+    /// status page: the pipelines it added, changed and removed, or its
+    /// errors.
+    pub fn record_reload(&self, result: Result<&ReloadSummary, &[String]>) {
+        *self.stats.last_reload.lock() = Some(match result {
+            Ok(s) => crate::stats::ReloadRecord {
+                time: crate::stats::unix_now(),
+                ok: true,
+                added: s.added.clone(),
+                changed: s.changed.clone(),
+                removed: s.removed.clone(),
+                errors: Vec::new(),
+            },
+            Err(errors) => crate::stats::ReloadRecord {
+                time: crate::stats::unix_now(),
+                ok: false,
+                errors: errors.to_vec(),
+                ..Default::default()
+            },
+        });
+        if result.is_ok() {
+            self.stats.reloads_ok.fetch_add(1, Ordering::Relaxed);
+            self.stats.last_reload_ok.store(true, Ordering::Relaxed);
+            let now = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
+            self.stats.last_reload_success_time.set(now);
+        } else {
+            self.stats.reloads_failed.fetch_add(1, Ordering::Relaxed);
+            self.stats.last_reload_ok.store(false, Ordering::Relaxed);
+        }
     }
 
     /// Stop every pipeline, flushing checkpoints.

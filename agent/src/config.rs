@@ -161,6 +161,47 @@ pub struct AgentSettings {
     pub limits: ServerLimits,
     /// Remote-write targets.
     pub remote_write: Vec<RemoteWriteSettings>,
+    /// Where the agent-wide keys were written: the file holding `[server]`,
+    /// `[agent]` and `[[remote_write]]`, and the line of each key
+    /// (`server`, `server.listen`, `server.tls`, `agent.state_dir`,
+    /// `remote_write[0]`, ...), for errors that a reload raises about them.
+    pub origin: Origin,
+}
+
+/// The file and lines of the agent-wide keys.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Origin {
+    /// The file; `None` when no file has agent-wide settings.
+    pub file: Option<PathBuf>,
+    /// Key (dotted) to 1-based line.
+    pub lines: BTreeMap<String, usize>,
+}
+
+impl Origin {
+    /// An error about `key`, located at the key's line, or at the nearest
+    /// enclosing key's (`server.auth.basic` falls back to `server.auth`,
+    /// then `server`).
+    pub fn error(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let mut k = key;
+        let line = loop {
+            if let Some(l) = self.lines.get(k) {
+                break Some(*l);
+            }
+            match k.rfind(['.', '[']) {
+                Some(i) => k = &k[..i],
+                None => break None,
+            }
+        };
+        ConfigError {
+            file: self
+                .file
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("(defaults)")),
+            line,
+            key: Some(key.to_string()),
+            message: message.into(),
+        }
+    }
 }
 
 /// A whole config directory.
@@ -198,9 +239,9 @@ struct RawServer {
     listen: Option<Spanned<String>>,
     #[serde(default)]
     reload_endpoint: bool,
-    tls: Option<RawTls>,
-    auth: Option<RawAuth>,
-    admin_auth: Option<RawAuth>,
+    tls: Option<Spanned<RawTls>>,
+    auth: Option<Spanned<RawAuth>>,
+    admin_auth: Option<Spanned<RawAuth>>,
     #[serde(default)]
     allow: Vec<String>,
     #[serde(default)]
@@ -263,35 +304,71 @@ fn read_auth(raw: Option<RawAuth>, base: &Path, key: &str, errs: &mut Vec<String
         }
         out.basic.insert(user, hash);
     }
-    for f in raw.bearer_token_files {
-        let p = base.join(&f);
-        match std::fs::read_to_string(&p) {
-            Ok(t) if !t.trim().is_empty() => out.bearer_tokens.push(t.trim().to_string()),
-            Ok(_) => errs.push(format!(
-                "{key}.bearer_token_files: {} is empty",
-                p.display()
-            )),
-            Err(e) => errs.push(format!(
-                "{key}.bearer_token_files: cannot read {}: {e}",
-                p.display()
-            )),
-        }
-    }
-    if let Some(v) = raw.bearer_token_env {
-        match std::env::var(&v) {
-            Ok(t) if !t.trim().is_empty() => out.bearer_tokens.push(t.trim().to_string()),
-            _ => errs.push(format!(
-                "{key}.bearer_token_env: environment variable {v} is not set"
-            )),
+    // Read now, at each load: the endpoint compares tokens per request.
+    let secrets = raw
+        .bearer_token_files
+        .into_iter()
+        .map(|f| ("bearer_token_files", Secret::File(base.join(f))))
+        .chain(
+            raw.bearer_token_env
+                .map(|v| ("bearer_token_env", Secret::Env(v))),
+        );
+    for (k, s) in secrets {
+        match s.read() {
+            Ok(t) => out.bearer_tokens.push(t),
+            Err(e) => errs.push(format!("{key}.{k}: {e}")),
         }
     }
     out
 }
 
+/// A secret given by `*_env` or `*_file` (relative to the config file):
+/// the one rule for every secret of the config. Both is an error.
+fn secret_of(
+    base: &Path,
+    env: Option<String>,
+    file: Option<String>,
+) -> Result<Option<Secret>, String> {
+    match (env, file) {
+        (Some(e), None) => Ok(Some(Secret::Env(e))),
+        (None, Some(f)) => Ok(Some(Secret::File(base.join(f)))),
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err("give the secret by _env or by _file, not both".to_string()),
+    }
+}
+
+/// The client authentication of an HTTP source or a remote-write target;
+/// an error names the key (relative to the table) and what is wrong.
+fn client_auth(
+    base: &Path,
+    basic: Option<RawBasicAuth>,
+    bearer_env: Option<String>,
+    bearer_file: Option<String>,
+) -> Result<Option<Auth>, (&'static str, String)> {
+    let bearer = secret_of(base, bearer_env, bearer_file).map_err(|e| ("bearer_token_env", e))?;
+    let Some(b) = basic else {
+        return Ok(bearer.map(Auth::Bearer));
+    };
+    if bearer.is_some() {
+        return Err((
+            "bearer_token_env",
+            "basic_auth and a bearer token exclude each other".into(),
+        ));
+    }
+    match secret_of(base, b.password_env, b.password_file) {
+        Ok(Some(p)) => Ok(Some(Auth::Basic {
+            username: b.username,
+            password: p,
+        })),
+        Ok(None) => Err(("basic_auth", "needs password_env or password_file".into())),
+        Err(e) => Err(("basic_auth", e)),
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawAgent {
-    state_dir: Option<String>,
+    state_dir: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -364,6 +441,22 @@ fn line_of(text: &str, offset: usize) -> usize {
         .filter(|b| **b == b'\n')
         .count()
         + 1
+}
+
+/// The shortest duration any key takes (intervals, timeouts, `max_age`):
+/// the one minimum policy of the config. Shorter values are typos (`10`
+/// meant as milliseconds is ten seconds; `"1us"` is not a unit), and loops
+/// faster than this would only spin.
+pub const MIN_DURATION: Duration = Duration::from_millis(10);
+
+/// Parse a duration (see [`parse_duration`]) and hold it to
+/// [`MIN_DURATION`].
+pub fn parse_duration_key(v: &toml::Value) -> Result<Duration, String> {
+    let d = parse_duration(v)?;
+    if d < MIN_DURATION {
+        return Err(format!("at least {}ms", MIN_DURATION.as_millis()));
+    }
+    Ok(d)
 }
 
 /// Parse a duration: `250ms`, `1s`, `2m`, `1h`, or a number of seconds.
@@ -467,6 +560,7 @@ struct AgentSettingsPart {
     security: SecuritySettings,
     limits: ServerLimits,
     remote_write: Vec<RemoteWriteSettings>,
+    lines: BTreeMap<String, usize>,
 }
 
 fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed {
@@ -492,20 +586,17 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
             let span = rw.span();
             let rw = rw.into_inner();
             let key = format!("remote_write[{i}]");
+            part.lines.insert(key.clone(), line_of(text, span.start));
             let mut bad =
                 |k: &str, m: String| ctx.err(Some(span.clone()), &format!("{key}.{k}"), m);
             if let Err(e) = redact::check_url(&rw.url) {
                 bad("url", e);
             }
             let mut dur = |k: &str, v: Option<toml::Value>, d: Duration| match v
-                .map(|v| parse_duration(&v))
+                .map(|v| parse_duration_key(&v))
             {
                 None => d,
-                Some(Ok(x)) if x >= Duration::from_millis(100) => x,
-                Some(Ok(_)) => {
-                    bad(k, "at least 100ms".into());
-                    d
-                }
+                Some(Ok(x)) => x,
                 Some(Err(e)) => {
                     bad(k, e);
                     d
@@ -530,21 +621,17 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
             };
             let keep = regexes("keep", &rw.keep);
             let drop = regexes("drop", &rw.drop);
-            let secret = |env: Option<String>, file: Option<String>| match (env, file) {
-                (Some(e), _) => Some(Secret::Env(e)),
-                (None, Some(f)) => Some(Secret::File(base.join(f))),
-                (None, None) => None,
-            };
-            let auth = match (
+            let auth = match client_auth(
+                base,
                 rw.basic_auth,
-                secret(rw.bearer_token_env, rw.bearer_token_file),
+                rw.bearer_token_env,
+                rw.bearer_token_file,
             ) {
-                (Some(b), _) => secret(b.password_env, b.password_file).map(|p| Auth::Basic {
-                    username: b.username,
-                    password: p,
-                }),
-                (None, Some(t)) => Some(Auth::Bearer(t)),
-                (None, None) => None,
+                Ok(a) => a,
+                Err((k, m)) => {
+                    ctx.err(Some(span.clone()), &format!("{key}.{k}"), m);
+                    None
+                }
             };
             // The name is a label value and in every log line: from the
             // host and port only.
@@ -577,17 +664,41 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
         }
         if let Some(server) = raw.server {
             let span = server.span();
+            part.lines
+                .insert("server".into(), line_of(text, span.start));
             let server = server.into_inner();
+            for (k, s) in [
+                ("server.tls", server.tls.as_ref().map(|t| t.span())),
+                ("server.auth", server.auth.as_ref().map(|t| t.span())),
+                (
+                    "server.admin_auth",
+                    server.admin_auth.as_ref().map(|t| t.span()),
+                ),
+                ("server.listen", server.listen.as_ref().map(|t| t.span())),
+            ] {
+                if let Some(s) = s {
+                    part.lines.insert(k.into(), line_of(text, s.start));
+                }
+            }
             part.reload_endpoint = server.reload_endpoint;
             let mut errs = Vec::new();
-            part.security.tls = server.tls.map(|t| TlsSettings {
+            part.security.tls = server.tls.map(Spanned::into_inner).map(|t| TlsSettings {
                 cert_file: base.join(t.cert_file),
                 key_file: base.join(t.key_file),
                 client_ca_file: t.client_ca_file.map(|c| base.join(c)),
             });
-            part.security.auth = read_auth(server.auth, base, "server.auth", &mut errs);
-            part.security.admin_auth =
-                read_auth(server.admin_auth, base, "server.admin_auth", &mut errs);
+            part.security.auth = read_auth(
+                server.auth.map(Spanned::into_inner),
+                base,
+                "server.auth",
+                &mut errs,
+            );
+            part.security.admin_auth = read_auth(
+                server.admin_auth.map(Spanned::into_inner),
+                base,
+                "server.admin_auth",
+                &mut errs,
+            );
             for a in &server.allow {
                 let net = a
                     .parse::<ipnet::IpNet>()
@@ -628,9 +739,8 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 ),
             ] {
                 if let Some(v) = v {
-                    match parse_duration(&v) {
-                        Ok(d) if d >= Duration::from_millis(100) => *slot = d,
-                        Ok(_) => errs.push(format!("{k}: at least 100ms")),
+                    match parse_duration_key(&v) {
+                        Ok(d) => *slot = d,
                         Err(e) => errs.push(format!("{k}: {e}")),
                     }
                 }
@@ -654,7 +764,13 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
             }
         }
         if let Some(agent) = raw.agent {
-            part.state_dir = agent.into_inner().state_dir.map(|d| base.join(d));
+            part.lines
+                .insert("agent".into(), line_of(text, agent.span().start));
+            if let Some(d) = agent.into_inner().state_dir {
+                part.lines
+                    .insert("agent.state_dir".into(), line_of(text, d.span().start));
+                part.state_dir = Some(base.join(d.into_inner()));
+            }
         }
         out.server = Some((path.to_path_buf(), part));
     }
@@ -757,48 +873,18 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 if method != "GET" && method != "POST" {
                     bad("method", format!("\"{method}\": GET or POST"));
                 }
-                let secret = |env: Option<String>, file: Option<String>| match (env, file) {
-                    (Some(e), None) => Ok(Some(Secret::Env(e))),
-                    (None, Some(f)) => Ok(Some(Secret::File(base.join(f)))),
-                    (None, None) => Ok(None),
-                    (Some(_), Some(_)) => {
-                        Err("give the secret by _env or by _file, not both".to_string())
+                let auth = match client_auth(base, basic_auth, bearer_token_env, bearer_token_file)
+                {
+                    Ok(a) => a,
+                    Err((k, m)) => {
+                        bad(k, m);
+                        None
                     }
                 };
-                let mut auth = None;
-                if let Some(b) = basic_auth {
-                    match secret(b.password_env, b.password_file) {
-                        Ok(Some(p)) => {
-                            auth = Some(Auth::Basic {
-                                username: b.username,
-                                password: p,
-                            })
-                        }
-                        Ok(None) => bad("basic_auth", "needs password_env or password_file".into()),
-                        Err(e) => bad("basic_auth", e),
-                    }
-                }
-                match secret(bearer_token_env, bearer_token_file) {
-                    Ok(Some(t)) => {
-                        if auth.is_some() {
-                            bad(
-                                "bearer_token_env",
-                                "basic_auth and a bearer token exclude each other".into(),
-                            );
-                        }
-                        auth = Some(Auth::Bearer(t));
-                    }
-                    Ok(None) => {}
-                    Err(e) => bad("bearer_token_env", e),
-                }
                 let mut dur = |k: &str, v: Option<toml::Value>, default: Duration| match v {
                     None => default,
-                    Some(v) => match parse_duration(&v) {
-                        Ok(d) if d >= Duration::from_millis(10) => d,
-                        Ok(_) => {
-                            bad(k, "at least 10ms".into());
-                            default
-                        }
+                    Some(v) => match parse_duration_key(&v) {
+                        Ok(d) => d,
                         Err(e) => {
                             bad(k, e);
                             default
@@ -836,7 +922,7 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 }))
             }
             RawSource::Process { interval, max_age } => {
-                let max_age = match max_age.map(|v| parse_duration(&v)) {
+                let max_age = match max_age.map(|v| parse_duration_key(&v)) {
                     None => None,
                     Some(Ok(d)) => Some(d),
                     Some(Err(e)) => {
@@ -848,17 +934,9 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                         None
                     }
                 };
-                let interval = match interval.map(|v| parse_duration(&v)) {
+                let interval = match interval.map(|v| parse_duration_key(&v)) {
                     None => Duration::from_secs(15),
-                    Some(Ok(d)) if d >= Duration::from_millis(10) => d,
-                    Some(Ok(_)) => {
-                        ctx.err(
-                            Some(source_span.clone()),
-                            &format!("{key}.source.interval"),
-                            "at least 10ms",
-                        );
-                        Duration::from_secs(15)
-                    }
+                    Some(Ok(d)) => d,
                     Some(Err(e)) => {
                         ctx.err(
                             Some(source_span.clone()),
@@ -884,13 +962,8 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
             }
         }
         if let Some(t) = &p.call_timeout {
-            match parse_duration(t.get_ref()) {
-                Ok(d) if d >= Duration::from_millis(10) => limits.call_timeout = d,
-                Ok(_) => ctx.err(
-                    Some(t.span()),
-                    &format!("{key}.call_timeout"),
-                    "at least 10ms",
-                ),
+            match parse_duration_key(t.get_ref()) {
+                Ok(d) => limits.call_timeout = d,
                 Err(e) => ctx.err(Some(t.span()), &format!("{key}.call_timeout"), e),
             }
         }
@@ -968,11 +1041,19 @@ pub fn config_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     Ok(files)
 }
 
+/// `dir` made absolute against the working directory, once, with `.`
+/// components, repeated and trailing slashes removed; symlinks are kept
+/// (not resolved), so that a ConfigMap mount's `..data` swap and a
+/// re-pointed symlinked directory are followed. `./conf/`, `conf` and
+/// `/abs/conf` all give the same path.
+pub fn absolute_dir(dir: &Path) -> PathBuf {
+    let abs = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    abs.components().collect()
+}
+
 /// Load and validate a whole directory. Returns every error found.
 pub fn load_dir(dir: &Path) -> Result<AgentConfig, Vec<ConfigError>> {
-    // Absolute, but symlinks kept: a ConfigMap mount swaps `..data`, and
-    // the paths must follow the swap.
-    let dir = &std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let dir = &absolute_dir(dir);
     let files = config_files(dir).map_err(|e| vec![e])?;
     let mut errors = Vec::new();
     let mut settings_from: Option<(PathBuf, AgentSettingsPart)> = None;
@@ -1027,7 +1108,10 @@ pub fn load_dir(dir: &Path) -> Result<AgentConfig, Vec<ConfigError>> {
     if !errors.is_empty() {
         return Err(errors);
     }
-    let part = settings_from.map(|(_, p)| p).unwrap_or_default();
+    let (origin_file, part) = match settings_from {
+        Some((f, p)) => (Some(f), p),
+        None => (None, AgentSettingsPart::default()),
+    };
     let listen = part.listen.unwrap_or_else(|| {
         DEFAULT_LISTEN
             .parse()
@@ -1041,6 +1125,10 @@ pub fn load_dir(dir: &Path) -> Result<AgentConfig, Vec<ConfigError>> {
             security: part.security,
             limits: part.limits,
             remote_write: part.remote_write,
+            origin: Origin {
+                file: origin_file,
+                lines: part.lines,
+            },
         },
         pipelines,
     })

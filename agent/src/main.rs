@@ -3,9 +3,9 @@ use clap::{Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
-use weir::agent::{plugin_bytes, Agent};
+use weir::agent::Agent;
 use weir::config;
+use weir::reload::Reloader;
 use weir::runtime::Runtime;
 
 // Output that never panics: `weir test ... | head` closes stdout early,
@@ -432,14 +432,18 @@ fn main() -> ExitCode {
 }
 
 fn check(dir: &Path) -> ExitCode {
+    let dir = &config::absolute_dir(dir);
+    let fail = |errors: &[String]| {
+        for e in errors {
+            err!("error: {e}");
+        }
+        err!("{}: {} error(s)", dir.display(), errors.len());
+        ExitCode::FAILURE
+    };
     let cfg = match config::load_dir(dir) {
         Ok(c) => c,
         Err(errors) => {
-            for e in &errors {
-                err!("error: {e}");
-            }
-            err!("{}: {} error(s)", dir.display(), errors.len());
-            return ExitCode::FAILURE;
+            return fail(&errors.iter().map(|e| e.to_string()).collect::<Vec<_>>());
         }
     };
     let rt = match Runtime::new(None) {
@@ -449,35 +453,39 @@ fn check(dir: &Path) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The same builder and the same server and remote-write checks as a
+    // reload, so that check and reload accept the same files and word the
+    // same failure alike; nothing is bound or started.
+    let agent = Agent::new(rt, dir, None);
     let mut errors = Vec::new();
-    for (name, spec) in &cfg.pipelines {
-        let at = format!("{}:{}", spec.file.display(), spec.line);
-        let code = plugin_bytes(&spec.plugin).and_then(|b| {
-            rt.load(&spec.plugin.to_string(), &b)
-                .map_err(|e| format!("{e:#}"))
-        });
-        let code = match code {
-            Ok(c) => c,
-            Err(e) => {
-                errors.push(format!(
-                    "{at}: pipeline \"{name}\", plugin {}: {e}",
-                    spec.plugin
-                ));
-                continue;
+    match agent.plan(&cfg) {
+        Ok(plan) => {
+            for p in plan.built() {
+                let spec = p.spec();
+                outln!(
+                    "ok: pipeline \"{}\" ({} source, plugin {}): {} families",
+                    spec.name,
+                    spec.source.kind(),
+                    spec.plugin,
+                    p.decls().len()
+                );
             }
-        };
-        match weir::pipeline::prepare(&rt, spec.clone(), code) {
-            Ok(p) => outln!(
-                "ok: pipeline \"{name}\" ({} source, plugin {}): {} families",
-                spec.source.kind(),
-                spec.plugin,
-                p.decls().len()
-            ),
-            Err(e) => errors.push(config::at_pipeline(spec, &e)),
         }
+        Err(e) => errors.extend(e),
     }
-    for e in &errors {
-        err!("error: {e}");
+    if let Err(e) = weir::server::Live::build(weir::server::ServerSettings::of(&cfg.settings), None)
+    {
+        errors.push(cfg.settings.origin.error("server.tls", e).to_string());
+    }
+    for (i, rw) in cfg.settings.remote_write.iter().enumerate() {
+        if let Err(e) = weir::remote_write::client(rw) {
+            errors.push(
+                cfg.settings
+                    .origin
+                    .error(&format!("remote_write[{i}]"), e)
+                    .to_string(),
+            );
+        }
     }
     if errors.is_empty() {
         outln!(
@@ -487,26 +495,15 @@ fn check(dir: &Path) -> ExitCode {
         );
         ExitCode::SUCCESS
     } else {
-        err!("{}: {} error(s)", dir.display(), errors.len());
-        ExitCode::FAILURE
+        fail(&errors)
     }
 }
 
 fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> ExitCode {
-    // Made absolute once, here: the watcher reports absolute paths, and a
-    // relative directory (the README's `--config-dir examples/nginx`) never
-    // matched them, so no edit was ever applied. Symlinks are kept as given
-    // (`std::path::absolute` does not resolve them), so a ConfigMap's
-    // `..data` swap is still seen through the same names.
-    let abs = match std::path::absolute(dir) {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!("{}: cannot make the path absolute: {e}", dir.display());
-            return ExitCode::FAILURE;
-        }
-    };
-    let dir = abs.as_path();
-    let state_dir = state_dir.map(|s| std::path::absolute(&s).unwrap_or(s));
+    // Absolute once, here: the watcher, the landing page and every path of
+    // the config are this path's descendants, whatever the working
+    // directory was and however the directory was written.
+    let dir = &config::absolute_dir(dir);
     let cfg = match config::load_dir(dir) {
         Ok(c) => c,
         Err(errors) => {
@@ -532,7 +529,9 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
             tracing::warn!("{why}");
         }
     }
+    let started_state_dir = cfg.settings.state_dir.clone();
     let state_dir = state_dir
+        .map(|d| std::path::absolute(&d).unwrap_or(d))
         .or(cfg.settings.state_dir.clone())
         .or_else(default_state_dir);
     // Compiled plugins from the state directory run as native code: it is
@@ -555,6 +554,7 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
             }
         }
     };
+    let listen_fixed = listen.is_some();
     let listen = listen.unwrap_or(cfg.settings.listen);
     let rt = match Runtime::new(plugin_cache) {
         Ok(rt) => rt,
@@ -576,26 +576,32 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
             return ExitCode::FAILURE;
         }
     };
-    let security = match weir::server::Security::new(
-        cfg.settings.security.clone(),
-        cfg.settings.limits.clone(),
-    ) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!("server TLS: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let rw_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let rw_stop_end = rw_stop.clone();
-    let scheme = if security.tls.is_some() {
+    let live =
+        match weir::server::Live::build(weir::server::ServerSettings::of(&cfg.settings), None) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("{}", cfg.settings.origin.error("server.tls", e));
+                return ExitCode::FAILURE;
+            }
+        };
+    let scheme = if live.security.tls.is_some() {
         "https"
     } else {
         "http"
     };
+    let handle = tokio_rt.handle().clone();
     tokio_rt.block_on(async move {
-        let listener = match weir::server::bind(listen).await {
+        let listener = match weir::server::bind_std(listen) {
             Ok(l) => l,
+            Err(e) => {
+                tracing::error!("cannot listen on {listen}: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(8);
+        let ctx = weir::server::ServerCtx::new(agent.clone(), reload_tx, live);
+        let server = match weir::server::Server::start(handle, ctx, listener, listen_fixed) {
+            Ok(s) => s,
             Err(e) => {
                 tracing::error!("cannot listen on {listen}: {e}");
                 return ExitCode::FAILURE;
@@ -607,36 +613,19 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
             state_dir = ?state_dir,
             "weir listening on {scheme}://{listen}/metrics"
         );
-        let a = agent.clone();
-        let first = tokio::task::spawn_blocking(move || a.reload()).await;
+        let reloader = Reloader::new(agent.clone(), Some(server.clone()), started_state_dir);
+        if let Err(e) = weir::reload::spawn(reloader.clone()) {
+            tracing::warn!("cannot watch the config directory ({e}); reload with SIGHUP");
+        }
+        let r = reloader.clone();
+        let first = tokio::task::spawn_blocking(move || r.reload()).await;
         match first {
-            Ok(Ok(s)) => tracing::info!("ready: {} pipeline(s)", s.added.len()),
+            Ok(Ok(s)) => tracing::info!("ready: {} pipeline(s)", s.pipelines.added.len()),
             _ => {
                 tracing::error!("the configuration could not be loaded; not starting");
                 return ExitCode::FAILURE;
             }
         }
-        for rw in cfg.settings.remote_write.clone() {
-            let stats = Arc::new(weir::remote_write::RemoteWriteStats::default());
-            agent.remote_write.lock().push((rw.name.clone(), stats.clone()));
-            let a = agent.clone();
-            let stop = rw_stop.clone();
-            tracing::info!(target = %rw.name, url = %weir::config::redact::url(&rw.url), "remote write enabled");
-            let _ = std::thread::Builder::new()
-                .name(format!("remote-write:{}", rw.name))
-                .spawn(move || weir::remote_write::run(a, rw, stats, stop));
-        }
-        if let Err(e) = weir::reload::spawn(agent.clone()) {
-            tracing::warn!("cannot watch the config directory ({e}); reload with SIGHUP");
-        }
-        let (reload_tx, mut reload_rx) = tokio::sync::mpsc::channel(8);
-        let ctx = Arc::new(weir::server::ServerCtx {
-            agent: agent.clone(),
-            reload: reload_tx,
-            security,
-            gate: weir::server::security::Gate::default(),
-        });
-        let server = tokio::spawn(weir::server::serve(listener, ctx));
         let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
             Ok(s) => s,
             Err(e) => {
@@ -655,16 +644,15 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
             tokio::select! {
                 _ = hup.recv() => {
                     tracing::info!("SIGHUP: reloading");
-                    let a = agent.clone();
-                    let _ = tokio::task::spawn_blocking(move || a.reload()).await;
+                    let r = reloader.clone();
+                    let _ = tokio::task::spawn_blocking(move || r.reload()).await;
                 }
                 Some(reply) = reload_rx.recv() => {
-                    let a = agent.clone();
-                    let r = tokio::task::spawn_blocking(move || a.reload()).await;
-                    let msg = match r {
-                        Ok(Ok(s)) => Ok(format!("reloaded: {} added, {} changed, {} removed, {} unchanged\n",
-                            s.added.len(), s.changed.len(), s.removed.len(), s.unchanged.len())),
-                        Ok(Err(errs)) => Err(format!("reload failed; old pipelines kept:\n{}\n", errs.join("\n"))),
+                    let r = reloader.clone();
+                    let res = tokio::task::spawn_blocking(move || r.reload()).await;
+                    let msg = match res {
+                        Ok(Ok(o)) => Ok(o.line()),
+                        Ok(Err(errs)) => Err(format!("reload failed; everything keeps running as it was:\n{}\n", errs.join("\n"))),
                         Err(_) => Err("reload failed\n".to_string()),
                     };
                     let _ = reply.send(msg);
@@ -673,10 +661,13 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
                 _ = tokio::signal::ctrl_c() => { tracing::info!("interrupt: shutting down"); break; }
             }
         }
-        server.abort();
-        rw_stop_end.store(true, std::sync::atomic::Ordering::Relaxed);
-        let a = agent.clone();
-        let _ = tokio::task::spawn_blocking(move || a.shutdown()).await;
+        server.stop();
+        let (a, r) = (agent.clone(), reloader.clone());
+        let _ = tokio::task::spawn_blocking(move || {
+            r.shutdown();
+            a.shutdown()
+        })
+        .await;
         tracing::info!("stopped; checkpoints written");
         ExitCode::SUCCESS
     })

@@ -35,7 +35,9 @@ use crate::sources::file::{CheckpointFile, Checkpoints, FileSourceSettings, Tail
 use crate::sources::framing::Resume;
 use crate::sources::Batch;
 use crate::stats::PipelineStats;
-use crate::store::{Change, FamilyDecl, Kind, PipelineStore, RawUpdate, Reject, Semantics};
+use crate::store::{
+    Change, Declared, FamilyDecl, Kind, PipelineStore, RawUpdate, Reject, Semantics,
+};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -188,6 +190,23 @@ impl Prepared {
     pub fn decls(&self) -> &[FamilyDecl] {
         &self.decls
     }
+
+    /// The pipeline's settings.
+    pub fn spec(&self) -> &PipelineSpec {
+        &self.spec
+    }
+
+    /// The compiled plugin.
+    pub fn code(&self) -> &PluginCode {
+        &self.code
+    }
+
+    /// The instance, initialised, and the process fields it asked for: for
+    /// a caller that runs the plugin itself (`weir test`) instead of
+    /// starting the pipeline.
+    pub fn into_instance(self) -> (Instance, Vec<FamilyDecl>, Fields) {
+        (self.instance, self.decls, self.fields)
+    }
 }
 
 /// A running pipeline.
@@ -207,6 +226,8 @@ pub struct Pipeline {
     child: Option<crate::sources::exec::ChildSlot>,
     /// Set for snapshot sources polled at scrape time.
     pub on_scrape: Option<Arc<ScrapeTrigger>>,
+    /// What starting did with the families of the store it took over.
+    pub declared: Declared,
 }
 
 struct Worker {
@@ -877,15 +898,17 @@ impl Pipeline {
         let const_values: Vec<String> = spec.labels.values().cloned().collect();
         let store = store.unwrap_or_else(|| {
             Arc::new(Mutex::new(PipelineStore::new(
-                const_values,
+                const_values.clone(),
                 spec.max_series,
             )))
         });
-        {
+        let declared = {
             let mut s = store.lock();
             s.set_max_series(spec.max_series);
-            s.declare(decls);
-        }
+            // A reload hands over the old store: the constant labels (names
+            // and values) are the new spec's from here on.
+            s.declare_with(decls, const_values)
+        };
         let stats = Arc::new(PipelineStats::default());
         stats.up.store(true, Ordering::Relaxed);
         stats.source_up.store(true, Ordering::Relaxed);
@@ -1032,6 +1055,7 @@ impl Pipeline {
             threads: Mutex::new(threads),
             child,
             on_scrape,
+            declared,
         })
     }
 

@@ -90,37 +90,38 @@ fn send(client: &reqwest::blocking::Client, s: &RemoteWriteSettings, body: Vec<u
     }
 }
 
-/// Run a target until `stop`: collect every interval, send from the queue.
-pub fn run(
-    agent: Arc<Agent>,
-    s: RemoteWriteSettings,
-    stats: Arc<RemoteWriteStats>,
-    stop: Arc<AtomicBool>,
-) {
+/// Build a target's HTTP client; fails naming the `ca_file`.
+pub fn client(s: &RemoteWriteSettings) -> Result<reqwest::blocking::Client, String> {
     let mut b = reqwest::blocking::Client::builder()
         .timeout(s.timeout)
         .user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")));
     if let Some(ca) = &s.ca_file {
-        match std::fs::read(ca).map(|pem| reqwest::Certificate::from_pem_bundle(&pem)) {
-            Ok(Ok(certs)) => {
-                for c in certs {
-                    b = b.add_root_certificate(c);
-                }
-            }
-            _ => {
-                tracing::error!(target = %s.name, "remote write: cannot read ca_file {}", ca.display())
-            }
+        let pem =
+            std::fs::read(ca).map_err(|e| format!("cannot read ca_file {}: {e}", ca.display()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            .map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+        for c in certs {
+            b = b.add_root_certificate(c);
         }
     }
-    let client = match b.build() {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(target = %s.name, "remote write: {e}");
-            return;
-        }
-    };
-    let mut queue: VecDeque<Series> = VecDeque::new();
-    let mut queued_samples = 0usize;
+    b.build().map_err(|e| e.to_string())
+}
+
+/// Samples waiting for a target; handed from a target's old settings to
+/// its new ones at a reload when the receiver URL stays the same.
+pub type Queue = VecDeque<Series>;
+
+/// Run a target until `stop`: collect every interval, send from the
+/// queue. Returns what is still queued.
+pub fn run(
+    agent: Arc<Agent>,
+    s: RemoteWriteSettings,
+    client: reqwest::blocking::Client,
+    stats: Arc<RemoteWriteStats>,
+    stop: Arc<AtomicBool>,
+    mut queue: Queue,
+) -> Queue {
+    let mut queued_samples: usize = queue.iter().map(|x| x.samples.len()).sum();
     let mut next_collect = Instant::now();
     let mut backoff = Duration::from_millis(100);
     let mut retry_at: Option<Instant> = None;
@@ -202,4 +203,190 @@ pub fn run(
         }
         stats.queued.store(queued_samples as u64, Ordering::Relaxed);
     }
+    queue
+}
+
+/// One running target.
+struct Running {
+    settings: RemoteWriteSettings,
+    stats: Arc<RemoteWriteStats>,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Queue>,
+}
+
+/// The running remote-write targets, changed by reloads.
+pub struct Writers {
+    agent: Arc<Agent>,
+    running: parking_lot::Mutex<Vec<Running>>,
+}
+
+/// The targets a configuration asks for, their clients built; nothing
+/// running is touched until [`Writers::commit`].
+pub struct WritersPlan {
+    targets: Vec<(RemoteWriteSettings, Option<reqwest::blocking::Client>)>,
+    /// Targets started, by name.
+    pub added: Vec<String>,
+    /// Targets whose settings change, by name.
+    pub changed: Vec<String>,
+    /// Targets stopped, by name.
+    pub removed: Vec<String>,
+}
+
+impl WritersPlan {
+    /// Whether nothing changes.
+    pub fn is_noop(&self) -> bool {
+        self.added.is_empty() && self.changed.is_empty() && self.removed.is_empty()
+    }
+}
+
+impl Writers {
+    /// No targets yet.
+    pub fn new(agent: Arc<Agent>) -> Self {
+        Writers {
+            agent,
+            running: parking_lot::Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Compare `targets` with the running ones and build the clients of
+    /// new and changed ones. Errors name the target's `file:line`.
+    pub fn plan(&self, cfg: &crate::config::AgentSettings) -> Result<WritersPlan, Vec<String>> {
+        let running = self.running.lock();
+        let mut plan = WritersPlan {
+            targets: Vec::new(),
+            added: Vec::new(),
+            changed: Vec::new(),
+            removed: Vec::new(),
+        };
+        let mut errors = Vec::new();
+        let mut names = std::collections::HashSet::new();
+        for (i, s) in cfg.remote_write.iter().enumerate() {
+            if !names.insert(s.name.clone()) {
+                errors.push(
+                    cfg.origin
+                        .error(
+                            &format!("remote_write[{i}].name"),
+                            format!(
+                                "two targets are named \"{}\"; give each a distinct name",
+                                s.name
+                            ),
+                        )
+                        .to_string(),
+                );
+                continue;
+            }
+            let old = running.iter().find(|r| r.settings.name == s.name);
+            if old.is_some_and(|r| r.settings == *s) {
+                plan.targets.push((s.clone(), None));
+                continue;
+            }
+            match client(s) {
+                Ok(c) => plan.targets.push((s.clone(), Some(c))),
+                Err(e) => {
+                    errors.push(
+                        cfg.origin
+                            .error(&format!("remote_write[{i}]"), e)
+                            .to_string(),
+                    );
+                    continue;
+                }
+            }
+            match old {
+                Some(_) => plan.changed.push(s.name.clone()),
+                None => plan.added.push(s.name.clone()),
+            }
+        }
+        for r in running.iter() {
+            if !cfg.remote_write.iter().any(|s| s.name == r.settings.name) {
+                plan.removed.push(r.settings.name.clone());
+            }
+        }
+        if errors.is_empty() {
+            Ok(plan)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Apply a plan. A target whose receiver URL is unchanged keeps its
+    /// queue and figures; one with a new URL starts empty (its queued
+    /// samples were for the old receiver and are counted as dropped).
+    pub fn commit(&self, plan: WritersPlan) {
+        let mut running = self.running.lock();
+        let mut old: Vec<Running> = std::mem::take(&mut *running);
+        for (s, client) in plan.targets {
+            let pos = old.iter().position(|r| r.settings.name == s.name);
+            let Some(client) = client else {
+                // Unchanged: keep it running.
+                if let Some(p) = pos {
+                    running.push(old.remove(p));
+                }
+                continue;
+            };
+            let (stats, queue) = match pos.map(|p| old.remove(p)) {
+                Some(r) => {
+                    let same_url = r.settings.url == s.url;
+                    let (stats, queue) = stop(r);
+                    if same_url {
+                        (stats, queue)
+                    } else {
+                        let n: usize = queue.iter().map(|x| x.samples.len()).sum();
+                        stats.dropped.fetch_add(n as u64, Ordering::Relaxed);
+                        stats.queued.store(0, Ordering::Relaxed);
+                        (Arc::new(RemoteWriteStats::default()), Queue::new())
+                    }
+                }
+                None => (Arc::new(RemoteWriteStats::default()), Queue::new()),
+            };
+            match self.spawn(s.clone(), client, stats.clone(), queue) {
+                Ok(r) => running.push(r),
+                Err(e) => tracing::error!(target = %s.name, "remote write: cannot start: {e}"),
+            }
+        }
+        for r in old {
+            tracing::info!(target = %r.settings.name, "remote write stopped");
+            stop(r);
+        }
+        *self.agent.remote_write.lock() = running
+            .iter()
+            .map(|r| (r.settings.name.clone(), r.stats.clone()))
+            .collect();
+    }
+
+    fn spawn(
+        &self,
+        s: RemoteWriteSettings,
+        client: reqwest::blocking::Client,
+        stats: Arc<RemoteWriteStats>,
+        queue: Queue,
+    ) -> std::io::Result<Running> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (a, st, sp, set) = (self.agent.clone(), stats.clone(), stop.clone(), s.clone());
+        tracing::info!(target = %s.name, url = %s.url, "remote write enabled");
+        let thread = std::thread::Builder::new()
+            .name(format!("remote-write:{}", s.name))
+            .spawn(move || run(a, set, client, st, sp, queue))?;
+        Ok(Running {
+            settings: s,
+            stats,
+            stop,
+            thread,
+        })
+    }
+
+    /// Tell every target to stop (at shutdown); does not wait for a
+    /// request in flight, so a hung receiver cannot delay the exit.
+    pub fn stop_all(&self) {
+        for r in self.running.lock().iter() {
+            r.stop.store(true, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Stop a target and wait for it (at most one request's timeout); its
+/// figures and what it still held.
+fn stop(r: Running) -> (Arc<RemoteWriteStats>, Queue) {
+    r.stop.store(true, Ordering::Relaxed);
+    let q = r.thread.join().unwrap_or_default();
+    (r.stats, q)
 }

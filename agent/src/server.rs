@@ -1,6 +1,8 @@
 //! The HTTP endpoint: `/metrics`, `/health`, `/ready`, the status page at
 //! `/` and `/api/v1/status` ([`status`]), and `POST /-/reload` when enabled; TLS, authentication, an
-//! allow-list and limits from [`security`].
+//! allow-list and limits from [`security`]. Every `[server]` setting is
+//! read per connection or request from one swappable cell ([`Live`]), so
+//! that a reload applies it whole.
 pub mod conns;
 pub mod security;
 pub mod status;
@@ -13,6 +15,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use parking_lot::{Mutex, RwLock};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,10 +32,10 @@ const MAX_CONNECTION_AGE: Duration = Duration::from_secs(300);
 /// Limits on clients; settings of `[server]`.
 pub use crate::config::ServerLimits;
 
-/// The server's security, built once at startup.
+/// The server's security, built from settings before a reload commits.
 pub struct Security {
     /// TLS, if configured.
-    pub tls: Option<security::Tls>,
+    pub tls: Option<Arc<security::Tls>>,
     /// Credentials for reading.
     pub read: Arc<security::Guard>,
     /// Credentials for admin routes, if separate.
@@ -48,7 +51,7 @@ pub struct Security {
 impl Security {
     /// Build from settings; TLS files are read now, errors name them.
     pub fn new(s: security::SecuritySettings, limits: ServerLimits) -> Result<Self, String> {
-        let tls = s.tls.map(security::Tls::new).transpose()?;
+        let tls = s.tls.map(security::Tls::new).transpose()?.map(Arc::new);
         let admin = if s.admin_auth.is_empty() {
             None
         } else {
@@ -65,16 +68,302 @@ impl Security {
     }
 }
 
+/// Every `[server]` setting in effect, as one value: requests and
+/// connections read the current one from [`ServerCtx::live`], and a reload
+/// replaces it whole, so a request never sees half of a change.
+pub struct Live {
+    /// The settings it was built from.
+    pub settings: ServerSettings,
+    /// TLS, credentials, allow-list and limits, built.
+    pub security: Security,
+    /// Changes whenever TLS is switched on, off or to other files: a kept
+    /// connection accepted under another TLS setup is closed.
+    tls_generation: u64,
+}
+
+/// The `[server]` settings the endpoint applies live.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerSettings {
+    /// TLS, credentials, allow-list.
+    pub security: security::SecuritySettings,
+    /// Client limits.
+    pub limits: ServerLimits,
+    /// Whether `POST /-/reload` is served.
+    pub reload_endpoint: bool,
+}
+
+impl ServerSettings {
+    /// The server settings of a configuration.
+    pub fn of(s: &crate::config::AgentSettings) -> Self {
+        ServerSettings {
+            security: s.security.clone(),
+            limits: s.limits.clone(),
+            reload_endpoint: s.reload_endpoint,
+        }
+    }
+
+    /// The keys that differ, as `server.KEY` (no values: they may be
+    /// secrets).
+    pub fn changed_keys(&self, new: &ServerSettings) -> Vec<&'static str> {
+        let (a, b) = (&self.security, &new.security);
+        let mut out = Vec::new();
+        let mut diff = |k: &'static str, d: bool| {
+            if d {
+                out.push(k)
+            }
+        };
+        diff("server.tls", a.tls != b.tls);
+        diff("server.auth", a.auth != b.auth);
+        diff("server.admin_auth", a.admin_auth != b.admin_auth);
+        diff("server.allow", a.allow != b.allow);
+        diff("server.allowed_hosts", a.allowed_hosts != b.allowed_hosts);
+        diff(
+            "server.max_connections",
+            self.limits.max_connections != new.limits.max_connections,
+        );
+        diff(
+            "server.header_timeout",
+            self.limits.header_timeout != new.limits.header_timeout,
+        );
+        diff(
+            "server.request_timeout",
+            self.limits.request_timeout != new.limits.request_timeout,
+        );
+        diff(
+            "server.reload_endpoint",
+            self.reload_endpoint != new.reload_endpoint,
+        );
+        out
+    }
+}
+
+impl Live {
+    /// Build the live settings; `old` lends the parts that did not change
+    /// (the TLS setup with its certificate reloading, the credential
+    /// caches, the connection slots). Fails naming the TLS file.
+    pub fn build(settings: ServerSettings, old: Option<&Live>) -> Result<Live, String> {
+        let mut security = Security::new(
+            security::SecuritySettings {
+                // TLS is read below only when it changed.
+                tls: None,
+                ..settings.security.clone()
+            },
+            settings.limits.clone(),
+        )?;
+        let mut tls_generation = 0;
+        match old {
+            Some(old) if old.settings.security.tls == settings.security.tls => {
+                security.tls = old.security.tls.clone();
+                tls_generation = old.tls_generation;
+            }
+            _ => {
+                security.tls = settings
+                    .security
+                    .tls
+                    .clone()
+                    .map(security::Tls::new)
+                    .transpose()?
+                    .map(Arc::new);
+                if let Some(old) = old {
+                    tls_generation = old.tls_generation + 1;
+                }
+            }
+        }
+        if let Some(old) = old {
+            let (a, b) = (&old.settings.security, &settings.security);
+            if a.auth == b.auth {
+                security.read = old.security.read.clone();
+            }
+            if a.admin_auth == b.admin_auth {
+                security.admin = old.security.admin.clone();
+            }
+        }
+        Ok(Live {
+            settings,
+            security,
+            tls_generation,
+        })
+    }
+}
+
 /// What the server asks of the rest of the agent.
 pub struct ServerCtx {
     /// The agent.
     pub agent: Arc<Agent>,
     /// Where reload requests go (answered with the outcome).
     pub reload: mpsc::Sender<tokio::sync::oneshot::Sender<Result<String, String>>>,
-    /// TLS, credentials, allow-list and limits.
-    pub security: Security,
-    /// Where password checks run and failed logins are counted.
+    live: RwLock<Arc<Live>>,
+    /// Where password checks run and failed logins are counted; kept
+    /// across reloads (the per-peer failure counts stay).
     pub gate: security::Gate,
+}
+
+impl ServerCtx {
+    /// A context serving `live`.
+    pub fn new(
+        agent: Arc<Agent>,
+        reload: mpsc::Sender<tokio::sync::oneshot::Sender<Result<String, String>>>,
+        live: Live,
+    ) -> Arc<Self> {
+        Arc::new(ServerCtx {
+            agent,
+            reload,
+            live: RwLock::new(Arc::new(live)),
+            gate: security::Gate::default(),
+        })
+    }
+
+    /// The settings in effect now.
+    pub fn live(&self) -> Arc<Live> {
+        self.live.read().clone()
+    }
+}
+
+/// The endpoint as a reload sees it: the settings cell and the listening
+/// socket, both replaceable.
+pub struct Server {
+    ctx: Arc<ServerCtx>,
+    rt: tokio::runtime::Handle,
+    /// `--listen` given on the command line: `[server] listen` is not used.
+    listen_fixed: bool,
+    listening: Mutex<(SocketAddr, tokio::task::JoinHandle<()>)>,
+}
+
+/// A server change computed before anything changes: the new settings
+/// built, the new address already bound.
+pub struct ServerPlan {
+    live: Option<Live>,
+    listener: Option<(SocketAddr, std::net::TcpListener)>,
+    /// The keys that change, as `server.KEY`.
+    pub changed: Vec<&'static str>,
+    /// Changes not applied, with the reason (a `--listen` override).
+    pub ignored: Vec<String>,
+}
+
+/// Bind a listening socket now (so that errors show before anything
+/// changes).
+pub fn bind_std(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let l = std::net::TcpListener::bind(addr)?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+impl Server {
+    /// Serve `live` on `listener` on the runtime `rt`. `listen_fixed` says
+    /// the address came from `--listen` and reloads do not move it.
+    pub fn start(
+        rt: tokio::runtime::Handle,
+        ctx: Arc<ServerCtx>,
+        listener: std::net::TcpListener,
+        listen_fixed: bool,
+    ) -> std::io::Result<Arc<Server>> {
+        let addr = listener.local_addr()?;
+        // Once per server, not per listener: a rebind must not start a
+        // second sampler.
+        rt.spawn(status::sample_forever(ctx.agent.clone()));
+        let task = {
+            let _g = rt.enter();
+            let l = TcpListener::from_std(listener)?;
+            rt.spawn(serve(l, ctx.clone()))
+        };
+        Ok(Arc::new(Server {
+            ctx,
+            rt,
+            listen_fixed,
+            listening: Mutex::new((addr, task)),
+        }))
+    }
+
+    /// The address served.
+    pub fn addr(&self) -> SocketAddr {
+        self.listening.lock().0
+    }
+
+    /// The context (settings cell) served.
+    pub fn ctx(&self) -> &Arc<ServerCtx> {
+        &self.ctx
+    }
+
+    /// Compute the change to `cfg`'s server settings: build TLS and
+    /// credentials, bind a new `listen` address. Errors are located at the
+    /// key; nothing served changes.
+    pub fn plan(&self, cfg: &crate::config::AgentSettings) -> Result<ServerPlan, Vec<String>> {
+        let live = self.ctx.live();
+        let new = ServerSettings::of(cfg);
+        let mut errors = Vec::new();
+        let mut plan = ServerPlan {
+            live: None,
+            listener: None,
+            changed: live.settings.changed_keys(&new),
+            ignored: Vec::new(),
+        };
+        if !plan.changed.is_empty() {
+            match Live::build(new, Some(&live)) {
+                Ok(l) => plan.live = Some(l),
+                Err(e) => errors.push(cfg.origin.error("server.tls", e).to_string()),
+            }
+        }
+        let addr = self.addr();
+        if cfg.listen != addr {
+            if self.listen_fixed {
+                if cfg.origin.lines.contains_key("server.listen") {
+                    plan.ignored.push(format!(
+                        "server.listen = \"{}\" not applied: --listen {addr} overrides it",
+                        cfg.listen
+                    ));
+                }
+            } else {
+                match bind_std(cfg.listen) {
+                    Ok(l) => {
+                        plan.listener = Some((cfg.listen, l));
+                        plan.changed.push("server.listen");
+                    }
+                    Err(e) => errors.push(
+                        cfg.origin
+                            .error(
+                                "server.listen",
+                                format!(
+                                    "cannot listen on {}: {e}; still serving on {addr}",
+                                    cfg.listen
+                                ),
+                            )
+                            .to_string(),
+                    ),
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(plan)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// Apply a plan: swap the settings, then serve the new address and
+    /// close the old one (connections already accepted finish).
+    pub fn commit(&self, plan: ServerPlan) {
+        if let Some(live) = plan.live {
+            *self.ctx.live.write() = Arc::new(live);
+        }
+        if let Some((addr, l)) = plan.listener {
+            let _g = self.rt.enter();
+            match TcpListener::from_std(l) {
+                Ok(l) => {
+                    let task = self.rt.spawn(serve(l, self.ctx.clone()));
+                    let (old, old_task) =
+                        std::mem::replace(&mut *self.listening.lock(), (addr, task));
+                    old_task.abort();
+                    tracing::info!("now listening on {addr}; closed {old}");
+                }
+                Err(e) => tracing::error!("cannot serve on {addr}: {e}"),
+            }
+        }
+    }
+
+    /// Stop accepting.
+    pub fn stop(&self) {
+        self.listening.lock().1.abort();
+    }
 }
 
 fn unauthorized() -> Response<Full<Bytes>> {
@@ -108,15 +397,18 @@ pub fn wants_openmetrics(accept: Option<&str>) -> bool {
 
 async fn handle(
     ctx: Arc<ServerCtx>,
-    conn: Arc<conns::Conn>,
-    local: SocketAddr,
+    conn: Arc<Conn>,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    let limits = &ctx.security.limits;
-    let timeout = limits.request_timeout;
-    let _serving = conn.serving(limits.max_connections);
-    match tokio::time::timeout(timeout, route(ctx.clone(), local, peer, req)).await {
+    let live = ctx.live();
+    let timeout = live.security.limits.request_timeout;
+    let _serving = conn.slot.serving(live.security.limits.max_connections);
+    // Under another certificate now: answer, then close, so that the next
+    // request handshakes with the new one.
+    let stale = conn.tls_generation != live.tls_generation;
+    match tokio::time::timeout(timeout, route(ctx.clone(), live, &conn, peer, req)).await {
+        Ok(r) if stale => Ok(closing(r)),
         Ok(r) => Ok(r),
         Err(_) => Ok(respond(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -128,11 +420,25 @@ async fn handle(
 
 async fn route(
     ctx: Arc<ServerCtx>,
-    local: SocketAddr,
+    live: Arc<Live>,
+    conn: &Conn,
     peer: SocketAddr,
     req: Request<Incoming>,
 ) -> Response<Full<Bytes>> {
     let agent = &ctx.agent;
+    // Settings are read per request, so a kept connection gets the new
+    // credentials and allow-list at once; one accepted under another TLS
+    // setup is closed (TLS switched on must not leave plain connections).
+    if !security::allowed(&live.security.allow, peer.ip()) {
+        return closing(respond(StatusCode::FORBIDDEN, "text/plain", "forbidden\n"));
+    }
+    if conn.tls_generation != live.tls_generation && conn.tls != live.security.tls.is_some() {
+        return closing(respond(
+            StatusCode::MISDIRECTED_REQUEST,
+            "text/plain",
+            "the server's TLS settings changed; connect again\n",
+        ));
+    }
     let path = req.uri().path();
     let headers = req.headers();
     // Two of these leave it open which one a proxy or the check saw.
@@ -145,13 +451,13 @@ async fn route(
             );
         }
     }
-    let sec = &ctx.security;
+    let sec = &live.security;
     // /health stays open for liveness probes; it tells nothing.
     if path != "/health" {
         let host = headers
             .get(hyper::header::HOST)
             .map(|v| v.to_str().unwrap_or("\u{fffd}"));
-        if !security::host_allowed(host, local.ip().is_loopback(), &sec.allowed_hosts) {
+        if !security::host_allowed(host, conn.local.ip().is_loopback(), &sec.allowed_hosts) {
             tracing::debug!(%peer, host = ?host, "request for a host name not served");
             return respond(
                 StatusCode::MISDIRECTED_REQUEST,
@@ -159,8 +465,6 @@ async fn route(
                 "this host name is not served here (a page using DNS rebinding?); list it in [server] allowed_hosts\n",
             );
         }
-    }
-    if path != "/health" {
         let authorization = headers
             .get(hyper::header::AUTHORIZATION)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
@@ -249,14 +553,13 @@ async fn route(
         (&Method::POST, "/-/reload") => {
             if let Err(why) = security::not_a_form(req.headers()) {
                 respond(StatusCode::FORBIDDEN, "text/plain", format!("{why}\n"))
-            } else if !agent.reload_endpoint() {
+            } else if !live.settings.reload_endpoint {
                 respond(
                     StatusCode::FORBIDDEN,
                     "text/plain",
                     "reload endpoint disabled; set reload_endpoint = true in [server]\n",
                 )
             } else {
-                tracing::info!(%peer, "reload requested over HTTP");
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 if ctx.reload.send(tx).await.is_err() {
                     respond(
@@ -290,23 +593,32 @@ async fn route(
     }
 }
 
-/// Bind the listener (so errors show at startup).
-pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(addr).await
+/// What a connection was accepted under, and its place among the
+/// listener's connections.
+struct Conn {
+    tls: bool,
+    tls_generation: u64,
+    /// The address it was accepted on (the Host check trusts loopback).
+    local: SocketAddr,
+    slot: conns::Conn,
+}
+
+fn closing(mut r: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
+    r.headers_mut()
+        .insert(hyper::header::CONNECTION, HeaderValue::from_static("close"));
+    r
 }
 
 async fn serve_conn<I>(
     io: I,
     ctx: Arc<ServerCtx>,
-    conn: Arc<conns::Conn>,
-    local: SocketAddr,
+    conn: Arc<Conn>,
     peer: SocketAddr,
+    header_timeout: Duration,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let header_timeout = ctx.security.limits.header_timeout;
-    let c = conn.clone();
-    let svc = service_fn(move |req| handle(ctx.clone(), c.clone(), local, peer, req));
+    let svc = service_fn(move |req| handle(ctx.clone(), conn.clone(), peer, req));
     let http = http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(header_timeout)
@@ -315,11 +627,12 @@ async fn serve_conn<I>(
     let _ = tokio::time::timeout(MAX_CONNECTION_AGE, http).await;
 }
 
-/// Serve until the task is dropped. Connections are accepted at once and
-/// kept in check by [`conns`]: the ones that have not sent a request yet
-/// are at most `max_connections`, the longest-waiting closed first.
+/// Accept on `listener` until the task is aborted, each connection under
+/// the settings in effect when it arrives. Connections are accepted at
+/// once and kept in check by [`conns`]: the ones that have not sent a
+/// request yet are at most `max_connections`, and when more arrive one of
+/// them is closed (see [`conns`] for which).
 pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>) {
-    tokio::spawn(status::sample_forever(ctx.agent.clone()));
     let local = listener
         .local_addr()
         .unwrap_or(SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -334,42 +647,49 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>) {
                 continue;
             }
         };
-        if !security::allowed(&ctx.security.allow, peer.ip()) {
+        let live = ctx.live();
+        if !security::allowed(&live.security.allow, peer.ip()) {
             tracing::debug!(%peer, "connection refused by the allow-list");
             drop(stream);
             continue;
         }
-        let Some(conn) = conns.admit(ctx.security.limits.max_connections) else {
+        let Some(slot) = conns.admit(live.security.limits.max_connections) else {
             tracing::debug!(%peer, "connection refused: every connection is serving a request");
             drop(stream);
             continue;
         };
-        let conn = Arc::new(conn);
+        let conn = Arc::new(Conn {
+            tls: live.security.tls.is_some(),
+            tls_generation: live.tls_generation,
+            local,
+            slot,
+        });
         let ctx = ctx.clone();
         tokio::spawn(async move {
+            let header_timeout = live.security.limits.header_timeout;
+            let stream = conn.slot.mark(stream);
             let work = async {
-                match &ctx.security.tls {
+                match &live.security.tls {
                     Some(tls) => {
                         let acceptor = tls.acceptor();
-                        let hs = tokio::time::timeout(
-                            ctx.security.limits.header_timeout,
-                            acceptor.accept(stream),
-                        )
-                        .await;
+                        let hs =
+                            tokio::time::timeout(header_timeout, acceptor.accept(stream)).await;
                         match hs {
                             Ok(Ok(s)) => {
-                                serve_conn(s, ctx.clone(), conn.clone(), local, peer).await
+                                serve_conn(s, ctx.clone(), conn.clone(), peer, header_timeout).await
                             }
                             Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                         }
                     }
-                    None => serve_conn(stream, ctx.clone(), conn.clone(), local, peer).await,
+                    None => {
+                        serve_conn(stream, ctx.clone(), conn.clone(), peer, header_timeout).await
+                    }
                 }
             };
             tokio::select! {
                 _ = work => {}
-                _ = conn.shed() => {
+                _ = conn.slot.shed() => {
                     tracing::debug!(%peer, "closed a connection that sent no request: others were waiting");
                 }
             }

@@ -368,6 +368,17 @@ impl Applied {
     }
 }
 
+/// What [`PipelineStore::declare`] did with the families already held.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Declared {
+    /// Families that kept their series.
+    pub kept: Vec<String>,
+    /// Families that start empty again, and why.
+    pub reset: Vec<(String, &'static str)>,
+    /// Families no longer declared.
+    pub removed: Vec<String>,
+}
+
 /// An update before validation: family index, label values, change.
 pub type RawUpdate = (u32, Vec<String>, Change);
 
@@ -384,27 +395,57 @@ impl PipelineStore {
         }
     }
 
-    /// Install the declarations of a new plugin instance. A family whose
-    /// declaration equals one already here keeps its series; others start
-    /// empty, and families no longer declared go away. Readings from now on
-    /// are the new instance's (see [`Value::Counter`]).
+    /// Install a plugin's declarations, keeping the constant label values;
+    /// see [`PipelineStore::declare_with`].
     pub fn declare(&mut self, decls: Vec<FamilyDecl>) {
+        let values = self.const_values.clone();
+        self.declare_with(decls, values);
+    }
+
+    /// Install a plugin's declarations and the pipeline's constant label
+    /// values (in label-name order). A family whose declaration equals one
+    /// already here keeps its series, unless the constant label values
+    /// changed (its series carry the old values); others start empty, and
+    /// families no longer declared go away. Says which were kept and why
+    /// the others were reset, for the reload log.
+    pub fn declare_with(&mut self, decls: Vec<FamilyDecl>, const_values: Vec<String>) -> Declared {
         self.instance += 1;
+        let values_changed = self.const_values != const_values;
+        self.const_values = const_values;
         let mut old: HashMap<String, FamilyState> = self
             .families
             .drain(..)
             .flatten()
             .map(|f| (f.decl.name.clone(), f))
             .collect();
+        let mut out = Declared::default();
         for d in decls {
             let state = match old.remove(&d.name) {
-                Some(f) if *f.decl == d => f,
-                _ => FamilyState::new(d),
+                Some(f) if *f.decl == d && !values_changed => {
+                    out.kept.push(d.name.clone());
+                    f
+                }
+                prev => {
+                    if let Some(f) = prev {
+                        let why = if *f.decl != d {
+                            "declaration changed"
+                        } else {
+                            "constant label values changed"
+                        };
+                        if !f.series.is_empty() || *f.decl != d {
+                            out.reset.push((d.name.clone(), why));
+                        }
+                    }
+                    FamilyState::new(d)
+                }
             };
             self.families.push(Some(state));
         }
+        out.removed = old.into_keys().collect();
+        out.removed.sort();
         self.series = self.families().map(|f| f.series.len()).sum();
         self.absent = self.families().map(|f| f.absent.len()).sum();
+        out
     }
 
     /// Add families declared during a call. Refuses (and adds none of

@@ -69,7 +69,7 @@ fn feed(
         let (batch, more) = rest.split_at(n);
         rest = more;
         let o = inst
-            .on_lines("batches", batch.to_vec())
+            .on_lines("batches", &mut batch.to_vec())
             .map_err(|e| format!("on_lines: {e}"))?;
         out.rejected += u64::from(o.rejected);
         if !o.declare.is_empty() {

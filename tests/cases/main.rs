@@ -124,7 +124,10 @@ fn main() {
         .unwrap_or(2)
         .max(1);
     // The agent's own runtime, for the batch-independence check.
-    let rt = weir::runtime::Runtime::new(Some(cache.clone())).expect("wasm runtime");
+    let rt = weir::runtime::Runtime::new(Some(
+        weir::state::StateDir::open(&cache).expect("plugin cache dir"),
+    ))
+    .expect("wasm runtime");
     let batch_checked = AtomicUsize::new(0);
     let next = AtomicUsize::new(0);
     let results: Mutex<Vec<(String, Outcome)>> = Mutex::new(Vec::new());
@@ -422,15 +425,52 @@ struct Agent {
     stdin: Option<ChildStdin>,
     port: u16,
     log: PathBuf,
+    /// The agent's compiled-plugin cache and the shared one it was filled
+    /// from; what the agent compiled goes back when it ends.
+    plugins: PathBuf,
+    cache: PathBuf,
+}
+
+/// Copy the compiled plugins in `from` that `to` lacks (through a temporary
+/// name, mode 0600). The agent trusts only files of its own, not links:
+/// each case's state directory gets copies.
+fn share_cache(from: &Path, to: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(entries) = std::fs::read_dir(from) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if !name.to_string_lossy().ends_with(".cwasm") || to.join(&name).exists() {
+            continue;
+        }
+        let tmp = to.join(format!(
+            ".{}.{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        if std::fs::copy(e.path(), &tmp).is_ok() {
+            let _ = std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600));
+            let _ = std::fs::rename(&tmp, to.join(&name));
+        }
+        let _ = std::fs::remove_file(&tmp);
+    }
 }
 
 impl Agent {
     fn start(env: &Env, n: usize) -> R<Agent> {
         std::fs::create_dir_all(&env.state).map_err(|e| e.to_string())?;
         let plugins = env.state.join("plugins");
-        if !plugins.exists() {
-            std::os::unix::fs::symlink(env.cache, &plugins).map_err(|e| e.to_string())?;
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            if !plugins.exists() {
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&plugins)
+                    .map_err(|e| e.to_string())?;
+            }
         }
+        share_cache(env.cache, &plugins);
         let port = free_port();
         let log = env.work.join(format!("agent-{n}.log"));
         let logf = std::fs::File::create(&log).map_err(|e| e.to_string())?;
@@ -455,6 +495,8 @@ impl Agent {
             stdin,
             port,
             log,
+            plugins,
+            cache: env.cache.to_path_buf(),
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -531,6 +573,7 @@ impl Drop for Agent {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+        share_cache(&self.plugins, &self.cache);
     }
 }
 

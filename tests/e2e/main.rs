@@ -18,6 +18,8 @@ mod process;
 mod prometheus;
 mod reexpose;
 mod reload;
+mod reload_live;
+mod reload_matrix;
 mod remote_write;
 mod resets;
 mod restart;

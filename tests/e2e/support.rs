@@ -74,6 +74,45 @@ impl Agent {
         }
     }
 
+    /// Start `weir run` the way a user types it: from the working
+    /// directory `cwd`, with `--config-dir dir_arg` as written (relative,
+    /// `./x`, `x/`, a symlink). With `port`, `--listen` is given; without
+    /// it the config's `[server] listen` is used and `listen_port` is the
+    /// port it names. Does not wait.
+    pub fn spawn_in(
+        cwd: &Path,
+        dir_arg: &str,
+        state: &Path,
+        port: Option<u16>,
+        listen_port: u16,
+    ) -> Agent {
+        let log = state.join(format!("agent-{}.log", port.unwrap_or(listen_port)));
+        std::fs::create_dir_all(state).expect("state dir");
+        let logf = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(WEIR);
+        cmd.current_dir(cwd)
+            .args(["run", "--config-dir", dir_arg])
+            .arg("--state-dir")
+            .arg(state);
+        if let Some(p) = port {
+            cmd.arg("--listen").arg(format!("127.0.0.1:{p}"));
+        }
+        let child = cmd
+            .env("WEIR_LOG", "info,weir=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .expect("spawn weir");
+        Agent {
+            child: Some(child),
+            port: port.unwrap_or(listen_port),
+            dir: cwd.join(dir_arg),
+            state: state.to_path_buf(),
+            log,
+        }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }

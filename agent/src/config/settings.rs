@@ -36,17 +36,26 @@ pub enum Secret {
 }
 
 impl Secret {
-    /// The secret's value now. Errors name the variable or the file, never
-    /// the value.
+    /// The secret's value now: the variable's value, or the file's
+    /// contents without trailing line breaks. The one rule for every
+    /// secret (server tokens, HTTP sources, remote write). Empty is an
+    /// error. Errors name the variable or the file, never the value.
     pub fn read(&self) -> Result<String, String> {
-        match self {
+        let v = match self {
             Secret::Env(v) => {
-                std::env::var(v).map_err(|_| format!("environment variable {v} is not set"))
+                std::env::var(v).map_err(|_| format!("environment variable {v} is not set"))?
             }
             Secret::File(p) => std::fs::read_to_string(p)
                 .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| format!("cannot read secret file {}: {e}", p.display())),
+                .map_err(|e| format!("cannot read secret file {}: {e}", p.display()))?,
+        };
+        if v.is_empty() {
+            return Err(match self {
+                Secret::Env(n) => format!("environment variable {n} is empty"),
+                Secret::File(p) => format!("secret file {} is empty", p.display()),
+            });
         }
+        Ok(v)
     }
 }
 
