@@ -620,7 +620,12 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
         let r = reloader.clone();
         let first = tokio::task::spawn_blocking(move || r.reload()).await;
         match first {
-            Ok(Ok(s)) => tracing::info!("ready: {} pipeline(s)", s.pipelines.added.len()),
+            Ok(Ok(s)) => {
+                tracing::info!("ready: {} pipeline(s)", s.pipelines.added.len());
+                // Once per process (not per listener, which a reload may
+                // replace), and once there are pipelines to sample.
+                tokio::spawn(weir::server::status::sample_forever(agent.clone()));
+            }
             _ => {
                 tracing::error!("the configuration could not be loaded; not starting");
                 return ExitCode::FAILURE;

@@ -204,8 +204,8 @@ impl Prepared {
     /// The instance, initialised, and the process fields it asked for: for
     /// a caller that runs the plugin itself (`weir test`) instead of
     /// starting the pipeline.
-    pub fn into_instance(self) -> (Instance, Vec<FamilyDecl>, Fields) {
-        (self.instance, self.decls, self.fields)
+    pub fn into_parts(self) -> (PluginCode, Instance, Vec<FamilyDecl>, Fields) {
+        (self.code, self.instance, self.decls, self.fields)
     }
 }
 

@@ -258,9 +258,6 @@ impl Server {
         listen_fixed: bool,
     ) -> std::io::Result<Arc<Server>> {
         let addr = listener.local_addr()?;
-        // Once per server, not per listener: a rebind must not start a
-        // second sampler.
-        rt.spawn(status::sample_forever(ctx.agent.clone()));
         let task = {
             let _g = rt.enter();
             let l = TcpListener::from_std(listener)?;
