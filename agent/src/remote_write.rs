@@ -362,7 +362,7 @@ impl Writers {
     ) -> std::io::Result<Running> {
         let stop = Arc::new(AtomicBool::new(false));
         let (a, st, sp, set) = (self.agent.clone(), stats.clone(), stop.clone(), s.clone());
-        tracing::info!(target = %s.name, url = %s.url, "remote write enabled");
+        tracing::info!(target = %s.name, url = %crate::config::redact::url(&s.url), "remote write enabled");
         let thread = std::thread::Builder::new()
             .name(format!("remote-write:{}", s.name))
             .spawn(move || run(a, set, client, st, sp, queue))?;

@@ -557,6 +557,7 @@ async fn route(
                     "reload endpoint disabled; set reload_endpoint = true in [server]\n",
                 )
             } else {
+                tracing::info!(%peer, "reload requested over HTTP");
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 if ctx.reload.send(tx).await.is_err() {
                     respond(

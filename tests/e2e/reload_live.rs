@@ -359,6 +359,7 @@ fn server_auth_applies_live_and_state_dir_is_refused() {
     assert_eq!(status(&url, Some(&ok)), 200);
     let r = ureq::post(&agent.url("/-/reload"))
         .set("Authorization", &ok)
+        .set("X-Weir-Reload", "1")
         .call();
     let (code, body) = match r {
         Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
