@@ -838,6 +838,38 @@ fn run_mode(env: &mut Env, script: &[(usize, Op)], bless: bool, checks: &Mutex<C
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }
+            "series" => {
+                // series FAMILY MAX: wait until FAMILY has at most MAX
+                // series in the 0.0.4 exposition (for bounds that no exact
+                // exposition can state, such as which of many let-go files
+                // keep their figures).
+                running(agent)?;
+                let family = s(1)?;
+                let max: usize = s(2)?.parse().map_err(|_| "series FAMILY MAX")?;
+                let a = agent.as_ref().unwrap();
+                let deadline = Instant::now() + timeout(env);
+                loop {
+                    let text = ureq::get(&a.url("/metrics"))
+                        .call()
+                        .map_err(|e| e.to_string())?
+                        .into_string()
+                        .map_err(io)?;
+                    let n = text
+                        .lines()
+                        .filter(|l| {
+                            l.strip_prefix(family.as_str())
+                                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+                        })
+                        .count();
+                    if n <= max {
+                        break;
+                    }
+                    if Instant::now() > deadline {
+                        return Err(format!("{family} has {n} series, more than {max}"));
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            }
             "scrape" => {
                 running(agent)?;
                 let name = op.get(1).map(|w| word(w)).unwrap_or("expected".into());
