@@ -1137,7 +1137,9 @@ source = {{ type = "http", url = "{bearer_url}", interval = "300ms", bearer_toke
         flaky_ok(s)
             && ["steady", "tls_ok", "basic", "bearer"]
                 .iter()
-                .all(|p| up(s, p) == Some(1.0))
+                // up is set when the poll succeeds, the value a moment
+                // later when the plugin's updates are applied: wait for both.
+                .all(|p| up(s, p) == Some(1.0) && s.get(&format!("{p}_value"), &[]).is_some())
             && [
                 ("tls_unverified", "tls"),
                 ("refused", "connect"),
