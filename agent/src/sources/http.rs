@@ -21,7 +21,7 @@ pub enum PollError {
     Status(u16),
     /// Body over the limit.
     TooLarge(usize),
-    /// Too many redirects.
+    /// Too many redirects, or one to another origin.
     Redirect(String),
     /// A secret could not be read.
     Secret(String),
@@ -82,6 +82,33 @@ pub struct Fetched {
     pub body: Vec<u8>,
 }
 
+/// Redirects followed before a poll fails as `redirect`.
+const MAX_REDIRECTS: usize = 10;
+
+/// Whether a redirect from `from` to `to` may be followed: only to the same
+/// host and port with the same scheme, or from `http` to `https` on the same
+/// host. Anything else would send the configured `headers` (API keys, tokens)
+/// and `auth` to a host the operator did not name, so the poll fails instead
+/// and the log says where the redirect pointed.
+fn same_origin_or_upgrade(from: &reqwest::Url, to: &reqwest::Url) -> Result<(), String> {
+    let same_host = from.host_str() == to.host_str();
+    let same_port = from.port_or_known_default() == to.port_or_known_default();
+    let same_scheme = from.scheme() == to.scheme();
+    let upgrade = from.scheme() == "http" && to.scheme() == "https";
+    if same_host && ((same_scheme && same_port) || upgrade) {
+        return Ok(());
+    }
+    Err(format!(
+        "redirect to another origin ({}://{}) not followed: headers and credentials \
+         are only sent to the configured host",
+        to.scheme(),
+        to.host_str().map_or_else(String::new, |h| match to.port() {
+            Some(p) => format!("{h}:{p}"),
+            None => h.to_string(),
+        })
+    ))
+}
+
 /// A configured client. Create it on the thread that polls: the blocking
 /// client must not live inside an async runtime.
 pub struct Poller {
@@ -109,7 +136,19 @@ impl Poller {
         let mut b = reqwest::blocking::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout)
-            .redirect(reqwest::redirect::Policy::limited(10))
+            .redirect(reqwest::redirect::Policy::custom(|attempt| {
+                let from = attempt.previous().last();
+                if attempt.previous().len() > MAX_REDIRECTS {
+                    return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+                }
+                match from.map(|f| same_origin_or_upgrade(f, attempt.url())) {
+                    Some(Err(why)) => attempt.error(why),
+                    _ => attempt.follow(),
+                }
+            }))
+            // A Referer would carry the polled URL, query secrets included,
+            // to wherever the redirect points.
+            .referer(false)
             .user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = &settings.ca_file {
             let pem = std::fs::read(ca)
@@ -321,5 +360,91 @@ mod tests {
             e.contains("WEIR_TEST_SURELY_UNSET_VARIABLE is not set"),
             "{e}"
         );
+    }
+
+    /// A one-connection-at-a-time HTTP/1.0 server on 127.0.0.1 that answers
+    /// its n-th request with `replies[n]` (the last one once they run out)
+    /// and records each request head it got.
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+    fn serve(replies: Vec<String>) -> (String, Seen) {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = format!("http://{}", l.local_addr().expect("addr"));
+        let seen = Seen::default();
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for (n, c) in l.incoming().enumerate() {
+                let Ok(mut c) = c else { return };
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && c.read(&mut b).unwrap_or(0) == 1 {
+                    head.push(b[0]);
+                }
+                if let Ok(mut v) = log.lock() {
+                    v.push(String::from_utf8_lossy(&head).into_owned());
+                }
+                let r = replies
+                    .get(n)
+                    .or(replies.last())
+                    .cloned()
+                    .unwrap_or_default();
+                let _ = c.write_all(r.as_bytes());
+            }
+        });
+        (addr, seen)
+    }
+
+    fn heads(seen: &Seen) -> Vec<String> {
+        seen.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+
+    #[test]
+    fn redirects_to_another_origin_are_refused_and_leak_nothing() {
+        let ok = "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n{}".to_string();
+        let found = |loc: &str| {
+            format!("HTTP/1.0 302 Found\r\nLocation: {loc}\r\nContent-Length: 0\r\n\r\n")
+        };
+        // Another port on the same host is another origin.
+        let (other, other_seen) = serve(vec![ok.clone()]);
+        let (first, first_seen) = serve(vec![found(&format!("{other}/stats"))]);
+        let mut s = settings(&format!("{first}/stats?token=s3cret"));
+        s.headers.insert("X-Api-Key".into(), "k3y".into());
+        let e = Poller::new(s)
+            .expect("poller")
+            .poll()
+            .err()
+            .expect("refused");
+        assert_eq!(e.reason(), "redirect", "{e}");
+        assert!(e.to_string().contains("another origin"), "{e}");
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        assert_eq!(heads(&first_seen).len(), 1);
+        assert!(heads(&other_seen).is_empty(), "{:?}", heads(&other_seen));
+
+        // A redirect within the origin is followed, headers kept, no Referer.
+        let (same, same_seen) = serve(vec![found("/stats"), ok]);
+        let mut s = settings(&format!("{same}/start?token=s3cret"));
+        s.headers.insert("X-Api-Key".into(), "k3y".into());
+        let got = Poller::new(s).expect("poller").poll();
+        assert!(got.is_ok(), "{:?}", got.err());
+        let h = heads(&same_seen);
+        assert_eq!(h.len(), 2, "{h:?}");
+        assert!(h[1].starts_with("GET /stats "), "{h:?}");
+        assert!(
+            h[1].to_ascii_lowercase().contains("x-api-key: k3y"),
+            "{h:?}"
+        );
+        assert!(!h[1].to_ascii_lowercase().contains("referer"), "{h:?}");
+    }
+
+    #[test]
+    fn only_same_origin_and_https_upgrades_are_followed() {
+        let u = |s: &str| reqwest::Url::parse(s).expect("url");
+        let ok = |a: &str, b: &str| same_origin_or_upgrade(&u(a), &u(b)).is_ok();
+        assert!(ok("http://h:8080/a", "http://h:8080/b"));
+        assert!(ok("http://h/a", "https://h/b"));
+        assert!(!ok("https://h/a", "http://h/b"), "a downgrade");
+        assert!(!ok("http://h:8080/a", "http://h:8081/b"));
+        assert!(!ok("http://h/a", "http://evil.example/b"));
+        assert!(!ok("http://h/a", "http://h.evil.example/b"));
     }
 }
