@@ -327,8 +327,12 @@ const FAILURE_REFILL: Duration = Duration::from_secs(1);
 /// Peers tracked at most; beyond, those back at a full allowance are
 /// forgotten (and, if that is not enough, all).
 const MAX_PEERS: usize = 4096;
-/// bcrypt checks waiting at most; beyond, 503 at once.
-const MAX_BCRYPT_WAITING: usize = 64;
+/// bcrypt checks waiting at most, from all peers together; beyond, 503 at
+/// once. Each peer (an IPv4 address or an IPv6 /64) can hold at most
+/// [`FAILURE_BURST`] of them, so it takes two or more peers to fill the
+/// queue, and a login behind a full queue waits at most this many checks
+/// (about 16 × 50 ms at bcrypt cost 10).
+const MAX_BCRYPT_WAITING: usize = 16;
 /// Failed logins logged per [`LOG_WINDOW`]; the rest are counted.
 const LOGGED_FAILURES: u32 = 10;
 /// See [`LOGGED_FAILURES`].
@@ -386,13 +390,31 @@ fn peer_key(ip: IpAddr) -> IpAddr {
 }
 
 impl Gate {
-    /// The allowance left to `ip`, refilled for the time passed.
-    fn allowance(&self, ip: IpAddr) -> f64 {
+    /// The allowance left to `ip`, refilled for the time passed, with
+    /// `charge` taken from it (never below 0). A peer not yet tracked
+    /// starts at [`FAILURE_BURST`]; past [`MAX_PEERS`], peers back at a
+    /// full allowance are forgotten (and, if that is not enough, all).
+    fn charge(&self, ip: IpAddr, charge: f64) -> f64 {
         let mut peers = self.peers.lock();
-        match peers.get_mut(&peer_key(ip)) {
+        let key = peer_key(ip);
+        if charge > 0.0 && !peers.contains_key(&key) && peers.len() >= MAX_PEERS {
+            let now = Instant::now();
+            peers.retain(|_, (t, at)| {
+                *t + (now - *at).as_secs_f64() / FAILURE_REFILL.as_secs_f64() < FAILURE_BURST
+            });
+            if peers.len() >= MAX_PEERS {
+                peers.clear();
+            }
+        }
+        let entry = if charge > 0.0 {
+            Some(peers.entry(key).or_insert((FAILURE_BURST, Instant::now())))
+        } else {
+            peers.get_mut(&key)
+        };
+        match entry {
             Some((tokens, at)) => {
                 let refill = at.elapsed().as_secs_f64() / FAILURE_REFILL.as_secs_f64();
-                *tokens = (*tokens + refill).min(FAILURE_BURST);
+                *tokens = ((*tokens + refill).min(FAILURE_BURST) - charge).max(0.0);
                 *at = Instant::now();
                 *tokens
             }
@@ -400,26 +422,51 @@ impl Gate {
         }
     }
 
-    fn failed(&self, peer: SocketAddr, path: &str, why: &Failure) {
-        if *why != Failure::Missing {
-            let mut peers = self.peers.lock();
-            if peers.len() >= MAX_PEERS {
-                let now = Instant::now();
-                peers.retain(|_, (t, at)| {
-                    *t + (now - *at).as_secs_f64() / FAILURE_REFILL.as_secs_f64() < FAILURE_BURST
-                });
-                if peers.len() >= MAX_PEERS {
-                    peers.clear();
-                }
-            }
-            let e = peers
-                .entry(peer_key(peer.ip()))
-                .or_insert((FAILURE_BURST, Instant::now()));
-            e.0 = (e.0 - 1.0).max(0.0);
+    /// The allowance left to `ip`.
+    fn allowance(&self, ip: IpAddr) -> f64 {
+        self.charge(ip, 0.0)
+    }
+
+    /// Take one failure from `ip`'s allowance before a password check
+    /// starts, so that a peer can have at most [`FAILURE_BURST`] checks
+    /// queued or running: without it, a flood of concurrent wrong
+    /// passwords all pass the allowance test before the first fails.
+    /// False when nothing is left.
+    fn reserve(&self, ip: IpAddr) -> bool {
+        let mut peers = self.peers.lock();
+        let key = peer_key(ip);
+        let Some((tokens, at)) = peers.get_mut(&key) else {
+            drop(peers);
+            self.charge(ip, 1.0);
+            return true;
+        };
+        let refill = at.elapsed().as_secs_f64() / FAILURE_REFILL.as_secs_f64();
+        *tokens = (*tokens + refill).min(FAILURE_BURST);
+        *at = Instant::now();
+        if *tokens < 1.0 {
+            return false;
         }
+        *tokens -= 1.0;
+        true
+    }
+
+    /// Give back what [`Gate::reserve`] took: the check passed (or never
+    /// ran).
+    fn refund(&self, ip: IpAddr) {
+        if let Some((tokens, _)) = self.peers.lock().get_mut(&peer_key(ip)) {
+            *tokens = (*tokens + 1.0).min(FAILURE_BURST);
+        }
+    }
+
+    /// Count a failed login (`charged`: its allowance was already taken
+    /// by [`Gate::reserve`]) and log it, rate-limited.
+    fn failed(&self, peer: SocketAddr, path: &str, why: &Failure, charged: bool) {
         if *why == Failure::Missing {
             tracing::debug!(%peer, path, "request without credentials");
             return;
+        }
+        if !charged {
+            self.charge(peer.ip(), 1.0);
         }
         self.log(|| tracing::warn!(%peer, path, "authentication failed: {why}"));
     }
@@ -461,20 +508,29 @@ impl Gate {
             return Decision::TooMany;
         }
         if let Some(f) = failure {
-            self.failed(peer, path, &f);
+            self.failed(peer, path, &f, false);
             return Decision::Unauthorized;
         }
         let Some(header) = authorization else {
             return Decision::Unauthorized;
         };
+        if !self.reserve(peer.ip()) {
+            self.log(|| tracing::warn!(%peer, path, "too many failed logins; answering 429"));
+            return Decision::TooMany;
+        }
         use std::sync::atomic::Ordering;
         if self.waiting.fetch_add(1, Ordering::Relaxed) >= MAX_BCRYPT_WAITING {
             self.waiting.fetch_sub(1, Ordering::Relaxed);
+            self.refund(peer.ip());
+            self.log(
+                || tracing::warn!(%peer, path, "too many password checks waiting; answering 503"),
+            );
             return Decision::Busy;
         }
         let permit = self.bcrypt.acquire().await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         let Ok(_permit) = permit else {
+            self.refund(peer.ip());
             return Decision::Busy;
         };
         let g = guard.clone();
@@ -482,9 +538,12 @@ impl Gate {
             .await
             .unwrap_or(Err(Failure::Malformed));
         match result {
-            Ok(()) => Decision::Allow,
+            Ok(()) => {
+                self.refund(peer.ip());
+                Decision::Allow
+            }
             Err(f) => {
-                self.failed(peer, path, &f);
+                self.failed(peer, path, &f, true);
                 Decision::Unauthorized
             }
         }
@@ -663,6 +722,63 @@ mod tests {
         assert_eq!(
             peer_key("2001:db8:1:2:3:4:5:6".parse().expect("ip")),
             peer_key("2001:db8:1:2:ffff::1".parse().expect("ip"))
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_concurrent_flood_runs_at_most_a_burst_of_checks_per_peer() {
+        let hash = bcrypt::hash("s3cret", 4).expect("hash");
+        let g = Arc::new(Guard::new(AuthSettings {
+            basic: [("prom".to_string(), hash)].into_iter().collect(),
+            bearer_tokens: vec![],
+        }));
+        let gate = Arc::new(Gate::default());
+        let flood = |ip: &str, n: usize| {
+            let peer: SocketAddr = format!("{ip}:4000").parse().expect("addr");
+            (0..n)
+                .map(|i| {
+                    let (g, gate) = (g.clone(), gate.clone());
+                    let guess = basic("prom", &format!("guess{i}"));
+                    tokio::spawn(async move { gate.authorize(&g, Some(guess), peer, "/").await })
+                })
+                .collect::<Vec<_>>()
+        };
+        // One peer, 200 wrong passwords at once: a burst of checks, the
+        // rest 429 without one; none 503, since one peer cannot fill the
+        // queue.
+        let mut got = std::collections::BTreeMap::new();
+        for t in flood("10.9.0.1", 200) {
+            *got.entry(format!("{:?}", t.await.expect("task")))
+                .or_insert(0) += 1;
+        }
+        assert_eq!(got.get("Unauthorized"), Some(&10), "{got:?}");
+        assert_eq!(got.get("TooMany"), Some(&190), "{got:?}");
+        assert_eq!(got.get("Busy"), None, "{got:?}");
+        // Three peers at once cannot hold more than three bursts of checks,
+        // and a correct login from a fourth peer is decided (allowed, or
+        // told 503 if the queue is full) rather than left waiting behind
+        // hundreds of checks.
+        let mut tasks = flood("10.9.0.2", 100);
+        tasks.extend(flood("10.9.0.3", 100));
+        tasks.extend(flood("10.9.0.4", 100));
+        let ok_peer: SocketAddr = "10.9.0.5:4000".parse().expect("addr");
+        let good = gate
+            .authorize(&g, Some(basic("prom", "s3cret")), ok_peer, "/")
+            .await;
+        let mut checked = 0;
+        for t in tasks {
+            let d = t.await.expect("task");
+            if d == Decision::Unauthorized {
+                checked += 1;
+            }
+        }
+        assert!(checked <= 30, "{checked} checks ran for three peers");
+        assert!(matches!(good, Decision::Allow | Decision::Busy), "{good:?}");
+        // Once the flood is over, the fourth peer's login passes.
+        assert_eq!(
+            gate.authorize(&g, Some(basic("prom", "s3cret")), ok_peer, "/")
+                .await,
+            Decision::Allow
         );
     }
 
