@@ -514,21 +514,7 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
             return ExitCode::FAILURE;
         }
     };
-    // What the config directory says runs as this agent's user.
-    let mut trusted = vec![dir.to_path_buf()];
-    trusted.extend(config::config_files(dir).unwrap_or_default());
-    for p in cfg.pipelines.values() {
-        if let config::PluginRef::Path(f) = &p.plugin {
-            trusted.push(f.clone());
-        }
-    }
-    trusted.sort();
-    trusted.dedup();
-    for p in &trusted {
-        if let Some(why) = weir::state::others_may_write(p) {
-            tracing::warn!("{why}");
-        }
-    }
+    weir::reload::warn_if_others_may_write(dir, &cfg);
     let started_state_dir = cfg.settings.state_dir.clone();
     let state_dir = state_dir
         .map(|d| std::path::absolute(&d).unwrap_or(d))

@@ -121,7 +121,10 @@ impl Reloader {
         let _guard = self.lock.lock();
         let result = config::load_dir(self.agent.config_dir())
             .map_err(|errs| errs.iter().map(|e| e.to_string()).collect::<Vec<_>>())
-            .and_then(|cfg| self.apply(&cfg));
+            .and_then(|cfg| {
+                warn_if_others_may_write(self.agent.config_dir(), &cfg);
+                self.apply(&cfg)
+            });
         self.agent.record_reload(
             result
                 .as_ref()
@@ -401,4 +404,26 @@ pub fn spawn(reloader: Arc<Reloader>) -> notify::Result<std::thread::JoinHandle<
         })
         .map_err(|e| notify::Error::generic(&e.to_string()))?;
     Ok(handle)
+}
+
+/// Warn about each path the config directory `dir` makes weir trust like
+/// its own code (the directory, its config files, plugin files named by
+/// path) that a user other than the agent's and root could change: at
+/// startup and at every reload, since a plugin file can be replaced by
+/// another one while the agent runs.
+pub fn warn_if_others_may_write(dir: &Path, cfg: &AgentConfig) {
+    let mut trusted = vec![dir.to_path_buf()];
+    trusted.extend(config::config_files(dir).unwrap_or_default());
+    for p in cfg.pipelines.values() {
+        if let PluginRef::Path(f) = &p.plugin {
+            trusted.push(f.clone());
+        }
+    }
+    trusted.sort();
+    trusted.dedup();
+    for p in &trusted {
+        if let Some(why) = crate::state::others_may_write(p) {
+            tracing::warn!("{why}");
+        }
+    }
 }

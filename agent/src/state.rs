@@ -91,7 +91,7 @@ pub fn others_may_write(path: &Path) -> Option<String> {
     let me = euid();
     if meta.uid() != me && meta.uid() != 0 {
         return Some(format!(
-            "{} is owned by uid {}: that user can change what weir runs (exec commands run as uid {me})",
+            "{} is owned by uid {}: that user can change the plugins and commands weir runs as uid {me}",
             path.display(),
             meta.uid()
         ));
@@ -99,12 +99,53 @@ pub fn others_may_write(path: &Path) -> Option<String> {
     // The sticky bit (/tmp) still lets others add files to a directory.
     if meta.mode() & GROUP_OTHER_WRITE != 0 {
         return Some(format!(
-            "{} is writable by group or others (mode {:04o}): they can change what weir runs (exec commands run as uid {me})",
+            "{} is writable by group or others (mode {:04o}): they can change the plugins and commands weir runs as uid {me}",
             path.display(),
             meta.mode() & 0o7777
         ));
     }
     None
+}
+
+/// Links followed at most in a state directory's chain (Linux's own limit
+/// is 40).
+const MAX_LINK_HOPS: usize = 40;
+
+/// Check every link of the chain `path` starts (a symbolic link): each must
+/// be owned by the agent's user or root, since whoever owns a link can point
+/// it anywhere, including at a directory of root's that the agent would then
+/// fill with its state. Errors name the link and its owner.
+fn link_chain_trusted(path: &Path) -> Result<(), String> {
+    let me = euid();
+    let mut cur = path.to_path_buf();
+    for _ in 0..MAX_LINK_HOPS {
+        let meta = match std::fs::symlink_metadata(&cur) {
+            Ok(m) => m,
+            // The end of the chain is missing: opening it says so.
+            Err(_) => return Ok(()),
+        };
+        if !meta.file_type().is_symlink() {
+            return Ok(());
+        }
+        if meta.uid() != me && meta.uid() != 0 {
+            return Err(format!(
+                "state directory {}: the symbolic link {} is owned by uid {}, neither the agent's user (uid {me}) nor root: it could be pointed anywhere",
+                path.display(),
+                cur.display(),
+                meta.uid()
+            ));
+        }
+        let target = std::fs::read_link(&cur)
+            .map_err(|e| format!("state directory {}: {}: {e}", path.display(), cur.display()))?;
+        cur = match cur.parent() {
+            Some(parent) if target.is_relative() => parent.join(target),
+            _ => target,
+        };
+    }
+    Err(format!(
+        "state directory {}: more than {MAX_LINK_HOPS} symbolic links",
+        path.display()
+    ))
 }
 
 fn single_component(name: &str) -> std::io::Result<()> {
@@ -142,15 +183,8 @@ impl StateDir {
             Err(e) => return Err(format!("state directory {}: {e}", path.display())),
         };
         let mut flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
-        if let Some(l) = &link {
-            let me = euid();
-            if l.uid() != me && l.uid() != 0 {
-                return Err(format!(
-                    "state directory {} is a symbolic link owned by uid {}, neither the agent's user (uid {me}) nor root: it could be pointed anywhere",
-                    path.display(),
-                    l.uid()
-                ));
-            }
+        if link.is_some() {
+            link_chain_trusted(&path)?;
         } else {
             // Not a link when looked at: it must not become one.
             flags |= OFlags::NOFOLLOW;
@@ -386,6 +420,48 @@ mod tests {
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("web.json")]);
+    }
+
+    #[test]
+    fn every_link_of_a_chain_must_be_the_agents_or_roots() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let real = t.path().join("real");
+        std::fs::create_dir(&real).expect("mkdir");
+        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+        // A chain of the agent's own links (one relative) is followed.
+        std::os::unix::fs::symlink("real", t.path().join("mine2")).expect("symlink");
+        std::os::unix::fs::symlink(t.path().join("mine2"), t.path().join("mine1"))
+            .expect("symlink");
+        StateDir::open(&t.path().join("mine1")).expect("own chain");
+        // A link of another user anywhere in the chain is refused, even
+        // behind one of the agent's own.
+        let foreign = t.path().join("theirs");
+        std::os::unix::fs::symlink(&real, &foreign).expect("symlink");
+        std::os::unix::fs::symlink(&foreign, t.path().join("front")).expect("symlink");
+        if rustix::fs::chownat(
+            rustix::fs::CWD,
+            &foreign,
+            Some(rustix::fs::Uid::from_raw(65534)),
+            None,
+            rustix::fs::AtFlags::SYMLINK_NOFOLLOW,
+        )
+        .is_ok()
+        {
+            let e = StateDir::open(&t.path().join("front")).expect_err("foreign link");
+            assert!(
+                e.contains("uid 65534") && e.contains(&*foreign.to_string_lossy()),
+                "{e}"
+            );
+        } else {
+            eprintln!("not root: the foreign-link half of this test needs chown");
+        }
+        // A loop ends with an error, not a hang.
+        std::os::unix::fs::symlink(t.path().join("loop2"), t.path().join("loop1"))
+            .expect("symlink");
+        std::os::unix::fs::symlink(t.path().join("loop1"), t.path().join("loop2"))
+            .expect("symlink");
+        let e = StateDir::open(&t.path().join("loop1")).expect_err("loop");
+        assert!(e.contains("symbolic links") || e.contains("loop"), "{e}");
     }
 
     #[test]

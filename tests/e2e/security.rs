@@ -495,7 +495,7 @@ fn a_state_directory_another_user_can_write_is_refused() {
     as_intruder(who, &format!("ln -s {} {}", good.display(), link.display()));
     let (st, log) = run_expecting_exit(&conf, &link, 60);
     assert!(
-        !st.success() && log.contains("symbolic link owned by uid"),
+        !st.success() && log.contains("symbolic link") && log.contains("is owned by uid"),
         "{log}"
     );
 
@@ -523,6 +523,41 @@ fn cache_name(plugin: &Path, other_cached: &str) -> String {
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     let engine = other_cached.rsplit_once('-').expect("NAME-ENGINE.cwasm").1;
     format!("{hex}-{engine}")
+}
+
+#[test]
+fn a_plugin_file_others_can_write_is_reported_at_every_reload() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = tmp.path();
+    chmod(base, 0o755);
+    let plugin = base.join("mine.wasm");
+    std::fs::copy(test_plugin("misbehave"), &plugin).expect("copy");
+    chmod(&plugin, 0o644);
+    let conf = base.join("conf");
+    file_pipeline(&conf, &plugin, &base.join("app.log"));
+    chmod(&conf, 0o755);
+    chmod(&conf.join("p.toml"), 0o644);
+    let state = base.join("state");
+    let mut a = Agent::start(&conf, &state);
+    let warned = |log: &str| log.matches("writable by group or others").count();
+    assert_eq!(warned(&a.log_text()), 0, "{}", a.log_text());
+    // Made writable by others while the agent runs (a careless deploy):
+    // the next reload, which loads the file again, says so.
+    chmod(&plugin, 0o666);
+    a.signal("HUP");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while warned(&a.log_text()) == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log = a.log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("writable by group or others")
+                && l.contains(&*plugin.to_string_lossy())
+                && l.contains("plugins and commands weir runs")),
+        "the reload warns about the plugin file: {log}"
+    );
+    a.stop();
 }
 
 #[test]

@@ -597,8 +597,14 @@ pub fn not_a_form(headers: &hyper::HeaderMap) -> Result<(), &'static str> {
             return Err("refused: sent from another site");
         }
     }
-    if headers.contains_key("x-weir-reload") {
-        return Ok(());
+    if let Some(v) = headers.get("x-weir-reload") {
+        // Any value would stop a form; asking for `1` keeps `X-Weir-Reload: 0`
+        // from meaning "reload".
+        return if v.as_bytes().trim_ascii() == b"1" {
+            Ok(())
+        } else {
+            Err("POST /-/reload: the header `X-Weir-Reload` must be `1`")
+        };
     }
     let json = headers
         .get(hyper::header::CONTENT_TYPE)
@@ -832,6 +838,8 @@ mod tests {
         assert!(h(&[("content-type", "text/plain")]).is_err());
         assert!(h(&[("content-type", "Application/JSON; charset=utf-8")]).is_ok());
         assert!(h(&[("x-weir-reload", "1")]).is_ok());
+        assert!(h(&[("x-weir-reload", "0")]).is_err());
+        assert!(h(&[("x-weir-reload", "")]).is_err());
         assert!(h(&[("x-weir-reload", "1"), ("sec-fetch-site", "cross-site")]).is_err());
         assert!(h(&[("x-weir-reload", "1"), ("sec-fetch-site", "same-origin")]).is_ok());
     }
