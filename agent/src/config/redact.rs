@@ -185,41 +185,112 @@ pub fn secret_name(name: &str) -> bool {
 /// A command line for the log: arguments joined by spaces, with the value
 /// of every secret-looking option replaced (`--password=REDACTED`,
 /// `--token REDACTED`, `DB_PASSWORD=REDACTED`, `-H 'Authorization:
-/// REDACTED'`) and URLs passed through [`url`].
+/// REDACTED'`, `--header=Authorization: REDACTED`, `-pREDACTED`, `-p
+/// REDACTED`), the password of a `user:password` pair given to `-u`,
+/// `--user` or `--proxy-user` (curl, wget) replaced (`-u admin:REDACTED`),
+/// and URLs passed through [`url`]. It errs on the side of hiding: `-p`
+/// is a password for mysql and sshpass but a port for others, and is
+/// hidden either way.
 pub fn argv(command: &[String]) -> String {
     let mut out = Vec::with_capacity(command.len());
-    let mut hide_next = false;
+    let mut next = Hide::Nothing;
     for arg in command {
-        if hide_next {
-            hide_next = false;
-            out.push(REDACTED.to_string());
-            continue;
-        }
-        out.push(redact_arg(arg, &mut hide_next));
+        let this = std::mem::replace(&mut next, Hide::Nothing);
+        out.push(match this {
+            Hide::All => REDACTED.to_string(),
+            Hide::Password => user_password(arg),
+            Hide::Nothing => redact_arg(arg, &mut next),
+        });
     }
     out.join(" ")
 }
 
-fn redact_arg(arg: &str, hide_next: &mut bool) -> String {
+/// What to hide of the next argument.
+enum Hide {
+    Nothing,
+    All,
+    /// It is `user:password`: the password.
+    Password,
+}
+
+/// Option names whose value is `user:password`.
+fn is_user_option(name: &str) -> bool {
+    matches!(
+        name,
+        "-u" | "-U" | "--user" | "--proxy-user" | "--http-user"
+    )
+}
+
+/// `user:password` with the password hidden; a value without `:` is left
+/// (curl then asks for the password).
+fn user_password(value: &str) -> String {
+    match value.split_once(':') {
+        Some((user, _)) => format!("{user}:{REDACTED}"),
+        None => value.to_string(),
+    }
+}
+
+/// `Name: value` with the value hidden when the name looks secret
+/// (`Authorization`, `X-Api-Key`, `Cookie`), or None when it is not a
+/// header of that kind.
+fn secret_header(arg: &str) -> Option<String> {
+    let (name, _) = arg.split_once(':')?;
+    (!name.is_empty()
+        && !name.contains([' ', '/', '='])
+        && !arg[name.len()..].starts_with("://")
+        && secret_name(name))
+    .then(|| format!("{name}: {REDACTED}"))
+}
+
+fn redact_arg(arg: &str, next: &mut Hide) -> String {
     // --name=value, -name=value, NAME=value
-    if let Some((name, _)) = arg.split_once('=') {
-        if !name.is_empty() && !name.contains([' ', ':', '/']) && secret_name(name) {
-            return format!("{name}={REDACTED}");
+    if let Some((name, value)) = arg.split_once('=') {
+        if !name.is_empty() && !name.contains([' ', ':', '/']) {
+            if secret_name(name) {
+                return format!("{name}={REDACTED}");
+            }
+            if is_user_option(name) {
+                return format!("{name}={}", user_password(value));
+            }
+            // --header=Authorization: Basic ...
+            if let Some(h) = secret_header(value) {
+                return format!("{name}={h}");
+            }
         }
     }
     // "Header: value" (curl -H, wget --header)
-    if let Some((name, _)) = arg.split_once(':') {
-        if !name.is_empty()
-            && !name.contains([' ', '/', '='])
-            && !arg[name.len()..].starts_with("://")
-            && secret_name(name)
-        {
-            return format!("{name}: {REDACTED}");
+    if let Some(h) = secret_header(arg) {
+        return h;
+    }
+    if is_user_option(arg) {
+        *next = Hide::Password;
+        return arg.to_string();
+    }
+    if !arg.starts_with("--") {
+        // -uadmin:pw
+        if let Some(v) = arg.strip_prefix("-u").or_else(|| arg.strip_prefix("-U")) {
+            if v.contains(':') {
+                return format!("{}{}", &arg[..2], user_password(v));
+            }
+        }
+        // -HAuthorization: ...
+        if let Some(h) = arg.strip_prefix("-H").and_then(secret_header) {
+            return format!("-H{h}");
+        }
+        // -p VALUE, -pVALUE (mysql, sshpass); -P likewise. `-pass` and
+        // `-password` (openssl, influx) are options whose value follows.
+        if let Some(rest) = arg.strip_prefix("-p").or_else(|| arg.strip_prefix("-P")) {
+            let lower = rest.to_ascii_lowercase();
+            if rest.is_empty() || lower.starts_with("ass") || lower.starts_with("wd") {
+                *next = Hide::All;
+                return arg.to_string();
+            }
+            return format!("{}{REDACTED}", &arg[..2]);
         }
     }
     // --password VALUE
     if arg.starts_with('-') && !arg.contains('=') && secret_name(arg) {
-        *hide_next = true;
+        *next = Hide::All;
         return arg.to_string();
     }
     match arg.find("://") {
@@ -303,5 +374,63 @@ mod tests {
             shown.starts_with("mysqladmin --password=REDACTED --token REDACTED DB_PASS=REDACTED -H Authorization: REDACTED https://REDACTED@host/x?key=REDACTED --url=http://h/?sig=REDACTED --verbose plain"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn every_form_of_a_password_option_is_hidden() {
+        let shown = |args: &[&str]| argv(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["curl", "--header=Authorization: Basic c2VjcmV0"],
+                "curl --header=Authorization: REDACTED",
+            ),
+            (
+                &["curl", "-HX-Api-Key: k3yk3y"],
+                "curl -HX-Api-Key: REDACTED",
+            ),
+            (
+                &["curl", "--user=admin:hunter2"],
+                "curl --user=admin:REDACTED",
+            ),
+            (
+                &["curl", "-u", "admin:hunter2", "x"],
+                "curl -u admin:REDACTED x",
+            ),
+            (
+                &["curl", "--user", "admin:hunter2"],
+                "curl --user admin:REDACTED",
+            ),
+            (&["curl", "-uadmin:hunter2"], "curl -uadmin:REDACTED"),
+            (
+                &["curl", "--proxy-user", "p:hunter2"],
+                "curl --proxy-user p:REDACTED",
+            ),
+            (
+                &["mysql", "-phunter2", "-h", "db"],
+                "mysql -pREDACTED -h db",
+            ),
+            (&["mysql", "-p", "hunter2"], "mysql -p REDACTED"),
+            (&["mysqladmin", "-P", "hunter2"], "mysqladmin -P REDACTED"),
+            (
+                &["sshpass", "-p123456", "ssh", "h"],
+                "sshpass -pREDACTED ssh h",
+            ),
+            (
+                &["openssl", "-pass", "pass:hunter2"],
+                "openssl -pass REDACTED",
+            ),
+            (
+                &["influx", "-password", "hunter2"],
+                "influx -password REDACTED",
+            ),
+            (&["curl", "-u", "admin"], "curl -u admin"),
+        ];
+        for (args, want) in cases {
+            let got = shown(args);
+            assert_eq!(&got, want, "{args:?}");
+            assert!(
+                !got.contains("hunter2") && !got.contains("c2VjcmV0") && !got.contains("k3yk3y")
+            );
+        }
     }
 }
