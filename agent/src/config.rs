@@ -7,7 +7,7 @@
 mod locate;
 pub mod redact;
 pub mod settings;
-pub use locate::{at_pipeline, error_key, setting_line};
+pub use locate::{at_pipeline, error_key, key_line, setting_line};
 use serde::Deserialize;
 pub use settings::*;
 use std::collections::BTreeMap;
@@ -144,6 +144,9 @@ pub struct PipelineSpec {
     pub max_line_bytes: usize,
     /// Most lines per plugin call.
     pub batch_lines: usize,
+    /// How a line source joins lines into multi-line records; `None`:
+    /// every line is a record.
+    pub multiline: Option<MultilineSettings>,
 }
 
 /// Agent-wide settings.
@@ -383,6 +386,7 @@ struct RawPipeline {
     max_series: Option<usize>,
     max_line_bytes: Option<Spanned<toml::Value>>,
     batch_lines: Option<usize>,
+    multiline: Option<Spanned<toml::Value>>,
     labels: Option<Spanned<BTreeMap<String, String>>>,
 }
 
@@ -516,6 +520,120 @@ pub fn parse_size(v: &toml::Value) -> Result<usize, String> {
         }
         _ => Err("expected a size like \"64MiB\"".into()),
     }
+}
+
+/// Defaults of `multiline`: a trace of 500 lines (deep Java stacks are
+/// shorter), 256 KiB, and a writer that finishes a record within 1 s.
+pub const MULTILINE_MAX_LINES: usize = 500;
+/// See [`MULTILINE_MAX_LINES`].
+pub const MULTILINE_MAX_BYTES: usize = 256 << 10;
+/// See [`MULTILINE_MAX_LINES`].
+pub const MULTILINE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A pipeline's `multiline` value: a preset's name, or a table with one of
+/// `start`, `continue` or `preset` and the limits. An error names the key
+/// under `multiline` (`""` for the value as a whole) and what is wrong.
+fn multiline_of(v: &toml::Value) -> Result<MultilineSettings, (String, String)> {
+    let presets = || {
+        MultilinePreset::ALL
+            .iter()
+            .map(|(n, _)| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let preset = |k: &str, name: &str| {
+        MultilinePreset::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, p)| MultilineRule::Preset(*p))
+            .ok_or_else(|| {
+                (
+                    k.to_string(),
+                    format!("no preset \"{name}\" (presets: {})", presets()),
+                )
+            })
+    };
+    let mut out = MultilineSettings {
+        rule: MultilineRule::Preset(MultilinePreset::Java),
+        max_lines: MULTILINE_MAX_LINES,
+        max_bytes: MULTILINE_MAX_BYTES,
+        timeout: MULTILINE_TIMEOUT,
+    };
+    let table = match v {
+        toml::Value::String(name) => {
+            out.rule = preset("", name)?;
+            return Ok(out);
+        }
+        toml::Value::Table(t) => t,
+        _ => {
+            return Err((
+                String::new(),
+                format!(
+                    "expected a preset ({}) or a table like {{ start = \"^\\\\d{{4}}-\" }}",
+                    presets()
+                ),
+            ))
+        }
+    };
+    let mut rule = None;
+    for (k, v) in table {
+        let text = || {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| (k.clone(), "expected a string".to_string()))
+        };
+        let regex = |p: String| {
+            regex::Regex::new(&p).map_err(|e| (k.clone(), format!("invalid regex: {e}")))
+        };
+        let this =
+            match k.as_str() {
+                "start" => Some(MultilineRule::Start(regex(text()?)?)),
+                "continue" => Some(MultilineRule::Continue(regex(text()?)?)),
+                "preset" => Some(preset(k, &text()?)?),
+                "max_lines" => {
+                    match v.as_integer() {
+                        Some(n) if (1..=1_000_000).contains(&n) => out.max_lines = n as usize,
+                        _ => return Err((k.clone(), "a number of lines from 1 to 1000000".into())),
+                    }
+                    None
+                }
+                "max_bytes" => {
+                    match parse_size(v) {
+                        Ok(n) if n >= 64 => out.max_bytes = n,
+                        Ok(_) => return Err((k.clone(), "at least 64".into())),
+                        Err(e) => return Err((k.clone(), e)),
+                    }
+                    None
+                }
+                "timeout" => {
+                    out.timeout = parse_duration_key(v).map_err(|e| (k.clone(), e))?;
+                    None
+                }
+                _ => return Err((
+                    k.clone(),
+                    "unknown key (keys: start, continue, preset, max_lines, max_bytes, timeout)"
+                        .into(),
+                )),
+            };
+        if let Some(r) = this {
+            if rule.is_some() {
+                return Err((
+                    k.clone(),
+                    "give one of start, continue or preset, not two".into(),
+                ));
+            }
+            rule = Some(r);
+        }
+    }
+    out.rule = rule.ok_or_else(|| {
+        (
+            String::new(),
+            "needs one of start (a regex a record's first line matches), continue (a regex \
+             its other lines match) or preset"
+                .to_string(),
+        )
+    })?;
+    Ok(out)
 }
 
 fn valid_pipeline_name(n: &str) -> bool {
@@ -979,6 +1097,49 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 Err(e) => ctx.err(Some(m.span()), &format!("{key}.max_line_bytes"), e),
             }
         }
+        let multiline = match &p.multiline {
+            None => None,
+            Some(m) => {
+                let mkey = format!("{key}.multiline");
+                let line_source = matches!(
+                    source,
+                    SourceSpec::File { .. } | SourceSpec::Exec { .. } | SourceSpec::Stdin
+                );
+                if !line_source {
+                    ctx.err(
+                        Some(m.span()),
+                        &mkey,
+                        format!(
+                            "a {} source reads no lines: multiline is for file, exec and stdin sources",
+                            source.kind()
+                        ),
+                    );
+                    None
+                } else {
+                    match multiline_of(m.get_ref()) {
+                        Ok(s) => Some(s),
+                        Err((k, msg)) => {
+                            let full = if k.is_empty() {
+                                mkey
+                            } else {
+                                format!("{mkey}.{k}")
+                            };
+                            // The line of the key itself, also in a
+                            // `[pipeline.NAME.multiline]` table.
+                            let line = key_line(text, &["pipeline", &name, "multiline", &k])
+                                .unwrap_or_else(|| line_of(text, m.span().start));
+                            ctx.errors.push(ConfigError {
+                                file: path.to_path_buf(),
+                                line: Some(line),
+                                key: Some(full),
+                                message: msg,
+                            });
+                            None
+                        }
+                    }
+                }
+            }
+        };
         let labels = match p.labels {
             Some(labels) => {
                 let span = labels.span();
@@ -1015,6 +1176,7 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
             labels,
             max_line_bytes,
             batch_lines: p.batch_lines.unwrap_or(4096).clamp(1, 1 << 16),
+            multiline,
         });
     }
     out
@@ -1140,6 +1302,81 @@ mod tests {
 
     fn write(dir: &Path, name: &str, text: &str) {
         std::fs::write(dir.join(name), text).expect("write");
+    }
+
+    #[test]
+    fn multiline_settings_and_their_errors() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let head = "[pipeline.app]\nplugin = \"regex-log\"\nsource = { type = \"file\", paths = [\"x.log\"] }\n";
+        write(d.path(), "a.toml", &format!("{head}multiline = \"go\"\n"));
+        let cfg = load_dir(d.path()).expect("valid");
+        let m = cfg.pipelines["app"].multiline.clone().expect("multiline");
+        assert_eq!(m.rule, MultilineRule::Preset(MultilinePreset::Go));
+        assert_eq!(
+            (m.max_lines, m.timeout),
+            (MULTILINE_MAX_LINES, MULTILINE_TIMEOUT)
+        );
+        write(
+            d.path(),
+            "a.toml",
+            &format!("{head}[pipeline.app.multiline]\nstart = '^\\d'\nmax_lines = 20\nmax_bytes = \"4KiB\"\ntimeout = \"250ms\"\n"),
+        );
+        let cfg = load_dir(d.path()).expect("valid");
+        let m = cfg.pipelines["app"].multiline.clone().expect("multiline");
+        assert_eq!(
+            m.rule,
+            MultilineRule::Start(regex::Regex::new(r"^\d").expect("re"))
+        );
+        assert_eq!((m.max_lines, m.max_bytes), (20, 4096));
+        assert_eq!(m.timeout, Duration::from_millis(250));
+        for (text, want) in [
+            (
+                "multiline = \"ruby\"\n",
+                "a.toml:4: pipeline.app.multiline: no preset \"ruby\"",
+            ),
+            (
+                "[pipeline.app.multiline]\nmax_lines = 5\nstart = '(['\n",
+                "a.toml:6: pipeline.app.multiline.start: invalid regex",
+            ),
+            (
+                "[pipeline.app.multiline]\nstart = 'a'\ncontinue = 'b'\n",
+                "give one of start, continue or preset, not two",
+            ),
+            (
+                "multiline = { max_lines = 3 }\n",
+                "a.toml:4: pipeline.app.multiline: needs one of start",
+            ),
+            (
+                "multiline = { preset = \"java\", timeout = \"1us\" }\n",
+                "a.toml:4: pipeline.app.multiline.timeout:",
+            ),
+            (
+                "[pipeline.app.multiline]\npreset = \"java\"\n\nmax_line = 3\n",
+                "a.toml:7: pipeline.app.multiline.max_line: unknown key",
+            ),
+            (
+                "multiline = { preset = \"java\", max_lines = 0 }\n",
+                "pipeline.app.multiline.max_lines: a number of lines",
+            ),
+        ] {
+            write(d.path(), "a.toml", &format!("{head}{text}"));
+            let errs = load_dir(d.path()).err().unwrap_or_default();
+            assert_eq!(errs.len(), 1, "{text}: {errs:?}");
+            let got = errs[0].to_string();
+            assert!(got.contains(want), "{text}: {got}");
+        }
+        write(
+            d.path(),
+            "a.toml",
+            "[pipeline.p]\nplugin = \"process-groups\"\nsource = { type = \"process\" }\nmultiline = \"java\"\n",
+        );
+        let errs = load_dir(d.path()).err().unwrap_or_default();
+        assert!(
+            errs[0]
+                .to_string()
+                .contains("a.toml:4: pipeline.p.multiline: a process source reads no lines"),
+            "{errs:?}"
+        );
     }
 
     #[test]

@@ -936,6 +936,7 @@ impl Pipeline {
                         start_at: *start_at,
                         max_line_bytes: spec.max_line_bytes,
                         batch_lines: spec.batch_lines,
+                        multiline: spec.multiline.clone(),
                     },
                     tx,
                     stats.clone(),
@@ -961,6 +962,7 @@ impl Pipeline {
                     env: env.clone(),
                     max_line_bytes: spec.max_line_bytes,
                     batch_lines: spec.batch_lines,
+                    multiline: spec.multiline.clone(),
                 };
                 let (st, stp, name) = (stats.clone(), stop.clone(), spec.name.clone());
                 match spawn(
@@ -979,9 +981,10 @@ impl Pipeline {
             SourceSpec::Stdin => {
                 let st = stats.clone();
                 let (max, batch) = (spec.max_line_bytes, spec.batch_lines);
+                let multiline = spec.multiline.clone();
                 match spawn(
                     "stdin",
-                    Box::new(move || crate::sources::stdin::run(tx, st, max, batch)),
+                    Box::new(move || crate::sources::stdin::run(tx, st, max, batch, multiline)),
                 ) {
                     Ok(h) => threads.push(h),
                     Err(e) => {

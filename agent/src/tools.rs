@@ -142,9 +142,20 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Lines framed as the agent's line sources frame them.
-    fn lines(&mut self, mut input: impl Read, max_line: usize, batch_lines: usize) -> Result<()> {
+    /// Lines framed (and joined into records, with `multiline`) as the
+    /// agent's line sources do; the input is read to its end, so a record
+    /// ends at the next line that does not continue it or at the end.
+    fn lines(
+        &mut self,
+        mut input: impl Read,
+        max_line: usize,
+        batch_lines: usize,
+        multiline: Option<&crate::config::MultilineSettings>,
+    ) -> Result<()> {
         let mut framer = Framer::new(max_line, Resume::default());
+        let mut joiner = multiline
+            .cloned()
+            .map(crate::sources::multiline::Joiner::new);
         let mut buf = vec![0u8; 64 << 10];
         let mut batch = Vec::new();
         loop {
@@ -160,6 +171,13 @@ impl Run<'_> {
                 framer.feed(&buf[..n], &mut framed);
             }
             self.counts.truncated += framed.cut;
+            if let Some(j) = joiner.as_mut() {
+                let mut records = j.join(framed);
+                if n == 0 {
+                    records.lines.extend(j.flush().lines);
+                }
+                framed = records;
+            }
             batch.extend(framed.lines);
             while batch.len() >= batch_lines.max(1) || (n == 0 && !batch.is_empty()) {
                 let rest = batch.split_off(batch.len().min(batch_lines.max(1)));
@@ -302,7 +320,12 @@ pub fn run_test(target: TestTarget<'_>, mut input: impl Read) -> Result<String> 
         last_error: None,
     };
     match world {
-        World::Log => run.lines(input, max_line, batch)?,
+        World::Log => run.lines(
+            input,
+            max_line,
+            batch,
+            held.as_ref().and_then(|s| s.multiline.as_ref()),
+        )?,
         World::Http => {
             let mut body = Vec::new();
             input.read_to_end(&mut body)?;

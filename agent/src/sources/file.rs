@@ -23,8 +23,9 @@
 //! last checkpoint write, which happens every [`CHECKPOINT_EVERY`] while
 //! anything changed.
 use super::framing::{Framer, Lines, Resume};
+use super::multiline::Joiner;
 use super::{send_lines, Batch, Closed};
-use crate::config::StartAt;
+use crate::config::{MultilineSettings, StartAt};
 use crate::stats::PipelineStats;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -322,6 +323,8 @@ pub struct FileSourceSettings {
     pub max_line_bytes: usize,
     /// Most lines per batch.
     pub batch_lines: usize,
+    /// How lines are joined into multi-line records, if they are.
+    pub multiline: Option<MultilineSettings>,
 }
 
 struct Tracked {
@@ -335,6 +338,9 @@ struct Tracked {
     key: FileKey,
     /// Lines of the file, and the offset read up to.
     framer: Framer,
+    /// Its lines joined into records (with `multiline`): one per file, so
+    /// that a record never mixes files.
+    joiner: Option<Joiner>,
     /// Since when no followed path names the file (renamed away or
     /// deleted): it is read until it has been quiet for `ROTATE_WAIT`.
     moved: Option<Instant>,
@@ -532,6 +538,7 @@ impl Tailer {
             file,
             key,
             framer: Framer::new(self.settings.max_line_bytes, at),
+            joiner: self.settings.multiline.clone().map(Joiner::new),
             moved: None,
             last_data: Instant::now(),
         });
@@ -586,7 +593,7 @@ impl Tailer {
                     Err(Closed) => return,
                 }
             }
-            if self.release_quiet().is_err() {
+            if self.flush_timed_out().is_err() || self.release_quiet().is_err() {
                 return;
             }
             self.stats.prune_files(Instant::now());
@@ -647,6 +654,12 @@ impl Tailer {
     /// File `i` was truncated (copytruncate, `: > file`): read it again
     /// from its start, under a new checkpoint entry.
     fn restart(&mut self, i: usize) {
+        // The record being built is of the old content: passed on as it
+        // is (if the pipeline is gone, the tailer notices at its next send).
+        if let Some(records) = self.files[i].joiner.as_mut().map(Joiner::flush) {
+            super::count_records(&self.stats, &records);
+            let _ = self.send(i, records);
+        }
         let t = &mut self.files[i];
         let _ = t.file.seek(SeekFrom::Start(0));
         t.framer = Framer::new(self.settings.max_line_bytes, Resume::default());
@@ -660,6 +673,29 @@ impl Tailer {
             .register(t.id, &t.path, t.key.clone(), Resume::default());
         self.stats.file(&t.path, |f| f.truncations += 1);
         tracing::info!(path = %t.path, "file truncated; reading it from the start");
+    }
+
+    /// Pass on unfinished records whose timeout passed, of files read to
+    /// their end: a file with bytes still to read may hold the record's
+    /// next lines (the source was busy, not the writer), so its record
+    /// waits.
+    fn flush_timed_out(&mut self) -> Result<(), Closed> {
+        let now = Instant::now();
+        for i in 0..self.files.len() {
+            let t = &mut self.files[i];
+            let Some(j) = t.joiner.as_mut() else { continue };
+            if j.deadline().is_none_or(|d| d > now) {
+                continue;
+            }
+            let size = t.file.metadata().map(|m| m.len()).unwrap_or(0);
+            if size > t.framer.position() {
+                continue;
+            }
+            let records = j.flush();
+            super::count_records(&self.stats, &records);
+            self.send(i, records)?;
+        }
+        Ok(())
     }
 
     /// Let go of rotated files that have been quiet for `ROTATE_WAIT`.
@@ -719,7 +755,8 @@ impl Tailer {
             });
             self.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
             super::count(&self.stats, &lines);
-            self.send(i, lines)?;
+            let records = super::join(&mut t.joiner, &self.stats, lines);
+            self.send(i, records)?;
             if n < self.buf.len() {
                 break;
             }
@@ -738,19 +775,33 @@ impl Tailer {
         t.framer.finish(&mut lines);
         self.stats.file(&t.path, |f| f.lines += lines.len() as u64);
         super::count(&self.stats, &lines);
-        self.send(i, lines)
+        let mut records = super::join(&mut t.joiner, &self.stats, lines);
+        if let Some(last) = t.joiner.as_mut().map(Joiner::flush) {
+            super::count_records(&self.stats, &last);
+            records.lines.extend(last.lines);
+            records.offsets.extend(last.offsets);
+        }
+        self.send(i, records)
     }
 
-    /// Pass framed lines of file `i` on, acknowledged up to where its
-    /// framer stands.
+    /// Pass framed lines (or records) of file `i` on, acknowledged up to
+    /// where its framer stands, or to the start of the record still being
+    /// built: a restart reads that record again whole.
     fn send(&self, i: usize, lines: Lines) -> Result<(), Closed> {
         let t = &self.files[i];
+        let resume = match t.joiner.as_ref().and_then(Joiner::pending_start) {
+            Some(offset) => Resume {
+                offset,
+                skip: false,
+            },
+            None => t.framer.resume(),
+        };
         send_lines(
             &self.tx,
             &t.origin,
             lines,
             self.settings.batch_lines,
-            Some((t.id, t.framer.resume())),
+            Some((t.id, resume)),
         )
     }
 }
@@ -832,6 +883,7 @@ mod tests {
                 start_at,
                 max_line_bytes: 1024,
                 batch_lines: 100,
+                multiline: None,
             },
             tx,
             Arc::new(PipelineStats::default()),
