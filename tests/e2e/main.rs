@@ -12,6 +12,7 @@ mod http;
 mod languages;
 mod logs;
 mod long_lines;
+mod multiline;
 mod nginx;
 mod poison;
 mod process;
