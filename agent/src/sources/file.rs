@@ -876,6 +876,14 @@ mod tests {
     use tokio::sync::mpsc;
 
     fn tailer(patterns: Vec<String>, start_at: StartAt) -> (Tailer, mpsc::Receiver<Batch>) {
+        tailer_with(patterns, start_at, None)
+    }
+
+    fn tailer_with(
+        patterns: Vec<String>,
+        start_at: StartAt,
+        multiline: Option<MultilineSettings>,
+    ) -> (Tailer, mpsc::Receiver<Batch>) {
         let (tx, rx) = mpsc::channel(1024);
         let t = Tailer::new(
             FileSourceSettings {
@@ -883,7 +891,7 @@ mod tests {
                 start_at,
                 max_line_bytes: 1024,
                 batch_lines: 100,
-                multiline: None,
+                multiline,
             },
             tx,
             Arc::new(PipelineStats::default()),
@@ -1015,6 +1023,42 @@ mod tests {
         assert_eq!(got, ["3", "4"]);
         assert_eq!(t.files.len(), 2);
         assert!(t.files.iter().all(|f| f.moved.is_none()));
+    }
+
+    /// An unfinished record whose timeout passed waits while its file has
+    /// bytes not read yet (they may continue it: the source was busy, not
+    /// the writer); once the file is read to its end it is passed on, and
+    /// acknowledged only then.
+    #[test]
+    fn a_record_times_out_only_once_its_file_is_read_to_its_end() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let log = d.path().join("a.log");
+        append(&log, "a\n b\n");
+        let ml = MultilineSettings {
+            rule: crate::config::MultilineRule::Continue(regex::Regex::new(r"^\s").expect("re")),
+            max_lines: 100,
+            max_bytes: 1 << 20,
+            timeout: Duration::from_millis(10),
+        };
+        let (mut t, mut rx) = tailer_with(
+            vec![log.display().to_string()],
+            StartAt::Beginning,
+            Some(ml),
+        );
+        poll(&mut t);
+        assert!(lines(&mut rx).is_empty());
+        std::thread::sleep(Duration::from_millis(30));
+        append(&log, " c\n");
+        assert!(t.flush_timed_out().is_ok());
+        assert!(lines(&mut rx).is_empty(), "flushed with bytes unread");
+        poll(&mut t);
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(t.flush_timed_out().is_ok());
+        let got: Vec<Batch> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].lines, ["a\n b\n c"]);
+        assert_eq!(got[0].offsets, [0]);
+        assert_eq!(got[0].ack.map(|(_, r)| r.offset), Some(8));
     }
 
     /// A fingerprint taken from a short file grows with it, so a restart
