@@ -75,6 +75,23 @@ pub enum StartAt {
     Beginning,
 }
 
+/// How the lines of a file are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LineFormat {
+    /// As the application wrote them.
+    #[default]
+    Plain,
+    /// A container runtime's CRI log (containerd, CRI-O):
+    /// `TIMESTAMP STREAM P|F TEXT`, long lines split into `P` parts.
+    Cri,
+    /// Docker's json-file log: `{"log":"TEXT\n","stream":..,"time":..}`,
+    /// long lines split into parts without the `\n`.
+    Docker,
+}
+
+/// Labels a container log's path gives (`/var/log/pods/NAMESPACE_POD_UID/CONTAINER/N.log`).
+pub const CONTAINER_LABELS: [&str; 4] = ["namespace", "pod", "container", "pod_uid"];
+
 /// What a pipeline reads.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceSpec {
@@ -84,6 +101,12 @@ pub enum SourceSpec {
         paths: Vec<String>,
         /// Where to start in files without a checkpoint.
         start_at: StartAt,
+        /// How lines are written (plain, or a container runtime's log).
+        format: LineFormat,
+        /// Names from [`CONTAINER_LABELS`] added to every series, with the
+        /// values the path of the file a line came from gives (`cri` and
+        /// `docker` only).
+        labels: Vec<String>,
     },
     /// Read the agent's standard input.
     Stdin,
@@ -147,6 +170,25 @@ pub struct PipelineSpec {
     /// How a line source joins lines into multi-line records; `None`:
     /// every line is a record.
     pub multiline: Option<MultilineSettings>,
+}
+
+impl PipelineSpec {
+    /// The labels the host adds to every family the plugin declares, in
+    /// order: the constant labels, then the source's labels (a container
+    /// log's `namespace`, `pod`, ...).
+    pub fn label_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.labels.keys().cloned().collect();
+        names.extend(self.source_labels().iter().cloned());
+        names
+    }
+
+    /// The source's labels: values per file, from its path.
+    pub fn source_labels(&self) -> &[String] {
+        match &self.source {
+            SourceSpec::File { labels, .. } => labels,
+            _ => &[],
+        }
+    }
 }
 
 /// Agent-wide settings.
@@ -399,6 +441,8 @@ enum RawSource {
         paths: Vec<String>,
         #[serde(default)]
         start_at: StartAt,
+        format: Option<String>,
+        labels: Option<Vec<String>>,
     },
     Stdin {},
     Exec {
@@ -925,7 +969,12 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
         };
         let source_span = p.source.span();
         let source = match p.source.into_inner() {
-            RawSource::File { paths, start_at } => {
+            RawSource::File {
+                paths,
+                start_at,
+                format,
+                labels,
+            } => {
                 if paths.is_empty() {
                     ctx.err(
                         Some(source_span.clone()),
@@ -937,7 +986,74 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                     .into_iter()
                     .map(|s| base.join(s).to_string_lossy().into_owned())
                     .collect();
-                SourceSpec::File { paths, start_at }
+                let format = match format.as_deref() {
+                    None | Some("plain") => LineFormat::Plain,
+                    Some("cri") => LineFormat::Cri,
+                    Some("docker") => LineFormat::Docker,
+                    Some(f) => {
+                        ctx.err(
+                            Some(source_span.clone()),
+                            &format!("{key}.source.format"),
+                            format!("\"{f}\" is not a format (plain, cri, docker)"),
+                        );
+                        LineFormat::Plain
+                    }
+                };
+                let labels = match (format, labels) {
+                    (LineFormat::Plain, None) => Vec::new(),
+                    (LineFormat::Plain, Some(_)) => {
+                        ctx.err(
+                            Some(source_span.clone()),
+                            &format!("{key}.source.labels"),
+                            "labels from the path are for container logs (format = \"cri\" or \"docker\")",
+                        );
+                        Vec::new()
+                    }
+                    // namespace, pod and container unless the pipeline
+                    // sets them as constant labels.
+                    (_, None) => CONTAINER_LABELS[..3]
+                        .iter()
+                        .filter(|n| {
+                            !p.labels
+                                .as_ref()
+                                .is_some_and(|l| l.get_ref().contains_key(**n))
+                        })
+                        .map(|s| s.to_string())
+                        .collect(),
+                    (_, Some(names)) => {
+                        for n in &names {
+                            if !CONTAINER_LABELS.contains(&n.as_str()) {
+                                ctx.err(
+                                    Some(source_span.clone()),
+                                    &format!("{key}.source.labels"),
+                                    format!(
+                                        "\"{n}\" is not a label a container log's path gives ({})",
+                                        CONTAINER_LABELS.join(", ")
+                                    ),
+                                );
+                            } else if p
+                                .labels
+                                .as_ref()
+                                .is_some_and(|l| l.get_ref().contains_key(n))
+                            {
+                                ctx.err(
+                                    Some(source_span.clone()),
+                                    &format!("{key}.source.labels"),
+                                    format!("\"{n}\" is also a constant label of the pipeline"),
+                                );
+                            }
+                        }
+                        let mut names = names;
+                        names.dedup();
+                        names
+                    }
+                };
+                SourceSpec::File {
+                    paths,
+                    start_at,
+                    format,
+                    labels,
+                }
             }
             RawSource::Stdin {} => SourceSpec::Stdin,
             RawSource::Exec { command, env } => {
@@ -1380,6 +1496,40 @@ mod tests {
     }
 
     #[test]
+    fn container_formats_and_their_labels() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let head = "[pipeline.k]\nplugin = \"regex-log\"\n";
+        write(
+            d.path(),
+            "a.toml",
+            &format!("{head}source = {{ type = \"file\", paths = [\"/var/log/pods/*/*/*.log\"], format = \"cri\" }}\nlabels = {{ pod = \"fixed\" }}\n"),
+        );
+        let cfg = load_dir(d.path()).expect("valid");
+        let spec = &cfg.pipelines["k"];
+        assert_eq!(spec.source_labels(), ["namespace", "container"]);
+        assert_eq!(spec.label_names(), ["pod", "namespace", "container"]);
+        for (source, want) in [
+            (
+                "{ type = \"file\", paths = [\"x\"], format = \"json\" }",
+                "a.toml:3: pipeline.k.source.format: \"json\" is not a format",
+            ),
+            (
+                "{ type = \"file\", paths = [\"x\"], format = \"docker\", labels = [\"node\"] }",
+                "pipeline.k.source.labels: \"node\" is not a label",
+            ),
+            (
+                "{ type = \"file\", paths = [\"x\"], labels = [\"pod\"] }",
+                "pipeline.k.source.labels: labels from the path are for container logs",
+            ),
+        ] {
+            write(d.path(), "a.toml", &format!("{head}source = {source}\n"));
+            let errs = load_dir(d.path()).err().unwrap_or_default();
+            assert_eq!(errs.len(), 1, "{source}: {errs:?}");
+            assert!(errs[0].to_string().contains(want), "{}", errs[0]);
+        }
+    }
+
+    #[test]
     fn errors_name_file_line_and_key() {
         let d = tempfile::tempdir().expect("tempdir");
         write(
@@ -1448,7 +1598,9 @@ mod tests {
         assert_eq!(p.line, 1);
         assert_eq!(cfg.settings.listen.to_string(), DEFAULT_LISTEN);
         match &p.source {
-            SourceSpec::File { paths, start_at } => {
+            SourceSpec::File {
+                paths, start_at, ..
+            } => {
                 assert!(paths[0].ends_with("logs/*.log") && paths[0].starts_with('/'));
                 assert_eq!(*start_at, StartAt::Beginning);
             }

@@ -134,8 +134,7 @@ pub fn validate_families(
 
 /// Validate what a pipeline's plugin declared.
 fn to_decls(spec: &PipelineSpec, families: Vec<types::Family>) -> Result<Vec<FamilyDecl>, String> {
-    let const_names: Vec<String> = spec.labels.keys().cloned().collect();
-    validate_families(families, &const_names)
+    validate_families(families, &spec.label_names())
 }
 
 /// Instantiate and initialise a plugin for a pipeline; every error names
@@ -382,7 +381,7 @@ impl Worker {
     ) -> bool {
         match result {
             Ok(out) => {
-                self.apply(out, semantics);
+                self.apply(out, semantics, &[]);
                 true
             }
             Err(e) => {
@@ -405,8 +404,9 @@ impl Worker {
         }
     }
 
-    /// Apply the output of a successful call.
-    fn apply(&mut self, out: types::Output, semantics: Semantics) {
+    /// Apply the output of a successful call; `source_values` are the
+    /// values of the source's labels for its input.
+    fn apply(&mut self, out: types::Output, semantics: Semantics, source_values: &[String]) {
         let rejected_inputs = u64::from(out.rejected);
         if rejected_inputs > 0 {
             self.stats
@@ -431,7 +431,7 @@ impl Worker {
                 }
             }
         }
-        let applied = store.apply(convert(out.updates), semantics);
+        let applied = store.apply_with(convert(out.updates), semantics, source_values);
         drop(store);
         if !applied.rejected.is_empty()
             && self
@@ -488,9 +488,10 @@ impl Worker {
                 lines,
                 offsets,
                 ack,
+                labels,
             } = batch;
             let n = lines.len();
-            let done = self.feed_lines(&mut slot, &origin, lines, &offsets);
+            let done = self.feed_lines(&mut slot, &origin, &labels, lines, &offsets);
             // Lines applied or dropped as failing are acknowledged, so a
             // poison line is not fed again after a restart; lines not fed
             // because the pipeline stopped are read again at the next start.
@@ -527,6 +528,7 @@ impl Worker {
         &mut self,
         slot: &mut Option<Instance>,
         origin: &str,
+        source_values: &[String],
         lines: Vec<String>,
         offsets: &[u64],
     ) -> usize {
@@ -553,7 +555,7 @@ impl Worker {
                 .store(inst.memory_bytes() as u64, Ordering::Relaxed);
             let e = match result {
                 Ok(out) => {
-                    self.apply(out, Semantics::Events);
+                    self.apply(out, Semantics::Events, source_values);
                     done = start + n;
                     continue;
                 }
@@ -929,11 +931,18 @@ impl Pipeline {
                 .spawn(f)
         };
         match &spec.source {
-            SourceSpec::File { paths, start_at } => {
+            SourceSpec::File {
+                paths,
+                start_at,
+                format,
+                labels,
+            } => {
                 let tailer = Tailer::new(
                     FileSourceSettings {
                         patterns: paths.clone(),
                         start_at: *start_at,
+                        format: *format,
+                        labels: labels.clone(),
                         max_line_bytes: spec.max_line_bytes,
                         batch_lines: spec.batch_lines,
                         multiline: spec.multiline.clone(),

@@ -1,6 +1,7 @@
 //! Sources: the host side that reads. Each source runs on its own thread
 //! and sends batches over a bounded channel, so a slow plugin slows its
 //! source instead of growing memory.
+pub mod container;
 pub mod exec;
 pub mod file;
 pub mod framing;
@@ -41,6 +42,10 @@ pub struct Batch {
     /// resume after these lines, to acknowledge once the plugin's updates
     /// are applied.
     pub ack: Option<(u64, Resume)>,
+    /// Values of the source's labels for these lines (a container log's
+    /// `namespace`, `pod`, ...), in the pipeline's order; empty for most
+    /// sources.
+    pub labels: Arc<[String]>,
 }
 
 /// The receiving side is gone: the pipeline stopped.
@@ -54,6 +59,18 @@ pub struct Closed;
 pub fn send_lines(
     tx: &Sender<Batch>,
     origin: &Arc<str>,
+    framed: Lines,
+    batch_lines: usize,
+    ack: Option<(u64, Resume)>,
+) -> Result<(), Closed> {
+    send_labelled(tx, origin, &Arc::from([]), framed, batch_lines, ack)
+}
+
+/// [`send_lines`], with the values of the source's labels.
+pub fn send_labelled(
+    tx: &Sender<Batch>,
+    origin: &Arc<str>,
+    labels: &Arc<[String]>,
     framed: Lines,
     batch_lines: usize,
     ack: Option<(u64, Resume)>,
@@ -85,6 +102,7 @@ pub fn send_lines(
             lines,
             offsets,
             ack: this_ack,
+            labels: labels.clone(),
         };
         if tx.blocking_send(batch).is_err() {
             return Err(Closed);

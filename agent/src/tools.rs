@@ -273,8 +273,14 @@ pub fn run_test(target: TestTarget<'_>, mut input: impl Read) -> Result<String> 
                     crate::pipeline::world_for(&spec.source),
                     spec.plugin_config.clone(),
                     spec.limits,
-                    spec.labels.keys().cloned().collect(),
-                    spec.labels.values().cloned().collect(),
+                    spec.label_names(),
+                    // A container log's labels come from its path; the
+                    // sample input has none: they are left empty.
+                    spec.labels
+                        .values()
+                        .cloned()
+                        .chain(spec.source_labels().iter().map(|_| String::new()))
+                        .collect(),
                     spec.max_series,
                     spec.max_line_bytes,
                     spec.batch_lines,

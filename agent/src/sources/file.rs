@@ -22,10 +22,11 @@
 //! a line; it may count again at most the lines acknowledged since the
 //! last checkpoint write, which happens every [`CHECKPOINT_EVERY`] while
 //! anything changed.
+use super::container::Decoder;
 use super::framing::{Framer, Lines, Resume};
 use super::multiline::Joiner;
-use super::{send_lines, Batch, Closed};
-use crate::config::{MultilineSettings, StartAt};
+use super::{send_labelled, Batch, Closed};
+use crate::config::{LineFormat, MultilineSettings, StartAt, CONTAINER_LABELS};
 use crate::stats::PipelineStats;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -319,6 +320,11 @@ pub struct FileSourceSettings {
     pub patterns: Vec<String>,
     /// Where to start in files present at startup with no checkpoint.
     pub start_at: StartAt,
+    /// How lines are written (a container runtime's log is decoded).
+    pub format: LineFormat,
+    /// Labels from a container log's path, by name (see
+    /// [`super::container::path_labels`]), in this order.
+    pub labels: Vec<String>,
     /// Longest line passed on.
     pub max_line_bytes: usize,
     /// Most lines per batch.
@@ -338,9 +344,13 @@ struct Tracked {
     key: FileKey,
     /// Lines of the file, and the offset read up to.
     framer: Framer,
+    /// A container log's lines decoded and their parts joined.
+    decoder: Option<Decoder>,
     /// Its lines joined into records (with `multiline`): one per file, so
     /// that a record never mixes files.
     joiner: Option<Joiner>,
+    /// Values of the source's labels, from its path.
+    labels: Arc<[String]>,
     /// Since when no followed path names the file (renamed away or
     /// deleted): it is read until it has been quiet for `ROTATE_WAIT`.
     moved: Option<Instant>,
@@ -389,6 +399,30 @@ impl Tailer {
             buf: vec![0; READ_CHUNK],
             waiting: Vec::new(),
         }
+    }
+
+    fn decoder(&self) -> Option<Decoder> {
+        (self.settings.format != LineFormat::Plain)
+            .then(|| Decoder::new(self.settings.format, self.settings.max_line_bytes))
+    }
+
+    /// The values of the source's labels for a file at `path`.
+    fn labels_of(&self, path: &str) -> Arc<[String]> {
+        if self.settings.labels.is_empty() {
+            return Arc::from([]);
+        }
+        let all = super::container::path_labels(path);
+        self.settings
+            .labels
+            .iter()
+            .map(|n| {
+                CONTAINER_LABELS
+                    .iter()
+                    .position(|c| c == n)
+                    .map(|i| all[i].clone())
+                    .unwrap_or_default()
+            })
+            .collect()
     }
 
     fn expand(&self) -> Vec<String> {
@@ -458,6 +492,9 @@ impl Tailer {
         tracing::info!(from = %t.path, to = p, "file renamed; following it under its new name");
         t.path = p.to_string();
         t.origin = Arc::from(p);
+        let labels = self.labels_of(p);
+        let t = &mut self.files[i];
+        t.labels = labels;
         t.moved = None;
         self.checkpoints.update(t.id, &t.path, &t.key);
     }
@@ -538,7 +575,9 @@ impl Tailer {
             file,
             key,
             framer: Framer::new(self.settings.max_line_bytes, at),
+            decoder: self.decoder(),
             joiner: self.settings.multiline.clone().map(Joiner::new),
+            labels: self.labels_of(path),
             moved: None,
             last_data: Instant::now(),
         });
@@ -656,13 +695,21 @@ impl Tailer {
     fn restart(&mut self, i: usize) {
         // The record being built is of the old content: passed on as it
         // is (if the pipeline is gone, the tailer notices at its next send).
+        let decoded = self.files[i].decoder.as_mut().map(Decoder::flush);
+        if let Some(lines) = decoded {
+            let t = &mut self.files[i];
+            let records = super::join(&mut t.joiner, &self.stats, lines);
+            let _ = self.send(i, records);
+        }
         if let Some(records) = self.files[i].joiner.as_mut().map(Joiner::flush) {
             super::count_records(&self.stats, &records);
             let _ = self.send(i, records);
         }
+        let decoder = self.decoder();
         let t = &mut self.files[i];
         let _ = t.file.seek(SeekFrom::Start(0));
         t.framer = Framer::new(self.settings.max_line_bytes, Resume::default());
+        t.decoder = decoder;
         if let Ok(key) = identify(&t.file) {
             t.key = key;
         }
@@ -755,6 +802,7 @@ impl Tailer {
             });
             self.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
             super::count(&self.stats, &lines);
+            let lines = decode(&mut t.decoder, &self.stats, lines);
             let records = super::join(&mut t.joiner, &self.stats, lines);
             self.send(i, records)?;
             if n < self.buf.len() {
@@ -775,6 +823,12 @@ impl Tailer {
         t.framer.finish(&mut lines);
         self.stats.file(&t.path, |f| f.lines += lines.len() as u64);
         super::count(&self.stats, &lines);
+        let mut lines = decode(&mut t.decoder, &self.stats, lines);
+        if let Some(rest) = t.decoder.as_mut().map(Decoder::flush) {
+            lines.lines.extend(rest.lines);
+            lines.offsets.extend(rest.offsets);
+            lines.cut += rest.cut;
+        }
         let mut records = super::join(&mut t.joiner, &self.stats, lines);
         if let Some(last) = t.joiner.as_mut().map(Joiner::flush) {
             super::count_records(&self.stats, &last);
@@ -789,20 +843,51 @@ impl Tailer {
     /// built: a restart reads that record again whole.
     fn send(&self, i: usize, lines: Lines) -> Result<(), Closed> {
         let t = &self.files[i];
-        let resume = match t.joiner.as_ref().and_then(Joiner::pending_start) {
+        // The earliest of an unfinished container line and an unfinished
+        // record (the record's lines all came before the container line).
+        let pending = [
+            t.decoder.as_ref().and_then(Decoder::pending_start),
+            t.joiner.as_ref().and_then(Joiner::pending_start),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let resume = match pending {
             Some(offset) => Resume {
                 offset,
                 skip: false,
             },
             None => t.framer.resume(),
         };
-        send_lines(
+        send_labelled(
             &self.tx,
             &t.origin,
+            &t.labels,
             lines,
             self.settings.batch_lines,
             Some((t.id, resume)),
         )
+    }
+}
+
+/// A container log's framed lines decoded (invalid ones counted), or the
+/// lines as they are.
+fn decode(decoder: &mut Option<Decoder>, stats: &PipelineStats, framed: Lines) -> Lines {
+    match decoder {
+        Some(d) => {
+            let counted = framed.cut;
+            let (lines, invalid) = d.decode(framed);
+            if invalid > 0 {
+                stats.lines_invalid.fetch_add(invalid, Ordering::Relaxed);
+            }
+            // Lines cut while their parts were joined count as cut too.
+            let cut = lines.cut.saturating_sub(counted);
+            if cut > 0 {
+                stats.lines_truncated.fetch_add(cut, Ordering::Relaxed);
+            }
+            lines
+        }
+        None => framed,
     }
 }
 
@@ -889,6 +974,8 @@ mod tests {
             FileSourceSettings {
                 patterns,
                 start_at,
+                format: LineFormat::Plain,
+                labels: Vec::new(),
                 max_line_bytes: 1024,
                 batch_lines: 100,
                 multiline,
