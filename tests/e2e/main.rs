@@ -6,6 +6,7 @@ mod apps;
 mod author;
 mod check;
 mod churn;
+mod containers;
 mod faults;
 mod hostile;
 mod http;
