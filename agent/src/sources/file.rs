@@ -825,9 +825,13 @@ impl Tailer {
         super::count(&self.stats, &lines);
         let mut lines = decode(&mut t.decoder, &self.stats, lines);
         if let Some(rest) = t.decoder.as_mut().map(Decoder::flush) {
+            if rest.cut > 0 {
+                self.stats
+                    .lines_truncated
+                    .fetch_add(rest.cut, Ordering::Relaxed);
+            }
             lines.lines.extend(rest.lines);
             lines.offsets.extend(rest.offsets);
-            lines.cut += rest.cut;
         }
         let mut records = super::join(&mut t.joiner, &self.stats, lines);
         if let Some(last) = t.joiner.as_mut().map(Joiner::flush) {
