@@ -362,7 +362,6 @@ impl Agent {
         // weir_exposition_conflicts_total is written last, once the walk
         // has found what this very scrape left out (a negative quantile,
         // a duplicate series), so the scrape shows its own conflicts.
-        let tail;
         let mut plan = Plan::new();
         plan.add::<R>(&stores);
         self.stats
@@ -372,7 +371,7 @@ impl Agent {
         crate::outputs::walk_families(&mut plan, sink);
         self.stats
             .conflicts(R::FORMAT, &std::mem::take(&mut plan.conflicts));
-        tail = self.conflict_metrics().into_store();
+        let tail = self.conflict_metrics().into_store();
         plan.add::<R>(&[&tail]);
         walk(&mut plan, sink);
         self.stats.conflicts(R::FORMAT, &plan.conflicts);
