@@ -844,7 +844,7 @@ mod tests {
         );
         assert_eq!(r.rejected, vec![(Reject::NotFinite, 3)]);
         let mut f = s.families();
-        let mut first = |f: &mut dyn Iterator<Item = &FamilyState>| {
+        let first = |f: &mut dyn Iterator<Item = &FamilyState>| {
             f.next()
                 .and_then(|f| f.series.get(&l(&[])).cloned())
                 .expect("series")
