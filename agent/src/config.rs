@@ -1019,6 +1019,15 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                             &format!("{key}.labels.{l}"),
                             "not a valid label name",
                         );
+                    } else if l == "le" || l == "quantile" {
+                        // Every family of the pipeline gets the label: a
+                        // histogram's buckets (le) or a summary's quantiles
+                        // would clash with it.
+                        ctx.err(
+                            Some(span.clone()),
+                            &format!("{key}.labels.{l}"),
+                            format!("\"{l}\" is reserved (histogram buckets use le, summary quantiles use quantile); choose another name"),
+                        );
                     }
                 }
                 labels
@@ -1228,6 +1237,27 @@ mod tests {
                 .any(|t| t.contains("a.toml:5: remote_write[0].headers.Bad Name")),
             "{text:#?}"
         );
+    }
+
+    #[test]
+    fn reserved_and_invalid_pipeline_labels_are_refused_at_their_line() {
+        let d = tempfile::tempdir().expect("tempdir");
+        write(
+            d.path(),
+            "a.toml",
+            "[pipeline.api]\nplugin = \"prometheus-text\"\n\nlabels = { le = \"oops\", quantile = \"x\", __name__ = \"y\", site = \"ok\" }\nsource = { type = \"stdin\" }\n",
+        );
+        let errs = load_dir(d.path()).err().unwrap_or_default();
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errs.len(), 3, "{text:#?}");
+        for k in ["le", "quantile", "__name__"] {
+            assert!(
+                text.iter()
+                    .any(|t| t.contains(&format!("a.toml:4: pipeline.api.labels.{k}"))),
+                "{k}: {text:#?}"
+            );
+        }
+        assert!(text.iter().any(|t| t.contains("reserved")), "{text:#?}");
     }
 
     #[test]
