@@ -359,14 +359,20 @@ impl Agent {
         self.refresh(&pipelines);
         let guards: Vec<_> = pipelines.iter().map(|p| p.store.lock()).collect();
         let stores: Vec<&PipelineStore> = guards.iter().map(|g| &**g).collect();
+        // weir_exposition_conflicts_total is written last, once the walk
+        // has found what this very scrape left out (a negative quantile,
+        // a duplicate series), so the scrape shows its own conflicts.
         let mut plan = Plan::new();
         plan.add::<R>(&stores);
-        // Counted before the agent's own figures are read, so this scrape
-        // shows its own conflicts.
         self.stats
             .conflicts(R::FORMAT, &std::mem::take(&mut plan.conflicts));
         let own = self.self_metrics(&pipelines, &stores).into_store();
         plan.add::<R>(&[&own]);
+        crate::outputs::walk_families(&mut plan, sink);
+        self.stats
+            .conflicts(R::FORMAT, &std::mem::take(&mut plan.conflicts));
+        let tail = self.conflict_metrics().into_store();
+        plan.add::<R>(&[&tail]);
         walk(&mut plan, sink);
         self.stats.conflicts(R::FORMAT, &plan.conflicts);
     }
@@ -385,7 +391,25 @@ impl Agent {
         w.out
     }
 
-    /// The agent's own figures; `stores` are the pipelines' (locked).
+    /// `weir_exposition_conflicts_total`, every format and reason.
+    fn conflict_metrics(&self) -> SelfMetrics {
+        let mut m = SelfMetrics::default();
+        let conflicts = self.stats.exposition_conflicts.lock().clone();
+        for format in Format::ALL {
+            for reason in Conflict::ALL {
+                let n = conflicts.get(&(format, reason)).copied().unwrap_or(0);
+                m.set(
+                    SelfMetric::ExpositionConflicts,
+                    &[format.as_str(), reason.as_str()],
+                    n as f64,
+                );
+            }
+        }
+        m
+    }
+
+    /// The agent's own figures but the exposition conflicts; `stores` are
+    /// the pipelines' (locked).
     fn self_metrics(&self, pipelines: &[Arc<Pipeline>], stores: &[&PipelineStore]) -> SelfMetrics {
         use SelfMetric as M;
         let mut m = SelfMetrics::default();
@@ -397,17 +421,6 @@ impl Agent {
         m.set(M::ConfigReloads, &["failure"], ld(&s.reloads_failed));
         m.set(M::LastReloadOk, &[], flag(&s.last_reload_ok));
         m.set(M::LastReloadTime, &[], s.last_reload_success_time.get());
-        let conflicts = s.exposition_conflicts.lock().clone();
-        for format in Format::ALL {
-            for reason in Conflict::ALL {
-                let n = conflicts.get(&(format, reason)).copied().unwrap_or(0);
-                m.set(
-                    M::ExpositionConflicts,
-                    &[format.as_str(), reason.as_str()],
-                    n as f64,
-                );
-            }
-        }
         for (target, rw) in self.remote_write.lock().iter() {
             let l = [target.as_str()];
             m.set(M::RwSent, &l, ld(&rw.sent));

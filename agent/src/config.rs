@@ -382,6 +382,29 @@ fn secret_of(
     }
 }
 
+/// Whether every `headers` entry can be sent as an HTTP header: a token
+/// for the name, and a value without line breaks or other control
+/// characters (which would end the header early, or be refused at every
+/// request). The error gives the name and what is wrong, never the value,
+/// which may be a secret.
+fn check_headers(headers: &BTreeMap<String, String>) -> Result<(), (String, String)> {
+    for (name, value) in headers {
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err((
+                name.clone(),
+                format!("\"{name}\" is not an HTTP header name (letters, digits and -)"),
+            ));
+        }
+        if reqwest::header::HeaderValue::from_str(value).is_err() {
+            return Err((
+                name.clone(),
+                "the value holds a line break or another control character, which an HTTP header cannot carry".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The client authentication of an HTTP source or a remote-write target;
 /// an error names the key (relative to the table) and what is wrong.
 fn client_auth(
@@ -766,6 +789,9 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
             };
             let interval = dur("interval", rw.interval, Duration::from_secs(15));
             let timeout = dur("timeout", rw.timeout, Duration::from_secs(10));
+            if let Err((name, e)) = check_headers(&rw.headers) {
+                ctx.err(Some(span.clone()), &format!("{key}.headers.{name}"), e);
+            }
             let mut regexes = |k: &str, v: &[String]| -> Vec<regex::Regex> {
                 v.iter()
                     .filter_map(|r| match regex::Regex::new(r) {
@@ -1103,6 +1129,9 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 if let Err(e) = redact::check_url(&url) {
                     bad("url", e);
                 }
+                if let Err((name, e)) = check_headers(&headers) {
+                    bad(&format!("headers.{name}"), e);
+                }
                 let method = method.unwrap_or_else(|| "GET".into()).to_ascii_uppercase();
                 if method != "GET" && method != "POST" {
                     bad("method", format!("\"{method}\": GET or POST"));
@@ -1266,6 +1295,15 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                             Some(span.clone()),
                             &format!("{key}.labels.{l}"),
                             "not a valid label name",
+                        );
+                    } else if l == "le" || l == "quantile" {
+                        // Every family of the pipeline gets the label: a
+                        // histogram's buckets (le) or a summary's quantiles
+                        // would clash with it.
+                        ctx.err(
+                            Some(span.clone()),
+                            &format!("{key}.labels.{l}"),
+                            format!("\"{l}\" is reserved (histogram buckets use le, summary quantiles use quantile); choose another name"),
                         );
                     }
                 }
@@ -1560,6 +1598,53 @@ mod tests {
             "{}",
             text[2]
         );
+    }
+
+    #[test]
+    fn headers_that_http_cannot_carry_are_refused_without_their_value() {
+        let d = tempfile::tempdir().expect("tempdir");
+        write(
+            d.path(),
+            "a.toml",
+            "[pipeline.api]\nplugin = \"json-stats\"\nsource = { type = \"http\", url = \"http://127.0.0.1:1/\", headers = { X-Token = \"s3cret\\nX-Evil: 1\" } }\n\n[[remote_write]]\nurl = \"http://127.0.0.1:2/api/v1/write\"\nheaders = { \"Bad Name\" = \"v\" }\n",
+        );
+        let errs = load_dir(d.path()).err().unwrap_or_default();
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errs.len(), 2, "{text:#?}");
+        let src = text
+            .iter()
+            .find(|t| t.contains("a.toml:3: pipeline.api.source.headers.X-Token"))
+            .expect("the source's header is refused");
+        assert!(
+            src.contains("line break") && !src.contains("s3cret"),
+            "{src}"
+        );
+        assert!(
+            text.iter()
+                .any(|t| t.contains("a.toml:5: remote_write[0].headers.Bad Name")),
+            "{text:#?}"
+        );
+    }
+
+    #[test]
+    fn reserved_and_invalid_pipeline_labels_are_refused_at_their_line() {
+        let d = tempfile::tempdir().expect("tempdir");
+        write(
+            d.path(),
+            "a.toml",
+            "[pipeline.api]\nplugin = \"prometheus-text\"\n\nlabels = { le = \"oops\", quantile = \"x\", __name__ = \"y\", site = \"ok\" }\nsource = { type = \"stdin\" }\n",
+        );
+        let errs = load_dir(d.path()).err().unwrap_or_default();
+        let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errs.len(), 3, "{text:#?}");
+        for k in ["le", "quantile", "__name__"] {
+            assert!(
+                text.iter()
+                    .any(|t| t.contains(&format!("a.toml:4: pipeline.api.labels.{k}"))),
+                "{k}: {text:#?}"
+            );
+        }
+        assert!(text.iter().any(|t| t.contains("reserved")), "{text:#?}");
     }
 
     #[test]

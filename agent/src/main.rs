@@ -522,17 +522,20 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
         .or_else(default_state_dir);
     // Compiled plugins from the state directory run as native code: it is
     // checked (owner, mode, links) before anything in it is used.
-    let (plugin_cache, checkpoint_dir) = match &state_dir {
-        None => (None, None),
+    // The lock is held until the process ends.
+    let (plugin_cache, checkpoint_dir, _state_lock) = match &state_dir {
+        None => (None, None, None),
         Some(d) => {
             let opened = weir::state::StateDir::open(d).and_then(|s| {
+                let lock = s.lock()?;
                 Ok((
                     s.subdir("plugins")?,
                     std::sync::Arc::new(s.subdir("checkpoints")?),
+                    lock,
                 ))
             });
             match opened {
-                Ok((p, c)) => (Some(p), Some(c)),
+                Ok((p, c, l)) => (Some(p), Some(c), Some(l)),
                 Err(e) => {
                     tracing::error!("{e}; not starting");
                     return ExitCode::FAILURE;

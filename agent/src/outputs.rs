@@ -361,6 +361,16 @@ pub trait Sink {
 /// A series another store of the same family already wrote is skipped
 /// and counted.
 pub fn walk(plan: &mut Plan<'_>, sink: &mut impl Sink) {
+    walk_families(plan, sink);
+    sink.end();
+}
+
+/// Write the families planned so far, in name order, and take them out of
+/// the plan (the names they claimed stay claimed), leaving the body open:
+/// families planned afterwards are written after these by another call,
+/// and [`Sink::end`] closes the body. Used to write, last, figures that
+/// only the walk itself can tell (what this scrape left out).
+pub fn walk_families(plan: &mut Plan<'_>, sink: &mut impl Sink) {
     plan.sorted();
     let conflicts = &mut plan.conflicts;
     for f in &plan.families {
@@ -386,7 +396,7 @@ pub fn walk(plan: &mut Plan<'_>, sink: &mut impl Sink) {
             }
         }
     }
-    sink.end();
+    plan.families.clear();
 }
 
 /// Format a float the way Prometheus and OpenMetrics parsers read it back

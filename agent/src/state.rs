@@ -237,6 +237,51 @@ impl StateDir {
         Ok(File::from(self.fd.try_clone()?))
     }
 
+    /// Take the state directory for this process: an exclusive lock on
+    /// its file `lock` (created 0600, never through a link), held while
+    /// the returned `File` lives, with this process's id written in it.
+    /// Two agents on one state directory would overwrite each other's
+    /// checkpoints and read positions, so the second one is refused with
+    /// an error naming the directory and the first one's pid.
+    pub fn lock(&self) -> Result<File, String> {
+        let path = self.path.join("lock");
+        let fd = rustix::fs::openat(
+            &self.fd,
+            "lock",
+            OFlags::RDWR | OFlags::CREATE | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        let mut f = File::from(fd);
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = std::io::Read::read_to_string(&mut f, &mut pid);
+                let pid = pid.trim();
+                let who = if pid.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {pid})")
+                };
+                return Err(format!(
+                    "another weir{who} is running with the state directory {}; give each agent its own --state-dir",
+                    self.path.display()
+                ));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(format!("cannot lock {}: {e}", path.display()));
+            }
+        }
+        let written = f
+            .set_len(0)
+            .and_then(|()| f.write_all(format!("{}\n", std::process::id()).as_bytes()));
+        if let Err(e) = written {
+            return Err(format!("cannot write {}: {e}", path.display()));
+        }
+        Ok(f)
+    }
+
     /// Where it is, for messages.
     pub fn path(&self) -> &Path {
         &self.path

@@ -264,7 +264,8 @@ pub enum Reject {
     LabelCount,
     /// A negative add to a counter.
     NegativeCounter,
-    /// NaN or infinite value.
+    /// NaN or infinite value, or an add or observation whose result would
+    /// be infinite.
     NotFinite,
     /// An operation the family's kind does not take.
     WrongOp,
@@ -621,6 +622,20 @@ impl PipelineStore {
                     fam.series.entry(key.clone()).or_insert(init)
                 }
             };
+            // An add of finite values can still overflow to infinity
+            // (1e308 + 1e308): refused like an infinite value, since the
+            // series could never leave it (rate() of it is NaN forever).
+            let overflows = match (&*value, &change) {
+                (Value::Counter { offset, raw, .. }, Change::Add(v)) => {
+                    !(offset + raw + v).is_finite()
+                }
+                (Value::Gauge(g), Change::Add(v)) => g.is_finite() && !(g + v).is_finite(),
+                _ => false,
+            };
+            if overflows {
+                res.reject_n(Reject::NotFinite, weight);
+                continue;
+            }
             match (value, change) {
                 (Value::Counter { raw, .. }, Change::Add(v)) => *raw += v,
                 (
@@ -646,6 +661,10 @@ impl PipelineStore {
                 (Value::Gauge(g), Change::Set(v)) => *g = v,
                 (Value::Histogram { counts, sum }, Change::Observe(vs)) => {
                     for v in vs {
+                        if !(*sum + v).is_finite() {
+                            res.reject_n(Reject::NotFinite, 1);
+                            continue;
+                        }
                         // Buckets are inclusive upper bounds: v <= le. A
                         // value of 0 lands in the first bucket.
                         let i = fam.decl.buckets.partition_point(|b| *b < v);
@@ -815,6 +834,43 @@ mod tests {
                 assert_eq!(*sum, 2.5);
             }
             _ => panic!("no histogram series"),
+        }
+    }
+
+    #[test]
+    fn adds_that_would_overflow_to_infinity_are_refused() {
+        let mut s = PipelineStore::new(vec![], 100);
+        s.declare(vec![
+            decl("c_total", Kind::Counter, &[], &[]),
+            decl("g", Kind::Gauge, &[], &[]),
+            decl("h", Kind::Histogram, &[], &[1.0]),
+        ]);
+        let r = s.apply(
+            vec![
+                (0, l(&[]), Change::Add(1e308)),
+                (0, l(&[]), Change::Add(1e308)),
+                (0, l(&[]), Change::Add(5.0)),
+                (1, l(&[]), Change::Add(-1e308)),
+                (1, l(&[]), Change::Add(-1e308)),
+                (2, l(&[]), Change::Observe(vec![1e308, 1e308, 0.5])),
+            ],
+            Semantics::Events,
+        );
+        assert_eq!(r.rejected, vec![(Reject::NotFinite, 3)]);
+        let mut f = s.families();
+        let first = |f: &mut dyn Iterator<Item = &FamilyState>| {
+            f.next()
+                .and_then(|f| f.series.get(&l(&[])).cloned())
+                .expect("series")
+        };
+        assert!(matches!(first(&mut f), Value::Counter { raw, .. } if raw == 1e308 + 5.0));
+        assert_eq!(first(&mut f), Value::Gauge(-1e308));
+        match first(&mut f) {
+            Value::Histogram { counts, sum } => {
+                assert_eq!(counts, vec![1, 1]);
+                assert_eq!(sum, 1e308 + 0.5);
+            }
+            v => panic!("{v:?}"),
         }
     }
 

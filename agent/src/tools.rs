@@ -312,7 +312,14 @@ pub fn run_test(target: TestTarget<'_>, mut input: impl Read) -> Result<String> 
     })?;
     let fields = d.process_fields.unwrap_or(Fields::empty());
     let mut store = PipelineStore::new(const_values, max_series);
-    store.declare(decls(d.families, &const_labels).with_context(|| format!("plugin {r}"))?);
+    let declared = decls(d.families, &const_labels).map_err(|e| {
+        let msg = format!("plugin {r}: {e:#}");
+        match &held {
+            Some(spec) => anyhow!(crate::config::at_pipeline(spec, &msg)),
+            None => anyhow!(msg),
+        }
+    })?;
+    store.declare(declared);
     let mut run = Run {
         rt: &rt,
         code: &code,

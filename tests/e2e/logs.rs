@@ -344,3 +344,47 @@ fn json_log_example_runs_as_shipped() {
     );
     assert_eq!(s.sum("app_http_request_duration_seconds_count"), requests);
 }
+
+/// Linux names are bytes: a file whose name is not UTF-8 (a Latin-1 name)
+/// matched by a glob is read like any other, and shown (log, `path` label)
+/// with U+FFFD for the bytes that are not UTF-8.
+#[test]
+fn a_file_whose_name_is_not_utf8_is_read() {
+    use std::os::unix::ffi::OsStrExt;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let logs = tmp.path().join("logs");
+    std::fs::create_dir_all(&logs).expect("mkdir");
+    let odd = logs.join(std::ffi::OsStr::from_bytes(b"app-\xff\xfe.log"));
+    std::fs::write(&odd, "one\ntwo\n").expect("write");
+    std::fs::write(logs.join("app-plain.log"), "three\n").expect("write");
+    let conf = tmp.path().join("conf");
+    std::fs::create_dir_all(&conf).expect("mkdir");
+    std::fs::write(
+        conf.join("p.toml"),
+        format!(
+            "[pipeline.web]\nplugin = \"{}\"\nsource = {{ type = \"file\", paths = [\"{}/app-*.log\"], start_at = \"beginning\" }}\n",
+            test_plugin("misbehave").display(),
+            logs.display()
+        ),
+    )
+    .expect("w");
+    let mut a = Agent::start(&conf, &tmp.path().join("state"));
+    let shown = format!("{}/app-\u{FFFD}\u{FFFD}.log", logs.display());
+    let s = a.wait_for(20, "both files read", |s| {
+        s.get(
+            "weir_file_lines_total",
+            &[("pipeline", "web"), ("path", &shown)],
+        ) == Some(2.0)
+    });
+    assert_eq!(s.sum("test_lines_total"), 3.0);
+    // Appended lines are followed too.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&odd)
+        .expect("open");
+    std::io::Write::write_all(&mut f, b"four\n").expect("append");
+    a.wait_for(20, "the appended line", |s| {
+        s.sum("test_lines_total") == 4.0
+    });
+    a.stop();
+}

@@ -297,6 +297,17 @@ fn clashing_and_odd_upstreams_give_a_scrape_valid_in_both_formats_and_prometheus
         "{om}"
     );
     assert!(om.contains("drift{quantile=\"0.9\"} 0.5\n"), "{om}");
+    // The first OpenMetrics scrape already counts what it left out itself
+    // (a negative quantile and a negative _sum of "drift"): the conflicts
+    // family is written after the walk that finds them.
+    let first = Scrape::parse(&om);
+    assert!(
+        first.val(
+            "weir_exposition_conflicts_total",
+            &[("format", "openmetrics"), ("reason", "quantile_dropped")]
+        ) >= 2.0,
+        "{om}"
+    );
 
     // A real Prometheus asks for OpenMetrics first: the target stays up
     // and weir's own series arrive with the upstreams'.

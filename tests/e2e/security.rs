@@ -561,6 +561,29 @@ fn a_plugin_file_others_can_write_is_reported_at_every_reload() {
 }
 
 #[test]
+fn a_second_agent_on_the_same_state_directory_is_refused() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let base = tmp.path();
+    let conf = base.join("conf");
+    file_pipeline(&conf, &test_plugin("misbehave"), &base.join("app.log"));
+    let state = base.join("state");
+    let mut first = Agent::start(&conf, &state);
+    let (st, log) = run_expecting_exit(&conf, &state, 60);
+    assert!(!st.success(), "{log}");
+    assert!(
+        log.contains("another weir")
+            && log.contains(&format!("pid {}", first.pid()))
+            && log.contains(&*state.to_string_lossy()),
+        "the error names the directory and the running agent: {log}"
+    );
+    // The first one is unhurt, and once it is gone the directory is free.
+    first.wait_ready();
+    first.stop();
+    let mut again = Agent::start(&conf, &state);
+    again.stop();
+}
+
+#[test]
 fn a_planted_compiled_plugin_is_never_run() {
     let Some(who) = intruder() else { return };
     let tmp = tempfile::tempdir().expect("tempdir");

@@ -113,6 +113,11 @@ impl Agent {
         }
     }
 
+    /// The agent's process id (0 once it was reaped).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{}", self.port, path)
     }

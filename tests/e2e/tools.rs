@@ -318,6 +318,17 @@ fn settings_errors_name_the_toml_line_and_key() {
          [[pipeline.rx.config.rules]]\nregex = \"(\"\nemit = [{ metric = \"a_total\" }]\n",
     )
     .expect("write");
+    // Line 10: buckets the store refuses (the host's check, not the
+    // plugin's), on the second metric.
+    std::fs::write(
+        d.join("buckets.toml"),
+        "[pipeline.bk]\nplugin = \"regex-log\"\nsource = { type = \"stdin\" }\n\
+         [[pipeline.bk.config.metrics]]\nname = \"a_total\"\ntype = \"counter\"\n\
+         [[pipeline.bk.config.metrics]]\nname = \"dur_seconds\"\ntype = \"histogram\"\n\
+         buckets = [0.35, 0.7, 0.001]\n\
+         [[pipeline.bk.config.rules]]\nregex = \"a\"\nemit = [{ metric = \"a_total\" }]\n",
+    )
+    .expect("write");
     let out = Command::new(WEIR)
         .args(["check", "--config-dir"])
         .arg(d)
@@ -325,6 +336,28 @@ fn settings_errors_name_the_toml_line_and_key() {
         .expect("weir check");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
+    let bk = d.join("buckets.toml");
+    assert!(
+        err.contains(&format!(
+            "{}:10: key pipeline.bk.config.metrics[1].buckets: ",
+            bk.display()
+        )) && err.contains("strictly increasing"),
+        "{err}"
+    );
+    let out = Command::new(WEIR)
+        .args(["test", "--pipeline", "bk", "--config-dir"])
+        .arg(d)
+        .stdin(Stdio::null())
+        .output()
+        .expect("weir test");
+    let test_err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        test_err.contains(&format!(
+            "{}:10: key pipeline.bk.config.metrics[1].buckets: ",
+            bk.display()
+        )),
+        "{test_err}"
+    );
     let typo = d.join("typo.toml");
     assert!(
         err.contains(&format!(

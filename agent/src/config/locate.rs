@@ -162,6 +162,83 @@ pub fn setting_line(file: &Path, pipeline: &str, path: &str) -> Option<usize> {
     Some(line_of(&text, at))
 }
 
+/// The settings key behind a host's error about a declared family
+/// (`family "NAME": buckets must be ...`, from the store's checks, which
+/// cannot name the plugin's settings): the entry of the pipeline's
+/// `config` whose `name` is NAME (`metrics[2]`, where every SDK-based
+/// plugin declares families), narrowed to the key the message is about
+/// (`metrics[2].buckets`) when that key is written there.
+fn family_key(file: &Path, pipeline: &str, message: &str) -> Option<String> {
+    let (_, rest) = message.split_once("family \"")?;
+    let (family, why) = rest.split_once("\": ")?;
+    let text = std::fs::read_to_string(file).ok()?;
+    let root = DeTable::parse(&text).ok()?;
+    let config =
+        ["pipeline", pipeline, "config"]
+            .iter()
+            .try_fold(root.get_ref(), |t, k| {
+                match t
+                    .iter()
+                    .find(|(n, _)| n.get_ref().as_ref() == *k)?
+                    .1
+                    .get_ref()
+                {
+                    DeValue::Table(t) => Some(t),
+                    _ => None,
+                }
+            })?;
+    fn find(t: &DeTable<'_>, family: &str, at: &str) -> Option<(String, Vec<String>)> {
+        let named = t.iter().any(|(k, v)| {
+            k.get_ref().as_ref() == "name"
+                && matches!(v.get_ref(), DeValue::String(s) if s.as_ref() == family)
+        });
+        if named {
+            let keys = t.iter().map(|(k, _)| k.get_ref().to_string()).collect();
+            return Some((at.to_string(), keys));
+        }
+        for (k, v) in t.iter() {
+            let path = if at.is_empty() {
+                k.get_ref().to_string()
+            } else {
+                format!("{at}.{}", k.get_ref())
+            };
+            let found = match v.get_ref() {
+                DeValue::Table(inner) => find(inner, family, &path),
+                DeValue::Array(a) => a.iter().enumerate().find_map(|(i, e)| match e.get_ref() {
+                    DeValue::Table(inner) => find(inner, family, &format!("{path}[{i}]")),
+                    _ => None,
+                }),
+                _ => None,
+            };
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+    let (path, keys) = find(config, family, "")?;
+    // The key each of the store's family checks is about.
+    let about = [
+        ("buckets", "buckets"),
+        ("only histograms have buckets", "buckets"),
+        ("unit", "unit"),
+        ("help", "help"),
+        ("a counter's name", "name"),
+        ("invalid label name", "labels"),
+        ("label", "labels"),
+        ("\"le\"", "labels"),
+        ("\"quantile\"", "labels"),
+    ]
+    .iter()
+    .find(|(start, key)| why.starts_with(start) && keys.iter().any(|k| k == key))
+    .map(|(_, key)| *key);
+    Some(match about {
+        Some(k) if path.is_empty() => k.to_string(),
+        Some(k) => format!("{path}.{k}"),
+        None => path,
+    })
+}
+
 /// An error of pipeline `spec` as the user should see it: `FILE:LINE: `
 /// first, where LINE is the line of the settings key the plugin's message
 /// names (after `init failed: `), else the pipeline's table; the full key
@@ -171,7 +248,8 @@ pub fn at_pipeline(spec: &super::PipelineSpec, message: &str) -> String {
     let message = strip_json_position(message);
     let key = message
         .split_once("init failed: ")
-        .and_then(|(_, rest)| error_key(rest));
+        .and_then(|(_, rest)| error_key(rest))
+        .or_else(|| family_key(&spec.file, &spec.name, message));
     if let Some(k) = key.as_deref() {
         if let Some(line) = setting_line(&spec.file, &spec.name, k) {
             let full = if k.is_empty() {

@@ -34,7 +34,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -374,6 +374,58 @@ pub struct Tailer {
     /// place yet), looked at on every poll rather than every rescan, so
     /// that a file created there is followed at once.
     waiting: Vec<(String, Instant)>,
+    /// The real names of matched files whose names are not UTF-8 (Linux
+    /// names are bytes; a Latin-1 name is one), by the name weir shows
+    /// (and labels, and keeps in checkpoints) for them: U+FFFD in place of
+    /// each byte that is not UTF-8.
+    os_names: HashMap<String, std::path::PathBuf>,
+}
+
+/// The paths `pat` matches, or None when it is not a valid pattern (then
+/// it is taken as a plain path). The glob crate matches names as UTF-8
+/// only, so a file whose name is not UTF-8 would never match: it expands
+/// the directories (the pattern up to the last `/`), and the file names in
+/// each are listed here and matched with their lossy form (U+FFFD for
+/// each byte that is not UTF-8), so `app-*.log` matches `app-\xff.log`.
+fn expand_pattern(pat: &str) -> Option<Vec<PathBuf>> {
+    let opts = glob::MatchOptions::new();
+    let (dir, name) = match pat.rsplit_once('/') {
+        Some((d, n)) if !n.is_empty() && n != "**" => (if d.is_empty() { "/" } else { d }, n),
+        _ => return glob::glob(pat).ok().map(|g| g.flatten().collect()),
+    };
+    let name_pat = glob::Pattern::new(name).ok()?;
+    let dirs: Vec<PathBuf> = if glob::Pattern::escape(dir) == dir {
+        vec![PathBuf::from(dir)]
+    } else {
+        glob::glob(dir)
+            .ok()?
+            .flatten()
+            .filter(|d| d.is_dir())
+            .collect()
+    };
+    if glob::Pattern::escape(name) == name {
+        // A plain name: no listing needed.
+        return Some(dirs.into_iter().map(|d| d.join(name)).collect());
+    }
+    let mut out = Vec::new();
+    for d in dirs {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let n = e.file_name();
+            if name_pat.matches_with(&n.to_string_lossy(), opts) {
+                out.push(d.join(n));
+            }
+        }
+    }
+    Some(out)
+}
+
+/// The file system name of the file weir shows as `p` (see
+/// `Tailer::os_names`).
+fn real_name<'a>(os_names: &'a HashMap<String, PathBuf>, p: &'a str) -> &'a Path {
+    os_names.get(p).map_or(Path::new(p), PathBuf::as_path)
 }
 
 impl Tailer {
@@ -398,6 +450,7 @@ impl Tailer {
             first_scan: true,
             buf: vec![0; READ_CHUNK],
             waiting: Vec::new(),
+            os_names: HashMap::new(),
         }
     }
 
@@ -425,18 +478,27 @@ impl Tailer {
             .collect()
     }
 
-    fn expand(&self) -> Vec<String> {
+    /// The file system name of the file shown as `p`.
+    fn real<'a>(&'a self, p: &'a str) -> &'a Path {
+        real_name(&self.os_names, p)
+    }
+
+    fn expand(&mut self) -> Vec<String> {
         let mut out = Vec::new();
         for pat in &self.settings.patterns {
-            match glob::glob(pat) {
-                Ok(paths) => {
-                    for p in paths.flatten() {
+            match expand_pattern(pat) {
+                Some(paths) => {
+                    for p in paths {
                         if p.is_file() {
-                            out.push(p.to_string_lossy().into_owned());
+                            let shown = p.to_string_lossy().into_owned();
+                            if p.to_str().is_none() {
+                                self.os_names.insert(shown.clone(), p);
+                            }
+                            out.push(shown);
                         }
                     }
                 }
-                Err(_) => out.push(pat.clone()),
+                None => out.push(pat.clone()),
             }
         }
         out.sort();
@@ -450,7 +512,7 @@ impl Tailer {
     fn scan(&mut self, paths: Vec<String>) {
         let mut fresh = Vec::new();
         for p in paths {
-            let Ok(md) = std::fs::metadata(&p) else {
+            let Ok(md) = std::fs::metadata(self.real(&p)) else {
                 continue;
             };
             if !md.is_file() {
@@ -480,7 +542,7 @@ impl Tailer {
             return;
         }
         if t.moved.is_none() {
-            let still_there = std::fs::metadata(&t.path)
+            let still_there = std::fs::metadata(real_name(&self.os_names, &t.path))
                 .map(|md| t.key.same_inode(&md))
                 .unwrap_or(false);
             if still_there {
@@ -500,7 +562,7 @@ impl Tailer {
     }
 
     fn open(&mut self, path: &str) {
-        let Ok(mut file) = File::open(path) else {
+        let Ok(mut file) = File::open(self.real(path)) else {
             return;
         };
         let Ok(key) = identify(&file) else {
@@ -611,6 +673,7 @@ impl Tailer {
                 // created again where one was deleted: at once.
                 let mut paths = vacated;
                 let files = &self.files;
+                let os_names = &self.os_names;
                 self.waiting.retain(|(p, since)| {
                     since.elapsed() < ROTATE_WAIT
                         && !files.iter().any(|t| t.path == *p && t.moved.is_none())
@@ -618,7 +681,7 @@ impl Tailer {
                 paths.extend(
                     self.waiting
                         .iter()
-                        .filter(|(p, _)| std::fs::metadata(p).is_ok())
+                        .filter(|(p, _)| std::fs::metadata(real_name(os_names, p)).is_ok())
                         .map(|(p, _)| p.clone()),
                 );
                 if !paths.is_empty() {
@@ -652,7 +715,8 @@ impl Tailer {
             if t.moved.is_some() {
                 continue;
             }
-            match std::fs::metadata(&t.path) {
+            let real = real_name(&self.os_names, &t.path);
+            match std::fs::metadata(real) {
                 Ok(md) if t.key.same_inode(&md) => self.check_content(i),
                 found => {
                     // Renamed away (perhaps with a new file in its place)
