@@ -62,12 +62,14 @@ struct DockerLine<'a> {
     stream: Option<std::borrow::Cow<'a, str>>,
 }
 
-fn cri(line: &str) -> Option<Part<'_>> {
+/// A CRI line's stream (stderr or not), whether it is partial, and where
+/// its text starts.
+fn cri_split(line: &str) -> Option<(bool, bool, usize)> {
     let mut it = line.splitn(4, ' ');
     let ts = it.next()?;
     let stream = it.next()?;
     let tag = it.next()?;
-    let text = it.next().unwrap_or("");
+    let start = (ts.len() + stream.len() + tag.len() + 3).min(line.len());
     // RFC 3339: `2026-12-03T10:00:00.1Z` at the least.
     if ts.len() < 20 || !ts.as_bytes()[0].is_ascii_digit() || ts.as_bytes().get(10) != Some(&b'T') {
         return None;
@@ -83,11 +85,7 @@ fn cri(line: &str) -> Option<Part<'_>> {
         Some("F") => false,
         _ => return None,
     };
-    Some(Part {
-        stderr,
-        partial,
-        text: text.into(),
-    })
+    Some((stderr, partial, start))
 }
 
 fn docker(line: &str) -> Option<Part<'_>> {
@@ -147,10 +145,25 @@ impl Decoder {
         }
     }
 
-    fn parse<'a>(&self, line: &'a str) -> Option<Part<'a>> {
+    /// The part a framed line holds; `None` when it is not in the format.
+    fn parse(&self, line: String) -> Option<Part<'static>> {
         match self.format {
-            LineFormat::Cri => cri(line),
-            LineFormat::Docker => docker(line),
+            LineFormat::Cri => {
+                let (stderr, partial, start) = cri_split(&line)?;
+                // In place: the prefix is removed, the line's buffer kept.
+                let mut text = line;
+                text.drain(..start);
+                Some(Part {
+                    stderr,
+                    partial,
+                    text: text.into(),
+                })
+            }
+            LineFormat::Docker => docker(&line).map(|p| Part {
+                stderr: p.stderr,
+                partial: p.partial,
+                text: p.text.into_owned().into(),
+            }),
             LineFormat::Plain => Some(Part {
                 stderr: false,
                 partial: false,
@@ -167,7 +180,7 @@ impl Decoder {
             ..Lines::default()
         };
         let mut invalid = 0;
-        for (line, offset) in framed.lines.iter().zip(framed.offsets) {
+        for (line, offset) in framed.lines.into_iter().zip(framed.offsets) {
             let Some(part) = self.parse(line) else {
                 invalid += 1;
                 continue;
@@ -214,8 +227,15 @@ impl Decoder {
                 });
             }
             None => {
-                let mut text = String::new();
-                let cut = push_bounded(&mut text, &part.text, self.max);
+                let mut text = part.text.into_owned();
+                let cut = text.len() > self.max;
+                if cut {
+                    let mut end = self.max;
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    text.truncate(end);
+                }
                 out.lines.push(text);
                 out.offsets.push(offset);
                 out.cut += u64::from(cut);

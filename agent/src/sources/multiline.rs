@@ -188,8 +188,15 @@ impl Joiner {
             }
             self.state = first_state(self.preset(), &line);
             self.start = offset;
-            self.lines = 0;
-            self.append(&line);
+            if line.len() <= self.settings.max_bytes {
+                // Most records are one line: moved in, not copied.
+                self.record = line;
+                self.lines = 1;
+            } else {
+                self.lines = 0;
+                self.record.clear();
+                self.append(&line);
+            }
         }
         self.touched = Instant::now();
         out
