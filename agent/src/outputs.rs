@@ -415,6 +415,40 @@ pub fn fmt_f64(v: f64, out: &mut String) {
     }
 }
 
+/// Format a bucket bound or quantile (the value of an `le` or `quantile`
+/// label, which is part of the series' identity) the way the Go client
+/// library writes it in the text format: Go's `strconv.FormatFloat(v, 'g',
+/// -1, 64)`, the shortest digits that read back exactly, with an exponent
+/// when it is below -4 or at least 6 (`6.4e-08`, `1e+06`, `0.25`, `100`),
+/// and `+Inf`, `-Inf`, `NaN`. Written the same way, a series re-exposed by
+/// weir keeps the identity it had when Prometheus scraped the Go exporter
+/// directly.
+pub fn fmt_bound(v: f64, out: &mut String) {
+    use std::fmt::Write;
+    if !v.is_finite() {
+        return fmt_f64(v, out);
+    }
+    if v == 0.0 {
+        out.push_str(if v.is_sign_negative() { "-0" } else { "0" });
+        return;
+    }
+    // Rust's `{:e}` gives the same shortest digits: `6.4e-8`, `1e6`.
+    let sci = format!("{v:e}");
+    let Some((mantissa, exp)) = sci.split_once('e') else {
+        return fmt_f64(v, out);
+    };
+    let Ok(exp) = exp.parse::<i32>() else {
+        return fmt_f64(v, out);
+    };
+    if !(-4..6).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        let _ = write!(out, "{mantissa}e{sign}{:02}", exp.abs());
+    } else {
+        // In this range Rust's Display is the plain decimal Go writes.
+        let _ = write!(out, "{v}");
+    }
+}
+
 /// Plan and write `stores` as 0.0.4 text (what `weir test` prints).
 pub fn to_text(stores: &[&PipelineStore]) -> (String, Conflicts) {
     let mut plan = Plan::new();
@@ -437,6 +471,39 @@ pub fn to_openmetrics(stores: &[&PipelineStore]) -> (String, Conflicts) {
 pub(crate) mod tests {
     use super::*;
     use crate::store::{Change, Semantics};
+
+    #[test]
+    fn bounds_are_written_as_the_go_client_writes_them() {
+        // (value, Go text format, Go OpenMetrics), from strconv's 'g' rule
+        // and client_golang's OpenMetrics writer.
+        let cases: &[(f64, &str, &str)] = &[
+            (6.4e-8, "6.4e-08", "6.4e-08"),
+            (0.0001, "0.0001", "0.0001"),
+            (0.00001, "1e-05", "1e-05"),
+            (0.25, "0.25", "0.25"),
+            (1.0, "1", "1.0"),
+            (0.0, "0", "0.0"),
+            (100.0, "100", "100.0"),
+            (123456.0, "123456", "123456.0"),
+            (1e6, "1e+06", "1e+06"),
+            (1234567.0, "1.234567e+06", "1.234567e+06"),
+            (-2.5, "-2.5", "-2.5"),
+            (-1e-300, "-1e-300", "-1e-300"),
+            (5e-324, "5e-324", "5e-324"),
+            (f64::INFINITY, "+Inf", "+Inf"),
+            (f64::NEG_INFINITY, "-Inf", "-Inf"),
+        ];
+        for (v, text, om) in cases {
+            let mut t = String::new();
+            fmt_bound(*v, &mut t);
+            assert_eq!(&t, text, "{v}");
+            let mut o = String::new();
+            openmetrics::canonical(*v, &mut o);
+            assert_eq!(&o, om, "{v}");
+            // Both read back exactly.
+            assert_eq!(t.replace("+Inf", "inf").parse::<f64>().ok(), Some(*v));
+        }
+    }
 
     /// A store with families (name, kind, labels, buckets) and updates.
     pub fn store(

@@ -240,6 +240,11 @@ struct Worker {
     backoff: Duration,
     fields: Fields,
     refusals_told: Option<Instant>,
+    /// The error value of the last call, while calls keep returning it:
+    /// a plugin that fails the same way at every poll (a stats page it
+    /// cannot read) is logged once as a warning, then at debug level,
+    /// until a call succeeds or the error changes.
+    repeated_error: Option<String>,
     splits: Budget,
     drops_told: Told,
     /// Failed calls since the last successful one.
@@ -397,7 +402,16 @@ impl Worker {
                     );
                     self.back_off();
                 } else {
-                    tracing::warn!("{}: {e}", self.desc());
+                    let text = e.to_string();
+                    if self.repeated_error.as_deref() == Some(text.as_str()) {
+                        tracing::debug!("{}: {text} (again)", self.desc());
+                    } else {
+                        tracing::warn!(
+                            "{}: {text} (the same error again is logged at debug level)",
+                            self.desc()
+                        );
+                        self.repeated_error = Some(text);
+                    }
                 }
                 false
             }
@@ -407,6 +421,7 @@ impl Worker {
     /// Apply the output of a successful call; `source_values` are the
     /// values of the source's labels for its input.
     fn apply(&mut self, out: types::Output, semantics: Semantics, source_values: &[String]) {
+        self.repeated_error = None;
         let rejected_inputs = u64::from(out.rejected);
         if rejected_inputs > 0 {
             self.stats
@@ -1013,6 +1028,7 @@ impl Pipeline {
             backoff: MIN_BACKOFF,
             fields,
             refusals_told: None,
+            repeated_error: None,
             splits: Budget::new(),
             drops_told: Told::new(),
             failures: 0,

@@ -384,12 +384,62 @@ fn respond(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Response<
 /// Whether the client prefers OpenMetrics.
 pub fn wants_openmetrics(accept: Option<&str>) -> bool {
     let Some(accept) = accept else { return false };
-    accept.split(',').any(|part| {
+    // (q, position) of the best range each format matches; RFC 9110
+    // 12.5.1: types and parameter names are case-insensitive, q defaults
+    // to 1, q=0 means "not acceptable". A tie goes to the range listed
+    // first.
+    let mut om: Option<(u32, usize)> = None;
+    let mut text: Option<(u32, usize)> = None;
+    for (pos, part) in accept.split(',').enumerate() {
         let mut it = part.split(';');
-        let media = it.next().unwrap_or("").trim();
-        let q_zero = it.any(|p| p.trim().replace(' ', "") == "q=0");
-        media == "application/openmetrics-text" && !q_zero
-    })
+        let media = it.next().unwrap_or("").trim().to_ascii_lowercase();
+        let mut q = 1000u32;
+        let mut version: Option<String> = None;
+        for param in it {
+            let Some((k, v)) = param.split_once('=') else {
+                continue;
+            };
+            let v = v.trim().trim_matches('"');
+            match k.trim().to_ascii_lowercase().as_str() {
+                "q" => q = parse_qvalue(v).unwrap_or(0),
+                "version" => version = Some(v.to_string()),
+                _ => {}
+            }
+        }
+        if q == 0 {
+            continue;
+        }
+        let v = version.as_deref();
+        let slot = match media.as_str() {
+            // weir writes OpenMetrics 1.0.0 only.
+            "application/openmetrics-text" if matches!(v, None | Some("1.0.0")) => &mut om,
+            "text/plain" if matches!(v, None | Some("0.0.4")) => &mut text,
+            "text/*" | "*/*" => &mut text,
+            _ => continue,
+        };
+        if slot.is_none_or(|(best, _)| q > best) {
+            *slot = Some((q, pos));
+        }
+    }
+    match (om, text) {
+        (Some(_), None) => true,
+        (Some((qo, po)), Some((qt, pt))) => qo > qt || (qo == qt && po < pt),
+        _ => false,
+    }
+}
+
+/// An RFC 9110 qvalue (`0`, `0.5`, `1.000`) in thousandths.
+fn parse_qvalue(v: &str) -> Option<u32> {
+    let (int, frac) = v.split_once('.').unwrap_or((v, ""));
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let milli = format!("{frac:0<3}").parse::<u32>().ok()?;
+    match int {
+        "0" => Some(milli),
+        "1" if milli == 0 => Some(1000),
+        _ => None,
+    }
 }
 
 async fn handle(
@@ -709,5 +759,39 @@ mod tests {
         assert!(!wants_openmetrics(Some("text/plain;version=0.0.4")));
         assert!(!wants_openmetrics(None));
         assert!(!wants_openmetrics(Some("application/openmetrics-text;q=0")));
+        // Prometheus 2.42's header.
+        assert!(wants_openmetrics(Some(
+            "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+        )));
+        // q-values are honoured, types and names matched in any case.
+        assert!(!wants_openmetrics(Some(
+            "text/plain;version=0.0.4;q=1,application/openmetrics-text;version=1.0.0;q=0.5"
+        )));
+        assert!(wants_openmetrics(Some(
+            "APPLICATION/OPENMETRICS-TEXT; VERSION=1.0.0"
+        )));
+        assert!(wants_openmetrics(Some(
+            "application/openmetrics-text; Q=0.9, text/plain; q=0.8"
+        )));
+        // A version weir does not write is not OpenMetrics 1.0.0.
+        assert!(!wants_openmetrics(Some(
+            "application/openmetrics-text;version=2.0.0"
+        )));
+        assert!(!wants_openmetrics(Some(
+            "application/openmetrics-text; version=0.0.1"
+        )));
+        // A tie goes to the range listed first.
+        assert!(wants_openmetrics(Some(
+            "application/openmetrics-text, text/plain"
+        )));
+        assert!(!wants_openmetrics(Some(
+            "text/plain, application/openmetrics-text"
+        )));
+        assert!(!wants_openmetrics(Some(
+            "application/openmetrics-text;q=abc"
+        )));
+        assert_eq!(super::parse_qvalue("0.5"), Some(500));
+        assert_eq!(super::parse_qvalue("1.000"), Some(1000));
+        assert_eq!(super::parse_qvalue("1.5"), None);
     }
 }

@@ -1330,3 +1330,48 @@ path = "polls"
     assert_eq!(s3.get("app_polls", &[]), Some(2.0), "{}", s3.text);
     assert_eq!(hits.load(Ordering::SeqCst), 2);
 }
+
+/// A page the plugin cannot read at every poll is one warning, not one a
+/// poll; a good poll in between, or another error, is told again.
+#[test]
+fn the_same_plugin_error_at_every_poll_is_one_warning() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let good = Arc::new(AtomicUsize::new(0));
+    let g = good.clone();
+    let server = Server::start(move |_| {
+        if g.load(Ordering::SeqCst) == 1 {
+            json(r#"{"value": 3}"#)
+        } else {
+            json(r#"{"value": "#)
+        }
+    });
+    let conf = tmp.path().join("conf");
+    std::fs::create_dir_all(&conf).expect("mkdir");
+    std::fs::write(
+        conf.join("p.toml"),
+        format!(
+            "[pipeline.bad]\nplugin = \"json-stats\"\nsource = {{ type = \"http\", url = \"{}\", interval = \"100ms\" }}\n[pipeline.bad.config]\nmetrics = [{{ name = \"bad_value\", path = \"value\" }}]\n",
+            server.url("/stats")
+        ),
+    )
+    .expect("write");
+    let mut a = Agent::start(&conf, &tmp.path().join("state"));
+    let errors = |s: &Scrape| s.sum("weir_source_errors_total");
+    a.wait_for(20, "ten failed polls", |s| errors(s) >= 10.0);
+    let told = |log: &str| {
+        log.lines()
+            .filter(|l| l.contains(" WARN ") && l.contains("the body is not JSON"))
+            .count()
+    };
+    assert_eq!(told(&a.log_text()), 1, "{}", a.log_text());
+    // Good once, then bad again: told once more.
+    good.store(1, Ordering::SeqCst);
+    a.wait_for(20, "a good poll", |s| s.get("bad_value", &[]) == Some(3.0));
+    good.store(0, Ordering::SeqCst);
+    let before = a.scrape();
+    a.wait_for(20, "more failed polls", |s| {
+        errors(s) >= errors(&before) + 5.0
+    });
+    assert_eq!(told(&a.log_text()), 2, "{}", a.log_text());
+    a.stop();
+}

@@ -64,14 +64,15 @@ pub fn escape_help(help: &str, out: &mut String) {
     escape_label_value(help, out)
 }
 
-/// Append a canonical `le` or `quantile` value: integers as `1.0`.
+/// Append a canonical `le` or `quantile` value as the Go client library
+/// writes it in OpenMetrics: [`super::fmt_bound`], with `.0` added when
+/// that has neither a point nor an exponent (`1.0`, `0.25`, `6.4e-08`,
+/// `1e+06`, `+Inf`).
 pub fn canonical(v: f64, out: &mut String) {
-    use std::fmt::Write;
-    if v.is_finite() {
-        // Debug writes a float with a fractional part (`1.0`, `0.25`).
-        let _ = write!(out, "{v:?}");
-    } else {
-        fmt_f64(v, out);
+    let start = out.len();
+    super::fmt_bound(v, out);
+    if v.is_finite() && !out[start..].contains(['.', 'e']) {
+        out.push_str(".0");
     }
 }
 

@@ -11,7 +11,7 @@
 //!   value is left out (it is no label);
 //! - strings are sent as they are (protobuf carries UTF-8; nothing is
 //!   escaped).
-use super::{fmt_f64, Conflicts, Labels, Planned, Sink, Written};
+use super::{Conflicts, Labels, Planned, Sink, Written};
 use crate::store::{FamilyDecl, Value};
 use std::collections::BTreeMap;
 
@@ -87,9 +87,10 @@ impl<'s> Writer<'s> {
     }
 }
 
+/// An `le` or `quantile` value, as the 0.0.4 text writes it.
 fn num(v: f64) -> String {
     let mut s = String::new();
-    fmt_f64(v, &mut s);
+    super::fmt_bound(v, &mut s);
     s
 }
 

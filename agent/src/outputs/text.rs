@@ -138,7 +138,7 @@ impl Sink for Writer {
                 for (i, c) in counts.iter().enumerate() {
                     cum += c;
                     self.num.clear();
-                    fmt_f64(
+                    super::fmt_bound(
                         buckets.get(i).copied().unwrap_or(f64::INFINITY),
                         &mut self.num,
                     );
@@ -161,7 +161,7 @@ impl Sink for Writer {
             } => {
                 for (q, v) in quantiles {
                     self.num.clear();
-                    fmt_f64(*q, &mut self.num);
+                    super::fmt_bound(*q, &mut self.num);
                     let qs = std::mem::take(&mut self.num);
                     self.line(name, "", labels, Some(("quantile", &qs)));
                     self.num = qs;
