@@ -142,17 +142,27 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Lines framed (and joined into records, with `multiline`) as the
-    /// agent's line sources do; the input is read to its end, so a record
-    /// ends at the next line that does not continue it or at the end.
+    /// Lines framed (decoded from a container runtime's format, and
+    /// joined into records, as the pipeline says) as the agent's line
+    /// sources do; the input is read to its end, so a record ends at the
+    /// next line that does not continue it or at the end.
     fn lines(
         &mut self,
         mut input: impl Read,
         max_line: usize,
         batch_lines: usize,
-        multiline: Option<&crate::config::MultilineSettings>,
+        spec: Option<&crate::config::PipelineSpec>,
     ) -> Result<()> {
         let mut framer = Framer::new(max_line, Resume::default());
+        let multiline = spec.and_then(|s| s.multiline.as_ref());
+        let mut decoder = match spec.map(|s| &s.source) {
+            Some(crate::config::SourceSpec::File { format, .. })
+                if *format != crate::config::LineFormat::Plain =>
+            {
+                Some(crate::sources::container::Decoder::new(*format, max_line))
+            }
+            _ => None,
+        };
         let mut joiner = multiline
             .cloned()
             .map(crate::sources::multiline::Joiner::new);
@@ -169,6 +179,16 @@ impl Run<'_> {
                 framer.finish(&mut framed);
             } else {
                 framer.feed(&buf[..n], &mut framed);
+            }
+            if let Some(d) = decoder.as_mut() {
+                let (mut lines, _invalid) = d.decode(framed);
+                if n == 0 {
+                    let rest = d.flush();
+                    lines.cut += rest.cut;
+                    lines.lines.extend(rest.lines);
+                    lines.offsets.extend(rest.offsets);
+                }
+                framed = lines;
             }
             self.counts.truncated += framed.cut;
             if let Some(j) = joiner.as_mut() {
@@ -333,12 +353,7 @@ pub fn run_test(target: TestTarget<'_>, mut input: impl Read) -> Result<String> 
         last_error: None,
     };
     match world {
-        World::Log => run.lines(
-            input,
-            max_line,
-            batch,
-            held.as_ref().and_then(|s| s.multiline.as_ref()),
-        )?,
+        World::Log => run.lines(input, max_line, batch, held.as_ref())?,
         World::Http => {
             let mut body = Vec::new();
             input.read_to_end(&mut body)?;
