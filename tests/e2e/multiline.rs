@@ -376,3 +376,59 @@ fn max_lines_timeout_and_a_commands_last_record() {
         s.val("idle_whole_total", &[]) == 1.0
     });
 }
+
+/// SIGKILL while a trace is half written, after the checkpoint of the
+/// lines before it was written: the next run reads the trace from its
+/// first line, whole, and nothing before it again.
+#[test]
+fn sigkill_mid_trace_reads_it_again_whole() {
+    let d = tempfile::tempdir().expect("tempdir");
+    let (conf, logs, state) = (
+        d.path().join("conf"),
+        d.path().join("logs"),
+        d.path().join("state"),
+    );
+    for p in [&conf, &logs, &state] {
+        std::fs::create_dir_all(p).expect("mkdir");
+    }
+    let log = logs.join("java.log");
+    std::fs::write(
+        conf.join("p.toml"),
+        pipeline(
+            "java",
+            &format!(
+                "{{ type = \"file\", paths = [\"{}\"], start_at = \"beginning\" }}",
+                log.display()
+            ),
+            "{ preset = \"java\", timeout = \"30s\" }",
+        ),
+    )
+    .expect("config");
+    let mut e = Expect::default();
+    let mut text = e.items("java", 8);
+    let (first, rest) = e.split_trace("java", 4);
+    text.push_str(&first);
+    append(&log, &text);
+    let mut a = Agent::start(&conf, &state);
+    let before = (e.plain + e.traces - 1) as f64;
+    a.wait_for(20, "the lines before the half trace", |s| {
+        counts(s, "java")[0] == before
+    });
+    // The checkpoint is written within CHECKPOINT_EVERY (1 s) of the last
+    // acknowledgement.
+    std::thread::sleep(std::time::Duration::from_millis(1600));
+    a.kill();
+    let a = Agent::start(&conf, &state);
+    append(&log, &format!("{rest}2026-12-03T10:00:00Z INFO seq=999\n"));
+    let s = a.wait_for(20, "the trace, whole", |s| counts(s, "java")[2] == 1.0);
+    let c = counts(&s, "java");
+    // Only the trace (and not the lines before it) in this run: 4 lines
+    // read again, the rest of the trace, one more line waiting.
+    assert_eq!(c[0], 1.0, "{c:?}");
+    assert_eq!(c[3], c[4]);
+    assert_eq!(
+        c[3],
+        e.ids as f64 - (1..=8).filter(|i: &u64| i.is_multiple_of(3)).sum::<u64>() as f64
+    );
+    assert_eq!(c[5], (4 + rest.lines().count() + 1) as f64, "{c:?}");
+}
