@@ -439,6 +439,8 @@ impl Agent {
             m.set(M::SourceLines, &l, ld(&st.lines_read));
             m.set(M::SourceBytes, &l, ld(&st.bytes_read));
             m.set(M::SourceTruncated, &l, ld(&st.lines_truncated));
+            m.set(M::SourceRecordsTruncated, &l, ld(&st.records_truncated));
+            m.set(M::SourceLinesInvalid, &l, ld(&st.lines_invalid));
             m.set(M::InputsDropped, &l, ld(&st.lines_dropped));
             m.set(M::InputsRejected, &l, ld(&st.inputs_rejected));
             m.set(M::Calls, &l, ld(&st.calls));

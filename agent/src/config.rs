@@ -7,7 +7,7 @@
 mod locate;
 pub mod redact;
 pub mod settings;
-pub use locate::{at_pipeline, error_key, setting_line};
+pub use locate::{at_pipeline, error_key, key_line, setting_line};
 use serde::Deserialize;
 pub use settings::*;
 use std::collections::BTreeMap;
@@ -75,6 +75,23 @@ pub enum StartAt {
     Beginning,
 }
 
+/// How the lines of a file are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LineFormat {
+    /// As the application wrote them.
+    #[default]
+    Plain,
+    /// A container runtime's CRI log (containerd, CRI-O):
+    /// `TIMESTAMP STREAM P|F TEXT`, long lines split into `P` parts.
+    Cri,
+    /// Docker's json-file log: `{"log":"TEXT\n","stream":..,"time":..}`,
+    /// long lines split into parts without the `\n`.
+    Docker,
+}
+
+/// Labels a container log's path gives (`/var/log/pods/NAMESPACE_POD_UID/CONTAINER/N.log`).
+pub const CONTAINER_LABELS: [&str; 4] = ["namespace", "pod", "container", "pod_uid"];
+
 /// What a pipeline reads.
 #[derive(Debug, Clone, PartialEq)]
 pub enum SourceSpec {
@@ -84,6 +101,12 @@ pub enum SourceSpec {
         paths: Vec<String>,
         /// Where to start in files without a checkpoint.
         start_at: StartAt,
+        /// How lines are written (plain, or a container runtime's log).
+        format: LineFormat,
+        /// Names from [`CONTAINER_LABELS`] added to every series, with the
+        /// values the path of the file a line came from gives (`cri` and
+        /// `docker` only).
+        labels: Vec<String>,
     },
     /// Read the agent's standard input.
     Stdin,
@@ -144,6 +167,28 @@ pub struct PipelineSpec {
     pub max_line_bytes: usize,
     /// Most lines per plugin call.
     pub batch_lines: usize,
+    /// How a line source joins lines into multi-line records; `None`:
+    /// every line is a record.
+    pub multiline: Option<MultilineSettings>,
+}
+
+impl PipelineSpec {
+    /// The labels the host adds to every family the plugin declares, in
+    /// order: the constant labels, then the source's labels (a container
+    /// log's `namespace`, `pod`, ...).
+    pub fn label_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.labels.keys().cloned().collect();
+        names.extend(self.source_labels().iter().cloned());
+        names
+    }
+
+    /// The source's labels: values per file, from its path.
+    pub fn source_labels(&self) -> &[String] {
+        match &self.source {
+            SourceSpec::File { labels, .. } => labels,
+            _ => &[],
+        }
+    }
 }
 
 /// Agent-wide settings.
@@ -406,6 +451,7 @@ struct RawPipeline {
     max_series: Option<usize>,
     max_line_bytes: Option<Spanned<toml::Value>>,
     batch_lines: Option<usize>,
+    multiline: Option<Spanned<toml::Value>>,
     labels: Option<Spanned<BTreeMap<String, String>>>,
 }
 
@@ -418,6 +464,8 @@ enum RawSource {
         paths: Vec<String>,
         #[serde(default)]
         start_at: StartAt,
+        format: Option<String>,
+        labels: Option<Vec<String>>,
     },
     Stdin {},
     Exec {
@@ -539,6 +587,120 @@ pub fn parse_size(v: &toml::Value) -> Result<usize, String> {
         }
         _ => Err("expected a size like \"64MiB\"".into()),
     }
+}
+
+/// Defaults of `multiline`: a trace of 500 lines (deep Java stacks are
+/// shorter), 256 KiB, and a writer that finishes a record within 1 s.
+pub const MULTILINE_MAX_LINES: usize = 500;
+/// See [`MULTILINE_MAX_LINES`].
+pub const MULTILINE_MAX_BYTES: usize = 256 << 10;
+/// See [`MULTILINE_MAX_LINES`].
+pub const MULTILINE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A pipeline's `multiline` value: a preset's name, or a table with one of
+/// `start`, `continue` or `preset` and the limits. An error names the key
+/// under `multiline` (`""` for the value as a whole) and what is wrong.
+fn multiline_of(v: &toml::Value) -> Result<MultilineSettings, (String, String)> {
+    let presets = || {
+        MultilinePreset::ALL
+            .iter()
+            .map(|(n, _)| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let preset = |k: &str, name: &str| {
+        MultilinePreset::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, p)| MultilineRule::Preset(*p))
+            .ok_or_else(|| {
+                (
+                    k.to_string(),
+                    format!("no preset \"{name}\" (presets: {})", presets()),
+                )
+            })
+    };
+    let mut out = MultilineSettings {
+        rule: MultilineRule::Preset(MultilinePreset::Java),
+        max_lines: MULTILINE_MAX_LINES,
+        max_bytes: MULTILINE_MAX_BYTES,
+        timeout: MULTILINE_TIMEOUT,
+    };
+    let table = match v {
+        toml::Value::String(name) => {
+            out.rule = preset("", name)?;
+            return Ok(out);
+        }
+        toml::Value::Table(t) => t,
+        _ => {
+            return Err((
+                String::new(),
+                format!(
+                    "expected a preset ({}) or a table like {{ start = \"^\\\\d{{4}}-\" }}",
+                    presets()
+                ),
+            ))
+        }
+    };
+    let mut rule = None;
+    for (k, v) in table {
+        let text = || {
+            v.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| (k.clone(), "expected a string".to_string()))
+        };
+        let regex = |p: String| {
+            regex::Regex::new(&p).map_err(|e| (k.clone(), format!("invalid regex: {e}")))
+        };
+        let this =
+            match k.as_str() {
+                "start" => Some(MultilineRule::Start(regex(text()?)?)),
+                "continue" => Some(MultilineRule::Continue(regex(text()?)?)),
+                "preset" => Some(preset(k, &text()?)?),
+                "max_lines" => {
+                    match v.as_integer() {
+                        Some(n) if (1..=1_000_000).contains(&n) => out.max_lines = n as usize,
+                        _ => return Err((k.clone(), "a number of lines from 1 to 1000000".into())),
+                    }
+                    None
+                }
+                "max_bytes" => {
+                    match parse_size(v) {
+                        Ok(n) if n >= 64 => out.max_bytes = n,
+                        Ok(_) => return Err((k.clone(), "at least 64".into())),
+                        Err(e) => return Err((k.clone(), e)),
+                    }
+                    None
+                }
+                "timeout" => {
+                    out.timeout = parse_duration_key(v).map_err(|e| (k.clone(), e))?;
+                    None
+                }
+                _ => return Err((
+                    k.clone(),
+                    "unknown key (keys: start, continue, preset, max_lines, max_bytes, timeout)"
+                        .into(),
+                )),
+            };
+        if let Some(r) = this {
+            if rule.is_some() {
+                return Err((
+                    k.clone(),
+                    "give one of start, continue or preset, not two".into(),
+                ));
+            }
+            rule = Some(r);
+        }
+    }
+    out.rule = rule.ok_or_else(|| {
+        (
+            String::new(),
+            "needs one of start (a regex a record's first line matches), continue (a regex \
+             its other lines match) or preset"
+                .to_string(),
+        )
+    })?;
+    Ok(out)
 }
 
 fn valid_pipeline_name(n: &str) -> bool {
@@ -833,7 +995,12 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
         };
         let source_span = p.source.span();
         let source = match p.source.into_inner() {
-            RawSource::File { paths, start_at } => {
+            RawSource::File {
+                paths,
+                start_at,
+                format,
+                labels,
+            } => {
                 if paths.is_empty() {
                     ctx.err(
                         Some(source_span.clone()),
@@ -845,7 +1012,74 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                     .into_iter()
                     .map(|s| base.join(s).to_string_lossy().into_owned())
                     .collect();
-                SourceSpec::File { paths, start_at }
+                let format = match format.as_deref() {
+                    None | Some("plain") => LineFormat::Plain,
+                    Some("cri") => LineFormat::Cri,
+                    Some("docker") => LineFormat::Docker,
+                    Some(f) => {
+                        ctx.err(
+                            Some(source_span.clone()),
+                            &format!("{key}.source.format"),
+                            format!("\"{f}\" is not a format (plain, cri, docker)"),
+                        );
+                        LineFormat::Plain
+                    }
+                };
+                let labels = match (format, labels) {
+                    (LineFormat::Plain, None) => Vec::new(),
+                    (LineFormat::Plain, Some(_)) => {
+                        ctx.err(
+                            Some(source_span.clone()),
+                            &format!("{key}.source.labels"),
+                            "labels from the path are for container logs (format = \"cri\" or \"docker\")",
+                        );
+                        Vec::new()
+                    }
+                    // namespace, pod and container unless the pipeline
+                    // sets them as constant labels.
+                    (_, None) => CONTAINER_LABELS[..3]
+                        .iter()
+                        .filter(|n| {
+                            !p.labels
+                                .as_ref()
+                                .is_some_and(|l| l.get_ref().contains_key(**n))
+                        })
+                        .map(|s| s.to_string())
+                        .collect(),
+                    (_, Some(names)) => {
+                        for n in &names {
+                            if !CONTAINER_LABELS.contains(&n.as_str()) {
+                                ctx.err(
+                                    Some(source_span.clone()),
+                                    &format!("{key}.source.labels"),
+                                    format!(
+                                        "\"{n}\" is not a label a container log's path gives ({})",
+                                        CONTAINER_LABELS.join(", ")
+                                    ),
+                                );
+                            } else if p
+                                .labels
+                                .as_ref()
+                                .is_some_and(|l| l.get_ref().contains_key(n))
+                            {
+                                ctx.err(
+                                    Some(source_span.clone()),
+                                    &format!("{key}.source.labels"),
+                                    format!("\"{n}\" is also a constant label of the pipeline"),
+                                );
+                            }
+                        }
+                        let mut names = names;
+                        names.dedup();
+                        names
+                    }
+                };
+                SourceSpec::File {
+                    paths,
+                    start_at,
+                    format,
+                    labels,
+                }
             }
             RawSource::Stdin {} => SourceSpec::Stdin,
             RawSource::Exec { command, env } => {
@@ -1008,6 +1242,49 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 Err(e) => ctx.err(Some(m.span()), &format!("{key}.max_line_bytes"), e),
             }
         }
+        let multiline = match &p.multiline {
+            None => None,
+            Some(m) => {
+                let mkey = format!("{key}.multiline");
+                let line_source = matches!(
+                    source,
+                    SourceSpec::File { .. } | SourceSpec::Exec { .. } | SourceSpec::Stdin
+                );
+                if !line_source {
+                    ctx.err(
+                        Some(m.span()),
+                        &mkey,
+                        format!(
+                            "a {} source reads no lines: multiline is for file, exec and stdin sources",
+                            source.kind()
+                        ),
+                    );
+                    None
+                } else {
+                    match multiline_of(m.get_ref()) {
+                        Ok(s) => Some(s),
+                        Err((k, msg)) => {
+                            let full = if k.is_empty() {
+                                mkey
+                            } else {
+                                format!("{mkey}.{k}")
+                            };
+                            // The line of the key itself, also in a
+                            // `[pipeline.NAME.multiline]` table.
+                            let line = key_line(text, &["pipeline", &name, "multiline", &k])
+                                .unwrap_or_else(|| line_of(text, m.span().start));
+                            ctx.errors.push(ConfigError {
+                                file: path.to_path_buf(),
+                                line: Some(line),
+                                key: Some(full),
+                                message: msg,
+                            });
+                            None
+                        }
+                    }
+                }
+            }
+        };
         let labels = match p.labels {
             Some(labels) => {
                 let span = labels.span();
@@ -1053,6 +1330,7 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
             labels,
             max_line_bytes,
             batch_lines: p.batch_lines.unwrap_or(4096).clamp(1, 1 << 16),
+            multiline,
         });
     }
     out
@@ -1181,6 +1459,115 @@ mod tests {
     }
 
     #[test]
+    fn multiline_settings_and_their_errors() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let head = "[pipeline.app]\nplugin = \"regex-log\"\nsource = { type = \"file\", paths = [\"x.log\"] }\n";
+        write(d.path(), "a.toml", &format!("{head}multiline = \"go\"\n"));
+        let cfg = load_dir(d.path()).expect("valid");
+        let m = cfg.pipelines["app"].multiline.clone().expect("multiline");
+        assert_eq!(m.rule, MultilineRule::Preset(MultilinePreset::Go));
+        assert_eq!(
+            (m.max_lines, m.timeout),
+            (MULTILINE_MAX_LINES, MULTILINE_TIMEOUT)
+        );
+        write(
+            d.path(),
+            "a.toml",
+            &format!("{head}[pipeline.app.multiline]\nstart = '^\\d'\nmax_lines = 20\nmax_bytes = \"4KiB\"\ntimeout = \"250ms\"\n"),
+        );
+        let cfg = load_dir(d.path()).expect("valid");
+        let m = cfg.pipelines["app"].multiline.clone().expect("multiline");
+        assert_eq!(
+            m.rule,
+            MultilineRule::Start(regex::Regex::new(r"^\d").expect("re"))
+        );
+        assert_eq!((m.max_lines, m.max_bytes), (20, 4096));
+        assert_eq!(m.timeout, Duration::from_millis(250));
+        for (text, want) in [
+            (
+                "multiline = \"ruby\"\n",
+                "a.toml:4: pipeline.app.multiline: no preset \"ruby\"",
+            ),
+            (
+                "[pipeline.app.multiline]\nmax_lines = 5\nstart = '(['\n",
+                "a.toml:6: pipeline.app.multiline.start: invalid regex",
+            ),
+            (
+                "[pipeline.app.multiline]\nstart = 'a'\ncontinue = 'b'\n",
+                "give one of start, continue or preset, not two",
+            ),
+            (
+                "multiline = { max_lines = 3 }\n",
+                "a.toml:4: pipeline.app.multiline: needs one of start",
+            ),
+            (
+                "multiline = { preset = \"java\", timeout = \"1us\" }\n",
+                "a.toml:4: pipeline.app.multiline.timeout:",
+            ),
+            (
+                "[pipeline.app.multiline]\npreset = \"java\"\n\nmax_line = 3\n",
+                "a.toml:7: pipeline.app.multiline.max_line: unknown key",
+            ),
+            (
+                "multiline = { preset = \"java\", max_lines = 0 }\n",
+                "pipeline.app.multiline.max_lines: a number of lines",
+            ),
+        ] {
+            write(d.path(), "a.toml", &format!("{head}{text}"));
+            let errs = load_dir(d.path()).err().unwrap_or_default();
+            assert_eq!(errs.len(), 1, "{text}: {errs:?}");
+            let got = errs[0].to_string();
+            assert!(got.contains(want), "{text}: {got}");
+        }
+        write(
+            d.path(),
+            "a.toml",
+            "[pipeline.p]\nplugin = \"process-groups\"\nsource = { type = \"process\" }\nmultiline = \"java\"\n",
+        );
+        let errs = load_dir(d.path()).err().unwrap_or_default();
+        assert!(
+            errs[0]
+                .to_string()
+                .contains("a.toml:4: pipeline.p.multiline: a process source reads no lines"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn container_formats_and_their_labels() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let head = "[pipeline.k]\nplugin = \"regex-log\"\n";
+        write(
+            d.path(),
+            "a.toml",
+            &format!("{head}source = {{ type = \"file\", paths = [\"/var/log/pods/*/*/*.log\"], format = \"cri\" }}\nlabels = {{ pod = \"fixed\" }}\n"),
+        );
+        let cfg = load_dir(d.path()).expect("valid");
+        let spec = &cfg.pipelines["k"];
+        assert_eq!(spec.source_labels(), ["namespace", "container"]);
+        assert_eq!(spec.label_names(), ["pod", "namespace", "container"]);
+        for (source, want) in [
+            (
+                "{ type = \"file\", paths = [\"x\"], format = \"json\" }",
+                "a.toml:3: pipeline.k.source.format: \"json\" is not a format",
+            ),
+            (
+                "{ type = \"file\", paths = [\"x\"], format = \"docker\", labels = [\"node\"] }",
+                "pipeline.k.source.labels: \"node\" is not a label",
+            ),
+            (
+                "{ type = \"file\", paths = [\"x\"], labels = [\"pod\"] }",
+                "pipeline.k.source.labels: labels from the path are for container logs",
+            ),
+        ] {
+            write(d.path(), "a.toml", &format!("{head}source = {source}\n"));
+            let errs = load_dir(d.path()).err().unwrap_or_default();
+            assert_eq!(errs.len(), 1, "{source}: {errs:?}");
+            assert!(errs[0].to_string().contains(want), "{}", errs[0]);
+        }
+    }
+
+    #[test]
     fn errors_name_file_line_and_key() {
         let d = tempfile::tempdir().expect("tempdir");
         write(
@@ -1296,7 +1683,9 @@ mod tests {
         assert_eq!(p.line, 1);
         assert_eq!(cfg.settings.listen.to_string(), DEFAULT_LISTEN);
         match &p.source {
-            SourceSpec::File { paths, start_at } => {
+            SourceSpec::File {
+                paths, start_at, ..
+            } => {
                 assert!(paths[0].ends_with("logs/*.log") && paths[0].starts_with('/'));
                 assert_eq!(*start_at, StartAt::Beginning);
             }

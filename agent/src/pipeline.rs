@@ -134,8 +134,7 @@ pub fn validate_families(
 
 /// Validate what a pipeline's plugin declared.
 fn to_decls(spec: &PipelineSpec, families: Vec<types::Family>) -> Result<Vec<FamilyDecl>, String> {
-    let const_names: Vec<String> = spec.labels.keys().cloned().collect();
-    validate_families(families, &const_names)
+    validate_families(families, &spec.label_names())
 }
 
 /// Instantiate and initialise a plugin for a pipeline; every error names
@@ -387,7 +386,7 @@ impl Worker {
     ) -> bool {
         match result {
             Ok(out) => {
-                self.apply(out, semantics);
+                self.apply(out, semantics, &[]);
                 true
             }
             Err(e) => {
@@ -419,8 +418,9 @@ impl Worker {
         }
     }
 
-    /// Apply the output of a successful call.
-    fn apply(&mut self, out: types::Output, semantics: Semantics) {
+    /// Apply the output of a successful call; `source_values` are the
+    /// values of the source's labels for its input.
+    fn apply(&mut self, out: types::Output, semantics: Semantics, source_values: &[String]) {
         self.repeated_error = None;
         let rejected_inputs = u64::from(out.rejected);
         if rejected_inputs > 0 {
@@ -446,7 +446,7 @@ impl Worker {
                 }
             }
         }
-        let applied = store.apply(convert(out.updates), semantics);
+        let applied = store.apply_with(convert(out.updates), semantics, source_values);
         drop(store);
         if !applied.rejected.is_empty()
             && self
@@ -503,9 +503,10 @@ impl Worker {
                 lines,
                 offsets,
                 ack,
+                labels,
             } = batch;
             let n = lines.len();
-            let done = self.feed_lines(&mut slot, &origin, lines, &offsets);
+            let done = self.feed_lines(&mut slot, &origin, &labels, lines, &offsets);
             // Lines applied or dropped as failing are acknowledged, so a
             // poison line is not fed again after a restart; lines not fed
             // because the pipeline stopped are read again at the next start.
@@ -542,6 +543,7 @@ impl Worker {
         &mut self,
         slot: &mut Option<Instance>,
         origin: &str,
+        source_values: &[String],
         lines: Vec<String>,
         offsets: &[u64],
     ) -> usize {
@@ -568,7 +570,7 @@ impl Worker {
                 .store(inst.memory_bytes() as u64, Ordering::Relaxed);
             let e = match result {
                 Ok(out) => {
-                    self.apply(out, Semantics::Events);
+                    self.apply(out, Semantics::Events, source_values);
                     done = start + n;
                     continue;
                 }
@@ -944,13 +946,21 @@ impl Pipeline {
                 .spawn(f)
         };
         match &spec.source {
-            SourceSpec::File { paths, start_at } => {
+            SourceSpec::File {
+                paths,
+                start_at,
+                format,
+                labels,
+            } => {
                 let tailer = Tailer::new(
                     FileSourceSettings {
                         patterns: paths.clone(),
                         start_at: *start_at,
+                        format: *format,
+                        labels: labels.clone(),
                         max_line_bytes: spec.max_line_bytes,
                         batch_lines: spec.batch_lines,
+                        multiline: spec.multiline.clone(),
                     },
                     tx,
                     stats.clone(),
@@ -976,6 +986,7 @@ impl Pipeline {
                     env: env.clone(),
                     max_line_bytes: spec.max_line_bytes,
                     batch_lines: spec.batch_lines,
+                    multiline: spec.multiline.clone(),
                 };
                 let (st, stp, name) = (stats.clone(), stop.clone(), spec.name.clone());
                 match spawn(
@@ -994,9 +1005,10 @@ impl Pipeline {
             SourceSpec::Stdin => {
                 let st = stats.clone();
                 let (max, batch) = (spec.max_line_bytes, spec.batch_lines);
+                let multiline = spec.multiline.clone();
                 match spawn(
                     "stdin",
-                    Box::new(move || crate::sources::stdin::run(tx, st, max, batch)),
+                    Box::new(move || crate::sources::stdin::run(tx, st, max, batch, multiline)),
                 ) {
                     Ok(h) => threads.push(h),
                     Err(e) => {

@@ -120,6 +120,10 @@ pub struct PipelineStats {
     pub bytes_read: AtomicU64,
     /// Lines cut at `max_line_bytes`.
     pub lines_truncated: AtomicU64,
+    /// Multi-line records cut at their `max_lines` or `max_bytes`.
+    pub records_truncated: AtomicU64,
+    /// Lines not in the source's format (a container log's), dropped.
+    pub lines_invalid: AtomicU64,
     /// Lines lost because the plugin call that carried them failed.
     pub lines_dropped: AtomicU64,
     /// Plugin calls.
@@ -359,6 +363,10 @@ self_metrics! {
         "Bytes read by the pipeline's source.";
     SourceTruncated: "weir_source_lines_truncated_total", Counter, ["pipeline"],
         "Lines cut at the pipeline's max_line_bytes.";
+    SourceLinesInvalid: "weir_source_lines_invalid_total", Counter, ["pipeline"],
+        "Lines dropped because they are not in the source's format (format = \"cri\" or \"docker\").";
+    SourceRecordsTruncated: "weir_source_records_truncated_total", Counter, ["pipeline"],
+        "Multi-line records cut at the pipeline's multiline max_lines or max_bytes (their further lines dropped).";
     InputsDropped: "weir_pipeline_inputs_dropped_total", Counter, ["pipeline"],
         "Lines or responses lost because the plugin call that carried them failed.";
     InputsRejected: "weir_plugin_inputs_rejected_total", Counter, ["pipeline"],

@@ -493,6 +493,19 @@ impl PipelineStore {
 
     /// Apply one call's updates.
     pub fn apply(&mut self, updates: Vec<RawUpdate>, semantics: Semantics) -> Applied {
+        self.apply_with(updates, semantics, &[])
+    }
+
+    /// Apply one call's updates, with the values of the source's labels
+    /// for the input they came from (a container log's `namespace`,
+    /// `pod`, ...): declared after the constant labels, before the
+    /// plugin's own.
+    pub fn apply_with(
+        &mut self,
+        updates: Vec<RawUpdate>,
+        semantics: Semantics,
+        source_values: &[String],
+    ) -> Applied {
         let mut res = Applied::default();
         let mut touched: Vec<HashSet<Vec<String>>> = match semantics {
             Semantics::Snapshot => vec![HashSet::new(); self.families.len()],
@@ -511,7 +524,7 @@ impl PipelineStore {
                 continue;
             };
             let decl = &fam.decl;
-            if labels.len() + self.const_values.len() != decl.labels.len() {
+            if labels.len() + self.const_values.len() + source_values.len() != decl.labels.len() {
                 res.reject_n(Reject::LabelCount, weight);
                 continue;
             }
@@ -566,10 +579,11 @@ impl PipelineStore {
                     continue;
                 }
             }
-            let key = if self.const_values.is_empty() {
+            let key = if self.const_values.is_empty() && source_values.is_empty() {
                 labels
             } else {
                 let mut k = self.const_values.clone();
+                k.extend(source_values.iter().cloned());
                 k.extend(labels);
                 k
             };

@@ -142,9 +142,30 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Lines framed as the agent's line sources frame them.
-    fn lines(&mut self, mut input: impl Read, max_line: usize, batch_lines: usize) -> Result<()> {
+    /// Lines framed (decoded from a container runtime's format, and
+    /// joined into records, as the pipeline says) as the agent's line
+    /// sources do; the input is read to its end, so a record ends at the
+    /// next line that does not continue it or at the end.
+    fn lines(
+        &mut self,
+        mut input: impl Read,
+        max_line: usize,
+        batch_lines: usize,
+        spec: Option<&crate::config::PipelineSpec>,
+    ) -> Result<()> {
         let mut framer = Framer::new(max_line, Resume::default());
+        let multiline = spec.and_then(|s| s.multiline.as_ref());
+        let mut decoder = match spec.map(|s| &s.source) {
+            Some(crate::config::SourceSpec::File { format, .. })
+                if *format != crate::config::LineFormat::Plain =>
+            {
+                Some(crate::sources::container::Decoder::new(*format, max_line))
+            }
+            _ => None,
+        };
+        let mut joiner = multiline
+            .cloned()
+            .map(crate::sources::multiline::Joiner::new);
         let mut buf = vec![0u8; 64 << 10];
         let mut batch = Vec::new();
         loop {
@@ -159,7 +180,24 @@ impl Run<'_> {
             } else {
                 framer.feed(&buf[..n], &mut framed);
             }
+            if let Some(d) = decoder.as_mut() {
+                let (mut lines, _invalid) = d.decode(framed);
+                if n == 0 {
+                    let rest = d.flush();
+                    lines.cut += rest.cut;
+                    lines.lines.extend(rest.lines);
+                    lines.offsets.extend(rest.offsets);
+                }
+                framed = lines;
+            }
             self.counts.truncated += framed.cut;
+            if let Some(j) = joiner.as_mut() {
+                let mut records = j.join(framed);
+                if n == 0 {
+                    records.lines.extend(j.flush().lines);
+                }
+                framed = records;
+            }
             batch.extend(framed.lines);
             while batch.len() >= batch_lines.max(1) || (n == 0 && !batch.is_empty()) {
                 let rest = batch.split_off(batch.len().min(batch_lines.max(1)));
@@ -255,8 +293,14 @@ pub fn run_test(target: TestTarget<'_>, mut input: impl Read) -> Result<String> 
                     crate::pipeline::world_for(&spec.source),
                     spec.plugin_config.clone(),
                     spec.limits,
-                    spec.labels.keys().cloned().collect(),
-                    spec.labels.values().cloned().collect(),
+                    spec.label_names(),
+                    // A container log's labels come from its path; the
+                    // sample input has none: they are left empty.
+                    spec.labels
+                        .values()
+                        .cloned()
+                        .chain(spec.source_labels().iter().map(|_| String::new()))
+                        .collect(),
                     spec.max_series,
                     spec.max_line_bytes,
                     spec.batch_lines,
@@ -309,7 +353,7 @@ pub fn run_test(target: TestTarget<'_>, mut input: impl Read) -> Result<String> 
         last_error: None,
     };
     match world {
-        World::Log => run.lines(input, max_line, batch)?,
+        World::Log => run.lines(input, max_line, batch, held.as_ref())?,
         World::Http => {
             let mut body = Vec::new();
             input.read_to_end(&mut body)?;

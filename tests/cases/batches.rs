@@ -108,12 +108,27 @@ fn lines_of(spec: &weir::config::PipelineSpec) -> Vec<String> {
         let Ok(bytes) = std::fs::read(&f) else {
             continue;
         };
+        let mut framed = weir::sources::framing::Lines::default();
         for raw in bytes.split(|b| *b == b'\n') {
-            lines.push(weir::sources::decode_line(raw, spec.max_line_bytes).0);
+            framed
+                .lines
+                .push(weir::sources::decode_line(raw, spec.max_line_bytes).0);
+            framed.offsets.push(0);
         }
         // split() yields an empty piece after the last newline.
         if bytes.ends_with(b"\n") {
-            lines.pop();
+            framed.lines.pop();
+            framed.offsets.pop();
+        }
+        // With `multiline`, the plugin is fed records, as the agent feeds
+        // them (a file read to its end: the last record is complete).
+        match &spec.multiline {
+            Some(m) => {
+                let mut j = weir::sources::multiline::Joiner::new(m.clone());
+                lines.extend(j.join(framed).lines);
+                lines.extend(j.flush().lines);
+            }
+            None => lines.extend(framed.lines),
         }
     }
     lines.truncate(MAX_LINES);

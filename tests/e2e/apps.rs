@@ -447,7 +447,13 @@ fn assert_alerts_read_served_metrics(group: &str, s: &Scrape) {
 
 #[test]
 fn app_examples_pass_weir_check() {
-    for name in ["asterdrive", "fluxbase", "quicproquo", "notes-backup"] {
+    for name in [
+        "asterdrive",
+        "fluxbase",
+        "quicproquo",
+        "notes-backup",
+        "kubernetes/config",
+    ] {
         let out = Command::new(WEIR)
             .args(["check", "--config-dir"])
             .arg(example_dir(name))

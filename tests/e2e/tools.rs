@@ -394,3 +394,65 @@ fn settings_errors_name_the_toml_line_and_key() {
         "{err}"
     );
 }
+
+/// `weir test` on a pipeline frames its sample as the pipeline's source
+/// does: a CRI log decoded (parts joined), then joined into multi-line
+/// records.
+#[test]
+fn weir_test_decodes_container_logs_and_joins_records() {
+    let d = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        d.path().join("p.toml"),
+        r#"
+[pipeline.pods]
+plugin = "regex-log"
+source = { type = "file", paths = ["/var/log/pods/*/*/*.log"], format = "cri" }
+multiline = "java"
+[pipeline.pods.config]
+metrics = [{ name = "records_total", type = "counter", help = "Records by first word and line count.", labels = ["first", "lines"] }]
+[[pipeline.pods.config.rules]]
+regex = '(?s)\A(?P<first>\w+) [^\n]*\z'
+emit = [{ metric = "records_total", labels = { lines = "1" } }]
+[[pipeline.pods.config.rules]]
+regex = '(?s)\A(?P<first>\w+) [^\n]*\n[^\n]*\n[^\n]*\z'
+emit = [{ metric = "records_total", labels = { lines = "3" } }]
+"#,
+    )
+    .expect("config");
+    let sample = d.path().join("0.log");
+    std::fs::write(
+        &sample,
+        "2026-12-03T10:00:00.1Z stdout F started ok\n\
+         2026-12-03T10:00:00.2Z stdout P failed req\n\
+         2026-12-03T10:00:00.3Z stdout F uest 42\n\
+         2026-12-03T10:00:00.4Z stdout F java.lang.IllegalStateException: boom\n\
+         2026-12-03T10:00:00.5Z stdout F \tat com.example.App.main(App.java:10)\n\
+         not a cri line\n",
+    )
+    .expect("sample");
+    let out = Command::new(WEIR)
+        .args(["test", "--config-dir"])
+        .arg(d.path())
+        .args(["--pipeline", "pods", "--input"])
+        .arg(&sample)
+        .output()
+        .expect("weir test");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains(
+            r#"records_total{namespace="",pod="",container="",first="started",lines="1"} 1"#
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            r#"records_total{namespace="",pod="",container="",first="failed",lines="3"} 1"#
+        ),
+        "{text}"
+    );
+}

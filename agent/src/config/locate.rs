@@ -101,6 +101,27 @@ fn line_of(text: &str, offset: usize) -> usize {
         + 1
 }
 
+/// The line of `text` (a config file) where the dotted table path `keys`
+/// (`["pipeline", "app", "multiline", "start"]`) is written: the deepest
+/// key found. `None` when the text does not parse or the first key is not
+/// there.
+pub fn key_line(text: &str, keys: &[&str]) -> Option<usize> {
+    let root = DeTable::parse(text).ok()?;
+    let mut table = root.get_ref();
+    let mut at = None;
+    for k in keys {
+        let Some((key, value)) = table.iter().find(|(n, _)| n.get_ref().as_ref() == *k) else {
+            break;
+        };
+        at = Some(key.span().start);
+        match value.get_ref() {
+            DeValue::Table(t) => table = t,
+            _ => break,
+        }
+    }
+    at.map(|a| line_of(text, a))
+}
+
 /// The line of `file` where `pipeline.NAME.config.PATH` is written: the
 /// deepest part of the path found (an unknown last key points at its
 /// table). `None` when the file cannot be read or has no such table.

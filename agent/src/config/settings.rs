@@ -152,6 +152,69 @@ impl PartialEq for RemoteWriteSettings {
     }
 }
 
+/// How a line source joins lines into multi-line records (a pipeline's
+/// `multiline`): a Java or Python stack trace, a Go panic, a multi-line
+/// statement reaches the plugin as one string, its lines joined by `\n`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultilineSettings {
+    /// Which lines belong to the record before them.
+    pub rule: MultilineRule,
+    /// Most lines kept in one record (at least 1); the record's further
+    /// lines are read and dropped.
+    pub max_lines: usize,
+    /// Most bytes kept in one record, line feeds included (at least 64).
+    pub max_bytes: usize,
+    /// An unfinished record is passed on when no line came for this long.
+    pub timeout: Duration,
+}
+
+/// The rule of a [`MultilineSettings`].
+#[derive(Debug, Clone)]
+pub enum MultilineRule {
+    /// A line matching the pattern starts a record; any other line
+    /// continues the record before it.
+    Start(Regex),
+    /// A line matching the pattern continues the record before it; any
+    /// other line starts one.
+    Continue(Regex),
+    /// A built-in rule for one language's traces.
+    Preset(MultilinePreset),
+}
+
+impl PartialEq for MultilineRule {
+    fn eq(&self, o: &Self) -> bool {
+        // Regex has no PartialEq: compare the patterns.
+        match (self, o) {
+            (MultilineRule::Start(a), MultilineRule::Start(b))
+            | (MultilineRule::Continue(a), MultilineRule::Continue(b)) => a.as_str() == b.as_str(),
+            (MultilineRule::Preset(a), MultilineRule::Preset(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// Built-in multi-line rules (see `sources::multiline` for what each
+/// recognises).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MultilinePreset {
+    /// JVM stack traces: `\tat ...`, `Caused by: ...`, `... 3 more`, and
+    /// an exception's class line after the message that logged it.
+    Java,
+    /// Python tracebacks, chained ones included.
+    Python,
+    /// Go panics and fatal errors with their goroutine dumps.
+    Go,
+}
+
+impl MultilinePreset {
+    /// Every preset, by its config name.
+    pub const ALL: [(&'static str, MultilinePreset); 3] = [
+        ("java", MultilinePreset::Java),
+        ("python", MultilinePreset::Python),
+        ("go", MultilinePreset::Go),
+    ];
+}
+
 /// Limits on the endpoint's clients.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServerLimits {

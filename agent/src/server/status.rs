@@ -140,12 +140,22 @@ pub async fn sample_forever(agent: Arc<Agent>) {
 
 fn source_detail(s: &SourceSpec) -> String {
     match s {
-        SourceSpec::File { paths, start_at } => format!(
-            "{} (start_at {})",
+        SourceSpec::File {
+            paths,
+            start_at,
+            format,
+            ..
+        } => format!(
+            "{} (start_at {}{})",
             paths.join(", "),
             match start_at {
                 crate::config::StartAt::End => "end",
                 crate::config::StartAt::Beginning => "beginning",
+            },
+            match format {
+                crate::config::LineFormat::Plain => "",
+                crate::config::LineFormat::Cri => ", format cri",
+                crate::config::LineFormat::Docker => ", format docker",
             }
         ),
         SourceSpec::Stdin => "standard input".into(),

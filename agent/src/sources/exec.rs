@@ -59,6 +59,8 @@ pub struct ExecSettings {
     pub max_line_bytes: usize,
     /// Most lines per batch.
     pub batch_lines: usize,
+    /// How lines are joined into multi-line records, if they are.
+    pub multiline: Option<crate::config::MultilineSettings>,
 }
 
 /// The running child, so that `stop` can end it.
@@ -156,6 +158,7 @@ pub fn run(
                 &stats,
                 settings.max_line_bytes,
                 settings.batch_lines,
+                settings.multiline.as_ref(),
             ) {
                 Ok(()) => {}
                 Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => closed = true,

@@ -22,9 +22,11 @@
 //! a line; it may count again at most the lines acknowledged since the
 //! last checkpoint write, which happens every [`CHECKPOINT_EVERY`] while
 //! anything changed.
+use super::container::Decoder;
 use super::framing::{Framer, Lines, Resume};
-use super::{send_lines, Batch, Closed};
-use crate::config::StartAt;
+use super::multiline::Joiner;
+use super::{send_labelled, Batch, Closed};
+use crate::config::{LineFormat, MultilineSettings, StartAt, CONTAINER_LABELS};
 use crate::stats::PipelineStats;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -318,10 +320,17 @@ pub struct FileSourceSettings {
     pub patterns: Vec<String>,
     /// Where to start in files present at startup with no checkpoint.
     pub start_at: StartAt,
+    /// How lines are written (a container runtime's log is decoded).
+    pub format: LineFormat,
+    /// Labels from a container log's path, by name (see
+    /// [`super::container::path_labels`]), in this order.
+    pub labels: Vec<String>,
     /// Longest line passed on.
     pub max_line_bytes: usize,
     /// Most lines per batch.
     pub batch_lines: usize,
+    /// How lines are joined into multi-line records, if they are.
+    pub multiline: Option<MultilineSettings>,
 }
 
 struct Tracked {
@@ -335,6 +344,13 @@ struct Tracked {
     key: FileKey,
     /// Lines of the file, and the offset read up to.
     framer: Framer,
+    /// A container log's lines decoded and their parts joined.
+    decoder: Option<Decoder>,
+    /// Its lines joined into records (with `multiline`): one per file, so
+    /// that a record never mixes files.
+    joiner: Option<Joiner>,
+    /// Values of the source's labels, from its path.
+    labels: Arc<[String]>,
     /// Since when no followed path names the file (renamed away or
     /// deleted): it is read until it has been quiet for `ROTATE_WAIT`.
     moved: Option<Instant>,
@@ -438,6 +454,30 @@ impl Tailer {
         }
     }
 
+    fn decoder(&self) -> Option<Decoder> {
+        (self.settings.format != LineFormat::Plain)
+            .then(|| Decoder::new(self.settings.format, self.settings.max_line_bytes))
+    }
+
+    /// The values of the source's labels for a file at `path`.
+    fn labels_of(&self, path: &str) -> Arc<[String]> {
+        if self.settings.labels.is_empty() {
+            return Arc::from([]);
+        }
+        let all = super::container::path_labels(path);
+        self.settings
+            .labels
+            .iter()
+            .map(|n| {
+                CONTAINER_LABELS
+                    .iter()
+                    .position(|c| c == n)
+                    .map(|i| all[i].clone())
+                    .unwrap_or_default()
+            })
+            .collect()
+    }
+
     /// The file system name of the file shown as `p`.
     fn real<'a>(&'a self, p: &'a str) -> &'a Path {
         real_name(&self.os_names, p)
@@ -514,6 +554,9 @@ impl Tailer {
         tracing::info!(from = %t.path, to = p, "file renamed; following it under its new name");
         t.path = p.to_string();
         t.origin = Arc::from(p);
+        let labels = self.labels_of(p);
+        let t = &mut self.files[i];
+        t.labels = labels;
         t.moved = None;
         self.checkpoints.update(t.id, &t.path, &t.key);
     }
@@ -594,6 +637,9 @@ impl Tailer {
             file,
             key,
             framer: Framer::new(self.settings.max_line_bytes, at),
+            decoder: self.decoder(),
+            joiner: self.settings.multiline.clone().map(Joiner::new),
+            labels: self.labels_of(path),
             moved: None,
             last_data: Instant::now(),
         });
@@ -649,7 +695,7 @@ impl Tailer {
                     Err(Closed) => return,
                 }
             }
-            if self.release_quiet().is_err() {
+            if self.flush_timed_out().is_err() || self.release_quiet().is_err() {
                 return;
             }
             self.stats.prune_files(Instant::now());
@@ -711,9 +757,23 @@ impl Tailer {
     /// File `i` was truncated (copytruncate, `: > file`): read it again
     /// from its start, under a new checkpoint entry.
     fn restart(&mut self, i: usize) {
+        // The record being built is of the old content: passed on as it
+        // is (if the pipeline is gone, the tailer notices at its next send).
+        let decoded = self.files[i].decoder.as_mut().map(Decoder::flush);
+        if let Some(lines) = decoded {
+            let t = &mut self.files[i];
+            let records = super::join(&mut t.joiner, &self.stats, lines);
+            let _ = self.send(i, records);
+        }
+        if let Some(records) = self.files[i].joiner.as_mut().map(Joiner::flush) {
+            super::count_records(&self.stats, &records);
+            let _ = self.send(i, records);
+        }
+        let decoder = self.decoder();
         let t = &mut self.files[i];
         let _ = t.file.seek(SeekFrom::Start(0));
         t.framer = Framer::new(self.settings.max_line_bytes, Resume::default());
+        t.decoder = decoder;
         if let Ok(key) = identify(&t.file) {
             t.key = key;
         }
@@ -724,6 +784,29 @@ impl Tailer {
             .register(t.id, &t.path, t.key.clone(), Resume::default());
         self.stats.file(&t.path, |f| f.truncations += 1);
         tracing::info!(path = %t.path, "file truncated; reading it from the start");
+    }
+
+    /// Pass on unfinished records whose timeout passed, of files read to
+    /// their end: a file with bytes still to read may hold the record's
+    /// next lines (the source was busy, not the writer), so its record
+    /// waits.
+    fn flush_timed_out(&mut self) -> Result<(), Closed> {
+        let now = Instant::now();
+        for i in 0..self.files.len() {
+            let t = &mut self.files[i];
+            let Some(j) = t.joiner.as_mut() else { continue };
+            if j.deadline().is_none_or(|d| d > now) {
+                continue;
+            }
+            let size = t.file.metadata().map(|m| m.len()).unwrap_or(0);
+            if size > t.framer.position() {
+                continue;
+            }
+            let records = j.flush();
+            super::count_records(&self.stats, &records);
+            self.send(i, records)?;
+        }
+        Ok(())
     }
 
     /// Let go of rotated files that have been quiet for `ROTATE_WAIT`.
@@ -783,7 +866,9 @@ impl Tailer {
             });
             self.stats.bytes_read.fetch_add(n as u64, Ordering::Relaxed);
             super::count(&self.stats, &lines);
-            self.send(i, lines)?;
+            let lines = decode(&mut t.decoder, &self.stats, lines);
+            let records = super::join(&mut t.joiner, &self.stats, lines);
+            self.send(i, records)?;
             if n < self.buf.len() {
                 break;
             }
@@ -802,20 +887,75 @@ impl Tailer {
         t.framer.finish(&mut lines);
         self.stats.file(&t.path, |f| f.lines += lines.len() as u64);
         super::count(&self.stats, &lines);
-        self.send(i, lines)
+        let mut lines = decode(&mut t.decoder, &self.stats, lines);
+        if let Some(rest) = t.decoder.as_mut().map(Decoder::flush) {
+            if rest.cut > 0 {
+                self.stats
+                    .lines_truncated
+                    .fetch_add(rest.cut, Ordering::Relaxed);
+            }
+            lines.lines.extend(rest.lines);
+            lines.offsets.extend(rest.offsets);
+        }
+        let mut records = super::join(&mut t.joiner, &self.stats, lines);
+        if let Some(last) = t.joiner.as_mut().map(Joiner::flush) {
+            super::count_records(&self.stats, &last);
+            records.lines.extend(last.lines);
+            records.offsets.extend(last.offsets);
+        }
+        self.send(i, records)
     }
 
-    /// Pass framed lines of file `i` on, acknowledged up to where its
-    /// framer stands.
+    /// Pass framed lines (or records) of file `i` on, acknowledged up to
+    /// where its framer stands, or to the start of the record still being
+    /// built: a restart reads that record again whole.
     fn send(&self, i: usize, lines: Lines) -> Result<(), Closed> {
         let t = &self.files[i];
-        send_lines(
+        // The earliest of an unfinished container line and an unfinished
+        // record (the record's lines all came before the container line).
+        let pending = [
+            t.decoder.as_ref().and_then(Decoder::pending_start),
+            t.joiner.as_ref().and_then(Joiner::pending_start),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        let resume = match pending {
+            Some(offset) => Resume {
+                offset,
+                skip: false,
+            },
+            None => t.framer.resume(),
+        };
+        send_labelled(
             &self.tx,
             &t.origin,
+            &t.labels,
             lines,
             self.settings.batch_lines,
-            Some((t.id, t.framer.resume())),
+            Some((t.id, resume)),
         )
+    }
+}
+
+/// A container log's framed lines decoded (invalid ones counted), or the
+/// lines as they are.
+fn decode(decoder: &mut Option<Decoder>, stats: &PipelineStats, framed: Lines) -> Lines {
+    match decoder {
+        Some(d) => {
+            let counted = framed.cut;
+            let (lines, invalid) = d.decode(framed);
+            if invalid > 0 {
+                stats.lines_invalid.fetch_add(invalid, Ordering::Relaxed);
+            }
+            // Lines cut while their parts were joined count as cut too.
+            let cut = lines.cut.saturating_sub(counted);
+            if cut > 0 {
+                stats.lines_truncated.fetch_add(cut, Ordering::Relaxed);
+            }
+            lines
+        }
+        None => framed,
     }
 }
 
@@ -889,13 +1029,24 @@ mod tests {
     use tokio::sync::mpsc;
 
     fn tailer(patterns: Vec<String>, start_at: StartAt) -> (Tailer, mpsc::Receiver<Batch>) {
+        tailer_with(patterns, start_at, None)
+    }
+
+    fn tailer_with(
+        patterns: Vec<String>,
+        start_at: StartAt,
+        multiline: Option<MultilineSettings>,
+    ) -> (Tailer, mpsc::Receiver<Batch>) {
         let (tx, rx) = mpsc::channel(1024);
         let t = Tailer::new(
             FileSourceSettings {
                 patterns,
                 start_at,
+                format: LineFormat::Plain,
+                labels: Vec::new(),
                 max_line_bytes: 1024,
                 batch_lines: 100,
+                multiline,
             },
             tx,
             Arc::new(PipelineStats::default()),
@@ -1027,6 +1178,42 @@ mod tests {
         assert_eq!(got, ["3", "4"]);
         assert_eq!(t.files.len(), 2);
         assert!(t.files.iter().all(|f| f.moved.is_none()));
+    }
+
+    /// An unfinished record whose timeout passed waits while its file has
+    /// bytes not read yet (they may continue it: the source was busy, not
+    /// the writer); once the file is read to its end it is passed on, and
+    /// acknowledged only then.
+    #[test]
+    fn a_record_times_out_only_once_its_file_is_read_to_its_end() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let log = d.path().join("a.log");
+        append(&log, "a\n b\n");
+        let ml = MultilineSettings {
+            rule: crate::config::MultilineRule::Continue(regex::Regex::new(r"^\s").expect("re")),
+            max_lines: 100,
+            max_bytes: 1 << 20,
+            timeout: Duration::from_millis(10),
+        };
+        let (mut t, mut rx) = tailer_with(
+            vec![log.display().to_string()],
+            StartAt::Beginning,
+            Some(ml),
+        );
+        poll(&mut t);
+        assert!(lines(&mut rx).is_empty());
+        std::thread::sleep(Duration::from_millis(30));
+        append(&log, " c\n");
+        assert!(t.flush_timed_out().is_ok());
+        assert!(lines(&mut rx).is_empty(), "flushed with bytes unread");
+        poll(&mut t);
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(t.flush_timed_out().is_ok());
+        let got: Vec<Batch> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].lines, ["a\n b\n c"]);
+        assert_eq!(got[0].offsets, [0]);
+        assert_eq!(got[0].ack.map(|(_, r)| r.offset), Some(8));
     }
 
     /// A fingerprint taken from a short file grows with it, so a restart

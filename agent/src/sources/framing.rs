@@ -28,6 +28,10 @@ pub struct Lines {
     pub offsets: Vec<u64>,
     /// How many of `lines` were cut at `max` bytes.
     pub cut: u64,
+    /// How many of `lines` are multi-line records that dropped lines or
+    /// bytes past their `max_lines` or `max_bytes` (see
+    /// [`super::multiline`]).
+    pub records_cut: u64,
 }
 
 impl Lines {

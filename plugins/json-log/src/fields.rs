@@ -162,6 +162,11 @@ impl Trie {
         Ok(id)
     }
 
+    /// Every field path and its id (logfmt keys are looked up whole).
+    pub fn keys(&self) -> &HashMap<String, usize> {
+        &self.ids
+    }
+
     /// How many distinct fields there are.
     pub fn len(&self) -> usize {
         self.ids.len()

@@ -4,6 +4,10 @@
 //!
 //! Settings (JSON, from the pipeline's `[pipeline.NAME.config]` table):
 //!
+//! - `format`: `"json"` (default: one JSON object a line) or `"logfmt"`
+//!   (`key=value` pairs; see the `logfmt` module for the grammar). With
+//!   logfmt a field is a key as written, `key=` is an empty string and a
+//!   bare `key` is `true`; everything below applies alike.
 //! - `metrics`: the families, each `{name, type, help, unit, labels, buckets}`
 //!   (`type` is `counter`, `gauge` or `histogram`), as for regex-log.
 //! - `rules`: each `{name, match, stop, emit}`. A rule whose `match`
@@ -89,6 +93,7 @@
 //! emit = [ { metric = "app_log_messages_total", labels = { level = "${level:-none}" } } ]
 //! ```
 mod fields;
+mod logfmt;
 
 use fields::{Field, Trie};
 use regex::Regex;
@@ -100,6 +105,8 @@ use weir_sdk::{Batch, Families, FamilyId, Kind, LogPlugin, Output, Scale};
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Config {
+    #[serde(default)]
+    format: Option<String>,
     #[serde(default)]
     metrics: Vec<weir_sdk::spec::MetricSpec>,
     #[serde(default)]
@@ -217,8 +224,18 @@ struct Rule {
     emits: Vec<Emit>,
 }
 
-/// The plugin: the fields to read and the compiled rules.
+/// How a line is written.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Format {
+    /// One JSON object.
+    Json,
+    /// `key=value` pairs (see [`logfmt`]).
+    Logfmt,
+}
+
+/// The plugin: the line format, the fields to read and the compiled rules.
 pub struct JsonLog {
+    format: Format,
     fields: Trie,
     rules: Vec<Rule>,
 }
@@ -443,6 +460,11 @@ impl JsonLog {
     pub fn from_config(config: &str, families: &mut Families) -> Result<Self, String> {
         let cfg: Config =
             serde_json::from_str(config).map_err(|e| format!("invalid settings: {e}"))?;
+        let format = match cfg.format.as_deref() {
+            None | Some("json") => Format::Json,
+            Some("logfmt") => Format::Logfmt,
+            Some(f) => return Err(format!("format: \"{f}\" is not a format (json or logfmt)")),
+        };
         if cfg.rules.is_empty() {
             return Err("no rules: add at least one [[...rules]] entry".into());
         }
@@ -540,7 +562,11 @@ impl JsonLog {
                 emits,
             });
         }
-        Ok(JsonLog { fields, rules })
+        Ok(JsonLog {
+            format,
+            fields,
+            rules,
+        })
     }
 
     /// Apply the rules to one line. `slots` is scratch space, reused across
@@ -550,7 +576,15 @@ impl JsonLog {
         if line.trim().is_empty() {
             return;
         }
-        if self.fields.read(line, slots).is_err() {
+        let read = match self.format {
+            Format::Json => self.fields.read(line, slots).is_ok(),
+            Format::Logfmt => {
+                slots.clear();
+                slots.resize(self.fields.len(), None);
+                logfmt::read(line, self.fields.keys(), slots).is_ok()
+            }
+        };
+        if !read {
             out.reject();
             return;
         }
@@ -584,11 +618,15 @@ impl LogPlugin for JsonLog {
 
     fn on_lines(&mut self, batch: &Batch, out: &mut Output) -> Result<(), String> {
         // Lone surrogate escapes become U+FFFD first: serde_json would refuse
-        // the string, and its field would look absent (issue 13).
+        // the string, and its field would look absent (issue 13). The logfmt
+        // reader does that itself.
         let lines: Vec<Cow<'_, str>> = batch
             .lines
             .iter()
-            .map(|l| weir_sdk::json::replace_lone_surrogates_str(l))
+            .map(|l| match self.format {
+                Format::Json => weir_sdk::json::replace_lone_surrogates_str(l),
+                Format::Logfmt => Cow::Borrowed(l.as_str()),
+            })
             .collect();
         let mut slots = Vec::new();
         for line in &lines {

@@ -359,3 +359,76 @@ fn a_lone_surrogate_keeps_its_field_with_the_replacement_character() {
     assert!(find(&out, 0, &["none"]).is_none());
     assert_eq!(out.rejected(), 0);
 }
+
+const LOGFMT: &str = r#"{
+  "format": "logfmt",
+  "metrics": [
+    {"name": "http_requests_total", "type": "counter", "labels": ["method", "path", "status"]},
+    {"name": "http_request_duration_seconds", "type": "histogram", "labels": ["method"],
+     "buckets": [0.001, 0.1, 1, 10, 100, 10000]},
+    {"name": "log_messages_total", "type": "counter", "labels": ["level", "msg"]},
+    {"name": "flags_total", "type": "counter", "labels": ["flag"]}
+  ],
+  "rules": [
+    {"name": "requests", "match": [{"field": "status", "ge": 100}],
+     "emit": [{"metric": "http_requests_total"},
+              {"metric": "http_request_duration_seconds", "value": "duration", "parse": "duration",
+               "labels": {"method": "${method:-none}"}}]},
+    {"name": "cached", "match": [{"field": "cached", "equals": true}],
+     "emit": [{"metric": "flags_total", "labels": {"flag": "cached"}}]},
+    {"name": "empty-user", "match": [{"field": "user", "equals": ""}],
+     "emit": [{"metric": "flags_total", "labels": {"flag": "empty_user"}}]},
+    {"name": "levels", "emit": [{"metric": "log_messages_total",
+     "labels": {"level": "${level:-none}", "msg": "${msg:-}"}}]}
+  ]
+}"#;
+
+#[test]
+fn logfmt_lines_with_the_json_rules() {
+    let out = run(
+        LOGFMT,
+        &[
+            r#"level=info msg="HTTP request" method=GET path=/api status=200 duration=1.2s"#,
+            r#"level=info msg="HTTP request" method=GET path=/api status=200 duration=850ms"#,
+            r#"level=info msg="HTTP request" method=POST path="/api/v1/a b" status=201 duration=1m2.5s"#,
+            r#"level=warn msg="said \"slow\"" method=POST path=/x status=504 duration=1h2m"#,
+            "level=info method=GET path=/u status=200 duration=150µs cached",
+            "level=info method=GET path=/u status=200 duration=150us user=",
+            "level=info method=GET path=/n status=200 duration=3ns",
+            r#"level=debug msg="no status""#,
+            "",
+            r#"level=error msg="unterminated"#,
+            "plain text, not logfmt",
+            r#"level=info msg=bad"quote"#,
+            r#"level=info msg="bad \q escape""#,
+            "=nokey level=info",
+        ],
+    );
+    // The last five lines are malformed.
+    assert_eq!(out.rejected(), 5);
+    assert_eq!(added(&out, 0, &["GET", "/api", "200"]), 2.0);
+    assert_eq!(added(&out, 0, &["POST", "/api/v1/a b", "201"]), 1.0);
+    assert_eq!(added(&out, 0, &["POST", "/x", "504"]), 1.0);
+    assert_eq!(added(&out, 0, &["GET", "/u", "200"]), 2.0);
+    assert_eq!(
+        observed(&out, 1, &["GET"]),
+        vec![1.2, 0.85, 150e-6, 150e-6, 3e-9]
+    );
+    assert_eq!(observed(&out, 1, &["POST"]), vec![62.5, 3720.0]);
+    assert_eq!(added(&out, 2, &["warn", "said \"slow\""]), 1.0);
+    assert_eq!(added(&out, 2, &["info", "HTTP request"]), 3.0);
+    assert_eq!(added(&out, 2, &["info", ""]), 3.0);
+    assert_eq!(added(&out, 2, &["debug", "no status"]), 1.0);
+    // A bare key is `true`; `key=` is present and empty.
+    assert_eq!(added(&out, 3, &["cached"]), 1.0);
+    assert_eq!(added(&out, 3, &["empty_user"]), 1.0);
+}
+
+#[test]
+fn logfmt_format_errors() {
+    let e = init_err(r#"{"format": "xml", "rules": [{"emit": []}]}"#);
+    assert!(e.starts_with("format: \"xml\" is not a format"), "{e}");
+    // A JSON line is not logfmt.
+    let out = run(LOGFMT, &[r#"{"level":"info","status":200}"#]);
+    assert_eq!(out.rejected(), 1);
+}
