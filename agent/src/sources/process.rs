@@ -740,6 +740,19 @@ mod tests {
                 .and_then(|t| t.split(' ').nth(1).and_then(|v| v.parse::<u64>().ok()))
                 .map(|pages| pages * procfs::page_size())
         };
+        // A child just spawned is still exec'ing and loading `sleep`: its
+        // name and resident memory change under the test. Wait until it
+        // is `sleep` and its RSS holds still.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+            let before = statm_rss();
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            if comm.trim() == "sleep" && before == statm_rss() {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "sleep never settled");
+        }
         // Resident memory from statm, then from status.
         let (scan, _) = s.scan(Fields::empty()).expect("scan");
         assert_eq!(Some(find(&scan, pid).resident_bytes), statm_rss());
