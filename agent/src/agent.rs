@@ -194,7 +194,7 @@ impl Agent {
                 }
             };
             if let Some(old) = current.get(name) {
-                if old.spec == *spec && old.code_hash == hash_hex(&bytes) {
+                if old.spec.same_settings(spec) && old.code_hash == hash_hex(&bytes) {
                     unchanged.push(name.clone());
                     continue;
                 }

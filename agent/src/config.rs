@@ -173,6 +173,18 @@ pub struct PipelineSpec {
 }
 
 impl PipelineSpec {
+    /// Whether `other` asks for the same pipeline: every setting equal.
+    /// Where it is written (file, line) does not count, so a comment added
+    /// above it, or a table added before it, does not restart it.
+    pub fn same_settings(&self, other: &PipelineSpec) -> bool {
+        let here = PipelineSpec {
+            file: other.file.clone(),
+            line: other.line,
+            ..self.clone()
+        };
+        here == *other
+    }
+
     /// The labels the host adds to every family the plugin declares, in
     /// order: the constant labels, then the source's labels (a container
     /// log's `namespace`, `pod`, ...).
@@ -1010,7 +1022,11 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 }
                 let paths = paths
                     .into_iter()
-                    .map(|s| base.join(s).to_string_lossy().into_owned())
+                    .map(|s| {
+                        without_dot_dot(&base.join(s))
+                            .to_string_lossy()
+                            .into_owned()
+                    })
                     .collect();
                 let format = match format.as_deref() {
                     None | Some("plain") => LineFormat::Plain,
@@ -1357,6 +1373,28 @@ pub fn config_files(dir: &Path) -> Result<Vec<PathBuf>, ConfigError> {
     Ok(files)
 }
 
+/// `path` with its `..` resolved the way the kernel resolves them (the part
+/// up to the last `..` through `canonicalize`, which follows links first,
+/// as opening the path would), so that `conf/../app.log` is shown and
+/// labelled `/…/app.log`, as the same file named without `..` is. A path
+/// without `..`, or whose prefix does not exist yet, is kept as written:
+/// its links are left for each open to follow, so a link switched later
+/// still counts.
+pub fn without_dot_dot(path: &Path) -> PathBuf {
+    let comps: Vec<_> = path.components().collect();
+    let Some(last) = comps
+        .iter()
+        .rposition(|c| matches!(c, std::path::Component::ParentDir))
+    else {
+        return path.to_path_buf();
+    };
+    let prefix: PathBuf = comps[..=last].iter().collect();
+    match std::fs::canonicalize(&prefix) {
+        Ok(p) => p.join(comps[last + 1..].iter().collect::<PathBuf>()),
+        Err(_) => path.to_path_buf(),
+    }
+}
+
 /// `dir` made absolute against the working directory, once, with `.`
 /// components, repeated and trailing slashes removed; symlinks are kept
 /// (not resolved), so that a ConfigMap mount's `..data` swap and a
@@ -1645,6 +1683,25 @@ mod tests {
             );
         }
         assert!(text.iter().any(|t| t.contains("reserved")), "{text:#?}");
+    }
+
+    #[test]
+    fn dot_dot_in_file_paths_is_resolved_as_the_kernel_would() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let real = d.path().join("real/conf");
+        std::fs::create_dir_all(&real).expect("mkdir");
+        std::os::unix::fs::symlink(&real, d.path().join("conf")).expect("symlink");
+        // conf/.. is real/, not d/: the link is followed first.
+        assert_eq!(
+            without_dot_dot(&d.path().join("conf/../app.log")),
+            std::fs::canonicalize(d.path().join("real"))
+                .expect("canon")
+                .join("app.log")
+        );
+        let plain = d.path().join("conf/app-*.log");
+        assert_eq!(without_dot_dot(&plain), plain);
+        let missing = d.path().join("nowhere/../x.log");
+        assert_eq!(without_dot_dot(&missing), missing);
     }
 
     #[test]

@@ -515,7 +515,12 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
         }
     };
     weir::reload::warn_if_others_may_write(dir, &cfg);
-    let started_state_dir = cfg.settings.state_dir.clone();
+    // With --state-dir (or WEIR_STATE_DIR) the key does not decide, so a
+    // reload that changes it changes nothing: None tells the reloader so.
+    let started_state_dir = match state_dir {
+        Some(_) => None,
+        None => Some(cfg.settings.state_dir.clone()),
+    };
     let state_dir = state_dir
         .map(|d| std::path::absolute(&d).unwrap_or(d))
         .or(cfg.settings.state_dir.clone())

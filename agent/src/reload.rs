@@ -87,19 +87,22 @@ pub struct Reloader {
     agent: Arc<Agent>,
     server: Option<Arc<Server>>,
     writers: Writers,
-    /// `[agent] state_dir` as the agent started with it: a restart is
-    /// needed to change it.
-    started_state_dir: Option<PathBuf>,
+    /// `[agent] state_dir` as the agent started with it (a restart is
+    /// needed to change it), or None when `--state-dir` or
+    /// `WEIR_STATE_DIR` overrides the key, so that changing it changes
+    /// nothing.
+    started_state_dir: Option<Option<PathBuf>>,
     lock: Mutex<()>,
 }
 
 impl Reloader {
     /// A reloader for `agent`, its `server` (none for `weir check`), and
-    /// the `[agent] state_dir` the agent started with.
+    /// the `[agent] state_dir` the agent started with (None: the command
+    /// line overrides it).
     pub fn new(
         agent: Arc<Agent>,
         server: Option<Arc<Server>>,
-        started_state_dir: Option<PathBuf>,
+        started_state_dir: Option<Option<PathBuf>>,
     ) -> Arc<Self> {
         Arc::new(Reloader {
             writers: Writers::new(agent.clone()),
@@ -148,7 +151,10 @@ impl Reloader {
 
     /// Plan every part, then commit all or nothing.
     fn apply(&self, cfg: &AgentConfig) -> Result<Outcome, Vec<String>> {
-        let mut errors = restart_needed(cfg, self.started_state_dir.as_deref());
+        let mut errors = match &self.started_state_dir {
+            Some(started) => restart_needed(cfg, started.as_deref()),
+            None => Vec::new(),
+        };
         let pipelines = self.agent.plan(cfg).map_err(|e| errors.extend(e)).ok();
         let server = match &self.server {
             Some(s) => s.plan(&cfg.settings).map_err(|e| errors.extend(e)).ok(),

@@ -412,6 +412,7 @@ impl PipelineStore {
     pub fn declare_with(&mut self, decls: Vec<FamilyDecl>, const_values: Vec<String>) -> Declared {
         self.instance += 1;
         let values_changed = self.const_values != const_values;
+        let count_changed = self.const_values.len() != const_values.len();
         self.const_values = const_values;
         let mut old: HashMap<String, FamilyState> = self
             .families
@@ -428,10 +429,17 @@ impl PipelineStore {
                 }
                 prev => {
                     if let Some(f) = prev {
-                        let why = if *f.decl != d {
-                            "declaration changed"
-                        } else {
+                        let only_labels = FamilyDecl {
+                            labels: d.labels.clone(),
+                            ..(*f.decl).clone()
+                        } == d;
+                        let why = if *f.decl == d {
                             "constant label values changed"
+                        } else if only_labels && count_changed {
+                            // The pipeline's `labels` gained or lost one.
+                            "constant labels changed"
+                        } else {
+                            "declaration changed"
                         };
                         if !f.series.is_empty() || *f.decl != d {
                             out.reset.push((d.name.clone(), why));

@@ -343,3 +343,54 @@ fn configmap_symlink_swap_applies_the_new_directory() {
         "{log}"
     );
 }
+
+/// Where a pipeline is written is not one of its settings: a comment or a
+/// `[server]` table added above it leaves it running untouched (its own
+/// figures too). With `--state-dir`, adding `[agent] state_dir` changes
+/// nothing and is not refused.
+#[test]
+fn moving_a_pipeline_down_a_file_or_setting_an_overridden_key_changes_nothing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = conf_dir(tmp.path());
+    std::fs::write(dir.join("app.log"), "line 1\nline 2\nline 3\n").expect("log");
+    let body = counting_pipeline("app", "regex-log", "");
+    let file = dir.join("app.toml");
+    std::fs::write(&file, &body).expect("write");
+    let mut a = Agent::start(&dir, &tmp.path().join("state"));
+    let read = |s: &Scrape| s.val("weir_source_lines_total", &[("pipeline", "app")]);
+    a.wait_for(20, "three lines", |s| read(s) == 3.0);
+    let reloads = |s: &Scrape| s.val("weir_config_reloads_total", &[("result", "success")]);
+    let before = reloads(&a.scrape());
+    write_atomic(
+        &file,
+        format!("# a comment, then a blank line\n\n[server]\nmax_connections = 64\n\n{body}")
+            .as_bytes(),
+    );
+    let s = a.wait_for(20, "the reload", |s| reloads(s) > before);
+    assert_eq!(read(&s), 3.0, "the pipeline's own figures are kept");
+    let log = a.log_text();
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains("configuration loaded") || l.contains("reloaded"))
+        .unwrap_or_default()
+        .to_string();
+    assert!(!line.contains("changed=[\"app\"]"), "{line}\n{log}");
+
+    // --state-dir was given (the test harness passes it): the key cannot
+    // change anything, so it does not fail the reload.
+    let before = reloads(&a.scrape());
+    write_atomic(
+        &file,
+        format!("[agent]\nstate_dir = \"elsewhere\"\n\n{body}").as_bytes(),
+    );
+    let s = a.wait_for(20, "the reload", |s| reloads(s) > before);
+    assert_eq!(
+        s.val("weir_config_last_reload_successful", &[]),
+        1.0,
+        "{}",
+        a.log_text()
+    );
+    assert_eq!(read(&s), 3.0);
+    a.stop();
+}
