@@ -218,7 +218,7 @@ fn constant_labels_change_and_grow_on_reload() {
     let text = agent.log_text();
     assert!(
         text.contains("family reset: constant label values changed")
-            && text.contains("family reset: declaration changed"),
+            && text.contains("family reset: constant labels changed"),
         "{text}"
     );
 }
@@ -284,16 +284,21 @@ fn server_auth_applies_live_and_state_dir_is_refused() {
     std::fs::write(dir.join("web.log"), "line\n").expect("w");
     std::fs::write(dir.join("web.toml"), counting("web", "regex-log", "")).expect("w");
     let server = dir.join("server.toml");
-    std::fs::write(&server, "[server]\nreload_endpoint = true\n").expect("w");
-    let agent = Agent::start(&dir, &tmp.path().join("state"));
+    // Started from the key, not --state-dir: then the key cannot change.
+    let state = tmp.path().join("state");
+    let key = format!("[agent]\nstate_dir = \"{}\"\n", state.display());
+    std::fs::write(&server, format!("[server]\nreload_endpoint = true\n{key}")).expect("w");
+    let agent = Agent::start_keyed(&dir, tmp.path(), &state);
     let url = agent.url("/metrics");
     assert_eq!(status(&url, None), 200);
 
     let (h1, h2) = (hash("first"), hash("second"));
     write_atomic(
         &server,
-        format!("[server]\nreload_endpoint = true\n[server.auth]\nbasic = {{ prom = \"{h1}\" }}\n")
-            .as_bytes(),
+        format!(
+            "[server]\nreload_endpoint = true\n[server.auth]\nbasic = {{ prom = \"{h1}\" }}\n{key}"
+        )
+        .as_bytes(),
     );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while status(&url, None) != 401 {
@@ -311,8 +316,10 @@ fn server_auth_applies_live_and_state_dir_is_refused() {
     // accepted (and remembered) a moment ago.
     write_atomic(
         &server,
-        format!("[server]\nreload_endpoint = true\n[server.auth]\nbasic = {{ prom = \"{h2}\" }}\n")
-            .as_bytes(),
+        format!(
+            "[server]\nreload_endpoint = true\n[server.auth]\nbasic = {{ prom = \"{h2}\" }}\n{key}"
+        )
+        .as_bytes(),
     );
     while status(&url, Some(&basic("prom", "second"))) != 200 {
         assert!(

@@ -47,15 +47,36 @@ impl Agent {
     /// state` and extra environment variables (`WEIR_LOG` among them
     /// replaces the default).
     pub fn spawn_with(dir: &Path, log_dir: &Path, state: &Path, env: &[(&str, &str)]) -> Agent {
+        Self::spawn_state(dir, log_dir, Some(state), env)
+    }
+
+    /// Start `weir run` on `dir` without `--state-dir` (the config's
+    /// `[agent] state_dir` decides, which `state` must name), logging into
+    /// `log_dir`; wait for `/ready`.
+    pub fn start_keyed(dir: &Path, log_dir: &Path, state: &Path) -> Agent {
+        let mut a = Self::spawn_state(dir, log_dir, None, &[]);
+        a.state = state.to_path_buf();
+        a.wait_ready();
+        a
+    }
+
+    fn spawn_state(
+        dir: &Path,
+        log_dir: &Path,
+        state: Option<&Path>,
+        env: &[(&str, &str)],
+    ) -> Agent {
         let port = free_port();
         let log = log_dir.join(format!("agent-{port}.log"));
         std::fs::create_dir_all(log_dir).expect("log dir");
         let logf = std::fs::File::create(&log).expect("log file");
-        let child = Command::new(WEIR)
-            .args(["run", "--config-dir"])
-            .arg(dir)
-            .arg("--state-dir")
-            .arg(state)
+        let mut cmd = Command::new(WEIR);
+        cmd.args(["run", "--config-dir"]).arg(dir);
+        if let Some(state) = state {
+            cmd.arg("--state-dir").arg(state);
+        }
+        let child = cmd
+            .env_remove("WEIR_STATE_DIR")
             .arg("--listen")
             .arg(format!("127.0.0.1:{port}"))
             .env("WEIR_LOG", "info,weir=debug")
@@ -69,7 +90,7 @@ impl Agent {
             child: Some(child),
             port,
             dir: dir.to_path_buf(),
-            state: state.to_path_buf(),
+            state: state.map_or_else(|| log_dir.to_path_buf(), Path::to_path_buf),
             log,
         }
     }
