@@ -9,20 +9,56 @@ use weir::reload::Reloader;
 use weir::runtime::Runtime;
 
 // Output that never panics: `weir test ... | head` closes stdout early,
-// and a closed pipe must not become a backtrace. Write errors are ignored
-// (the reader has gone; nothing is left to tell).
+// and a closed pipe must not become a backtrace. A reader that went away
+// (EPIPE) is not an error; any other write error (a full disk, /dev/full)
+// is kept, and `main` reports it and exits 1, so output is never lost
+// without a word.
 macro_rules! out {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = write!(std::io::stdout().lock(), $($t)*);
+        if let Err(e) = write!(std::io::stdout().lock(), $($t)*) {
+            write_failed(e);
+        }
     }};
 }
 macro_rules! outln {
     ($($t:tt)*) => {{
         use std::io::Write as _;
-        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($t)*) {
+            write_failed(e);
+        }
     }};
 }
+
+/// The first error writing standard output, other than a closed pipe.
+static WRITE_ERROR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn write_failed(e: std::io::Error) {
+    if e.kind() != std::io::ErrorKind::BrokenPipe {
+        let _ = WRITE_ERROR.set(e.to_string());
+    }
+}
+
+/// Flush standard output; the command's exit code, or 1 with a one-line
+/// reason when some of its output could not be written.
+fn finish_output(code: ExitCode) -> ExitCode {
+    use std::io::Write as _;
+    if let Err(e) = std::io::stdout().lock().flush() {
+        write_failed(e);
+    }
+    match WRITE_ERROR.get() {
+        Some(e) => {
+            use std::io::Write as _;
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "error: cannot write to standard output: {e}"
+            );
+            ExitCode::FAILURE
+        }
+        None => code,
+    }
+}
+
 macro_rules! err {
     ($($t:tt)*) => {{
         use std::io::Write as _;
@@ -266,6 +302,11 @@ fn default_state_dir() -> Option<PathBuf> {
 }
 
 fn main() -> ExitCode {
+    let code = run_command();
+    finish_output(code)
+}
+
+fn run_command() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level, cli.log_format);
     match cli.command {

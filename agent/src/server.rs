@@ -428,6 +428,49 @@ pub fn wants_openmetrics(accept: Option<&str>) -> bool {
     }
 }
 
+/// Whether an `Accept-Encoding` header (RFC 9110 12.5.3) takes gzip:
+/// `gzip` or `x-gzip` (case-insensitive), or `*` when gzip is not named,
+/// with a q-value above 0. Prometheus sends `Accept-Encoding: gzip` on
+/// every scrape.
+pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+    let Some(v) = accept_encoding else {
+        return false;
+    };
+    let mut named: Option<bool> = None;
+    let mut star: Option<bool> = None;
+    for part in v.split(',') {
+        let mut it = part.split(';');
+        let coding = it.next().unwrap_or("").trim().to_ascii_lowercase();
+        let mut q = 1000u32;
+        for param in it {
+            if let Some((k, v)) = param.split_once('=') {
+                if k.trim().eq_ignore_ascii_case("q") {
+                    q = parse_qvalue(v.trim()).unwrap_or(0);
+                }
+            }
+        }
+        match coding.as_str() {
+            "gzip" | "x-gzip" => named = Some(named.unwrap_or(false) || q > 0),
+            "*" => star = Some(q > 0),
+            _ => {}
+        }
+    }
+    named.or(star).unwrap_or(false)
+}
+
+/// `body` compressed with gzip at the fastest level: a text exposition
+/// shrinks about tenfold at it, and the scrape's CPU stays the agent's
+/// smallest cost (figures in BENCHMARKS.md). flate2, not our own code.
+fn gzipped(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Write as _;
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 8 + 64),
+        flate2::Compression::fast(),
+    );
+    enc.write_all(body)?;
+    enc.finish()
+}
+
 /// An RFC 9110 qvalue (`0`, `0.5`, `1.000`) in thousandths.
 fn parse_qvalue(v: &str) -> Option<u32> {
     let (int, frac) = v.split_once('.').unwrap_or((v, ""));
@@ -557,19 +600,54 @@ async fn route(
                 .get(hyper::header::ACCEPT)
                 .and_then(|v| v.to_str().ok());
             let om = wants_openmetrics(accept);
+            let gzip = accepts_gzip(
+                req.headers()
+                    .get(hyper::header::ACCEPT_ENCODING)
+                    .and_then(|v| v.to_str().ok()),
+            );
             let agent = agent.clone();
-            // Building the exposition takes locks and CPU: keep it off the
-            // async workers.
+            // Building (and compressing) the exposition takes locks and
+            // CPU: keep it off the async workers.
             let body = tokio::task::spawn_blocking(move || {
-                if om {
+                let text = if om {
                     agent.openmetrics()
                 } else {
                     agent.text()
+                };
+                if gzip {
+                    gzipped(text.as_bytes()).map(Bytes::from)
+                } else {
+                    Ok(Bytes::from(text))
                 }
             })
             .await;
             match body {
-                Ok(b) => respond(StatusCode::OK, if om { OPENMETRICS } else { TEXT_04 }, b),
+                Ok(Ok(b)) => {
+                    let mut r = respond(StatusCode::OK, if om { OPENMETRICS } else { TEXT_04 }, b);
+                    let h = r.headers_mut();
+                    // Caches and proxies between weir and the scraper must
+                    // not serve one encoding to a client that asked for the
+                    // other (RFC 9110 12.5.5).
+                    h.insert(
+                        hyper::header::VARY,
+                        HeaderValue::from_static("Accept, Accept-Encoding"),
+                    );
+                    if gzip {
+                        h.insert(
+                            hyper::header::CONTENT_ENCODING,
+                            HeaderValue::from_static("gzip"),
+                        );
+                    }
+                    r
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!("cannot compress the exposition: {e}");
+                    respond(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "text/plain",
+                        "exposition failed\n",
+                    )
+                }
                 Err(_) => respond(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "text/plain",
@@ -750,7 +828,32 @@ pub async fn serve(listener: TcpListener, ctx: Arc<ServerCtx>) {
 
 #[cfg(test)]
 mod tests {
-    use super::wants_openmetrics;
+
+    #[test]
+    fn gzip_is_taken_as_accept_encoding_says() {
+        assert!(accepts_gzip(Some("gzip")));
+        assert!(accepts_gzip(Some("deflate, GZip;q=0.5")));
+        assert!(accepts_gzip(Some("x-gzip")));
+        assert!(accepts_gzip(Some("*")));
+        assert!(accepts_gzip(Some("br;q=1, *;q=0.1")));
+        assert!(!accepts_gzip(None));
+        assert!(!accepts_gzip(Some("")));
+        assert!(!accepts_gzip(Some("identity")));
+        assert!(!accepts_gzip(Some("gzip;q=0")));
+        assert!(!accepts_gzip(Some("gzip;q=0.000, *")));
+        assert!(!accepts_gzip(Some("*;q=0")));
+        assert!(!accepts_gzip(Some("gzip;q=2")));
+        let body = "a_total 1\n".repeat(1000);
+        let z = gzipped(body.as_bytes()).expect("gzip");
+        assert!(z.len() < body.len() / 10, "{} bytes", z.len());
+        let mut back = String::new();
+        use std::io::Read as _;
+        flate2::read::GzDecoder::new(&z[..])
+            .read_to_string(&mut back)
+            .expect("gunzip");
+        assert_eq!(back, body);
+    }
+    use super::{accepts_gzip, gzipped, wants_openmetrics};
 
     #[test]
     fn negotiates_like_prometheus() {

@@ -26,6 +26,7 @@ mod remote_write;
 mod resets;
 mod restart;
 mod rotation;
+mod scrape;
 mod security;
 mod state;
 mod status;

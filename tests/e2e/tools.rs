@@ -172,6 +172,69 @@ fn no_command_panics_on_a_closed_pipe() {
     }
 }
 
+/// `weir test ... > /dev/full`: output that cannot be written (a full disk)
+/// is an error, exit 1 with a one-line reason; a reader that hung up
+/// (`| head`) is not one, exit 0.
+#[test]
+fn output_that_cannot_be_written_fails_the_command() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let input: String = (0..5000).map(|i| format!("request-id-{i}\n")).collect();
+    std::fs::write(tmp.path().join("input"), &input).expect("write");
+    std::fs::write(
+        tmp.path().join("many.toml"),
+        "[[metrics]]\nname = \"ids_total\"\ntype = \"counter\"\nlabels = [\"id\"]\n[[rules]]\nregex = '^(?P<id>\\S+)'\nemit = [{ metric = \"ids_total\" }]\n",
+    )
+    .expect("write");
+    let args = |cmd: &mut Command| {
+        cmd.args(["test", "--plugin", "regex-log", "--plugin-config"])
+            .arg(tmp.path().join("many.toml"))
+            .arg("--input")
+            .arg(tmp.path().join("input"));
+    };
+    let mut ok = Command::new(WEIR);
+    args(&mut ok);
+    let out = ok.output().expect("run");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.len() > 64 * 1024, "{} bytes", out.stdout.len());
+
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .expect("/dev/full");
+    let mut cmd = Command::new(WEIR);
+    args(&mut cmd);
+    let out = cmd.stdout(full).output().expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("error: cannot write to standard output"),
+        "{err}"
+    );
+
+    let mut cmd = Command::new(WEIR);
+    args(&mut cmd);
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let mut err = String::new();
+    let _ = child
+        .stderr
+        .as_mut()
+        .expect("stderr")
+        .read_to_string(&mut err);
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "closed pipe: {err}");
+    assert!(!err.contains("error"), "closed pipe is not an error: {err}");
+}
+
 /// Bad arguments and bad inputs: a non-zero exit and a one-line reason,
 /// never a panic.
 #[test]
