@@ -8,7 +8,8 @@ An upstream on 127.0.0.1 serves SERIES gauge series (1,000 families of
 SERIES/1000 series, two labels each); one prometheus-text pipeline polls it
 once. Then SCRAPES scrapes in each format, and for each: wall time, and the
 agent's CPU (utime + stime of /proc/PID/stat, all threads) spent during it.
-Prints min / median / max per format over REPEATS agents.
+Prints min / median / max per format (each also with Accept-Encoding:
+gzip) over REPEATS agents.
 """
 import argparse
 import os
@@ -23,6 +24,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 TICK = os.sysconf("SC_CLK_TCK")
 OM = "application/openmetrics-text; version=1.0.0"
+# (name, Accept, Accept-Encoding: gzip); the body size printed is what was
+# sent (compressed for the gzip rows).
+FORMATS = (
+    ("text", None, False),
+    ("om", OM, False),
+    ("text+gzip", None, True),
+    ("om+gzip", OM, True),
+)
 
 
 def body(n):
@@ -80,7 +89,7 @@ def run(args, data):
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}/metrics"
-    res = {"text": [], "om": []}
+    res = {k: [] for k, _, _ in FORMATS}
     try:
         deadline = time.time() + 120
         while time.time() < deadline:
@@ -93,9 +102,12 @@ def run(args, data):
             time.sleep(0.5)
         else:
             raise SystemExit("the agent did not read the upstream in 120 s")
-        for fmt, accept in (("text", None), ("om", OM)):
+        for fmt, accept, gzip in FORMATS:
             for _ in range(args.scrapes):
-                req = urllib.request.Request(url, headers={"Accept": accept} if accept else {})
+                h = {"Accept": accept} if accept else {}
+                if gzip:
+                    h["Accept-Encoding"] = "gzip"
+                req = urllib.request.Request(url, headers=h)
                 c0, w0 = cpu(agent.pid), time.perf_counter()
                 n = len(urllib.request.urlopen(req, timeout=60).read())
                 w1, c1 = time.perf_counter(), cpu(agent.pid)
@@ -115,7 +127,7 @@ def main():
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     data = body(args.series)
-    all_runs = {"text": [], "om": []}
+    all_runs = {k: [] for k, _, _ in FORMATS}
     for _ in range(args.repeats):
         r = run(args, data)
         for k in all_runs:

@@ -421,6 +421,7 @@ impl Agent {
         m.set(M::ConfigReloads, &["failure"], ld(&s.reloads_failed));
         m.set(M::LastReloadOk, &[], flag(&s.last_reload_ok));
         m.set(M::LastReloadTime, &[], s.last_reload_success_time.get());
+        m.set(M::ScrapeLimitExceeded, &[], ld(&s.scrapes_over_limit));
         for (target, rw) in self.remote_write.lock().iter() {
             let l = [target.as_str()];
             m.set(M::RwSent, &l, ld(&rw.sent));

@@ -306,6 +306,7 @@ struct RawServer {
     max_connections: Option<usize>,
     header_timeout: Option<toml::Value>,
     request_timeout: Option<toml::Value>,
+    max_scrape_bytes: Option<Spanned<toml::Value>>,
 }
 
 #[derive(Deserialize)]
@@ -847,6 +848,17 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                     })
                     .unwrap_or_else(|| "remote".to_string())
             });
+            // The name keys the target's figures (label `target`) and its
+            // identity across reloads: two with one name would be one.
+            if let Some(j) = part.remote_write.iter().position(|o| o.name == name) {
+                ctx.err(
+                    Some(span.clone()),
+                    &format!("{key}.name"),
+                    format!(
+                        "target name \"{name}\" is already taken by remote_write[{j}]; give each [[remote_write]] its own name"
+                    ),
+                );
+            }
             part.remote_write.push(RemoteWriteSettings {
                 name,
                 url: rw.url,
@@ -926,6 +938,20 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
             if let Some(n) = server.max_connections {
                 part.limits.max_connections = n.max(1);
             }
+            // Located at its own line, not the table's.
+            let mut scrape_limit_error = None;
+            if let Some(v) = &server.max_scrape_bytes {
+                match parse_size(v.get_ref()) {
+                    Ok(n) if n > 0 => part.limits.max_scrape_bytes = Some(n),
+                    Ok(_) => {
+                        scrape_limit_error = Some((
+                            v.span(),
+                            "must be more than 0 (leave it out for no limit)".to_string(),
+                        ))
+                    }
+                    Err(e) => scrape_limit_error = Some((v.span(), e)),
+                }
+            }
             for (k, v, slot) in [
                 (
                     "server.header_timeout",
@@ -948,6 +974,9 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
             for e in errs {
                 let (k, m) = e.split_once(": ").unwrap_or(("server", e.as_str()));
                 ctx.err(Some(span.clone()), k, m.to_string());
+            }
+            if let Some((at, m)) = scrape_limit_error {
+                ctx.err(Some(at), "server.max_scrape_bytes", m);
             }
             if let Some(listen) = server.listen {
                 match listen.get_ref().parse::<SocketAddr>() {
@@ -1494,6 +1523,33 @@ mod tests {
 
     fn write(dir: &Path, name: &str, text: &str) {
         std::fs::write(dir.join(name), text).expect("write");
+    }
+
+    #[test]
+    fn two_remote_write_targets_may_not_share_a_name() {
+        let d = tempfile::tempdir().expect("tempdir");
+        write(
+            d.path(),
+            "a.toml",
+            "[[remote_write]]\nurl = \"http://127.0.0.1:2/api/v1/write\"\n\n[[remote_write]]\nurl = \"http://127.0.0.1:2/api/v1/push\"\n",
+        );
+        let Err(errs) = load_dir(d.path()) else {
+            panic!("two targets named alike were accepted")
+        };
+        let texts: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert!(
+            texts
+                .iter()
+                .any(|t| t.contains("a.toml:4: remote_write[1].name")
+                    && t.contains("\"127.0.0.1:2\" is already taken by remote_write[0]")),
+            "{texts:?}"
+        );
+        write(
+            d.path(),
+            "a.toml",
+            "[[remote_write]]\nurl = \"http://127.0.0.1:2/api/v1/write\"\n\n[[remote_write]]\nname = \"second\"\nurl = \"http://127.0.0.1:2/api/v1/push\"\n",
+        );
+        assert!(load_dir(d.path()).is_ok());
     }
 
     #[test]

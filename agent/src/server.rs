@@ -17,6 +17,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use parking_lot::{Mutex, RwLock};
 use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -128,6 +129,10 @@ impl ServerSettings {
         diff(
             "server.request_timeout",
             self.limits.request_timeout != new.limits.request_timeout,
+        );
+        diff(
+            "server.max_scrape_bytes",
+            self.limits.max_scrape_bytes != new.limits.max_scrape_bytes,
         );
         diff(
             "server.reload_endpoint",
@@ -428,6 +433,13 @@ pub fn wants_openmetrics(accept: Option<&str>) -> bool {
     }
 }
 
+/// Why a `/metrics` body was not served.
+enum ScrapeError {
+    /// (bytes, `max_scrape_bytes`).
+    TooLarge(usize, usize),
+    Gzip(std::io::Error),
+}
+
 /// Whether an `Accept-Encoding` header (RFC 9110 12.5.3) takes gzip:
 /// `gzip` or `x-gzip` (case-insensitive), or `*` when gzip is not named,
 /// with a q-value above 0. Prometheus sends `Accept-Encoding: gzip` on
@@ -606,6 +618,7 @@ async fn route(
                     .and_then(|v| v.to_str().ok()),
             );
             let agent = agent.clone();
+            let limit = live.security.limits.max_scrape_bytes;
             // Building (and compressing) the exposition takes locks and
             // CPU: keep it off the async workers.
             let body = tokio::task::spawn_blocking(move || {
@@ -614,8 +627,25 @@ async fn route(
                 } else {
                     agent.text()
                 };
+                let stats = &agent.stats;
+                if let Some(max) = limit.filter(|&m| text.len() > m) {
+                    stats.scrapes_over_limit.fetch_add(1, Ordering::Relaxed);
+                    if !stats.last_scrape_over_limit.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            bytes = text.len(),
+                            max_scrape_bytes = max,
+                            "/metrics refused: the exposition is larger than [server] max_scrape_bytes (logged once until a scrape fits again)"
+                        );
+                    }
+                    return Err(ScrapeError::TooLarge(text.len(), max));
+                }
+                if stats.last_scrape_over_limit.swap(false, Ordering::Relaxed) {
+                    tracing::info!("/metrics fits within max_scrape_bytes again");
+                }
                 if gzip {
-                    gzipped(text.as_bytes()).map(Bytes::from)
+                    gzipped(text.as_bytes())
+                        .map(Bytes::from)
+                        .map_err(ScrapeError::Gzip)
                 } else {
                     Ok(Bytes::from(text))
                 }
@@ -640,7 +670,12 @@ async fn route(
                     }
                     r
                 }
-                Ok(Err(e)) => {
+                Ok(Err(ScrapeError::TooLarge(n, max))) => respond(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain",
+                    format!("the exposition is {n} bytes, larger than [server] max_scrape_bytes = {max}; nothing was sent (weir_scrape_limit_exceeded_total counts this)\n"),
+                ),
+                Ok(Err(ScrapeError::Gzip(e))) => {
                     tracing::warn!("cannot compress the exposition: {e}");
                     respond(
                         StatusCode::INTERNAL_SERVER_ERROR,

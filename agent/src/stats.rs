@@ -253,6 +253,11 @@ pub struct AgentStats {
     pub last_reload_ok: AtomicBool,
     /// Unix time of the last successful reload.
     pub last_reload_success_time: AtomicF64,
+    /// Scrapes of `/metrics` refused for `[server] max_scrape_bytes`.
+    pub scrapes_over_limit: AtomicU64,
+    /// Whether the last scrape was refused for it (so that a run of
+    /// refusals is logged once).
+    pub last_scrape_over_limit: AtomicBool,
     /// What scrapes left out or changed so that each format stays valid,
     /// by format and reason.
     pub exposition_conflicts: Mutex<BTreeMap<(Format, Conflict), u64>>,
@@ -341,6 +346,8 @@ self_metrics! {
         "Whether the last configuration load succeeded (1) or left the old pipelines running (0).";
     LastReloadTime: "weir_config_last_reload_success_timestamp_seconds", Gauge, [],
         "Unix time of the last successful configuration load.";
+    ScrapeLimitExceeded: "weir_scrape_limit_exceeded_total", Counter, [],
+        "Scrapes of /metrics answered 500 because the exposition was larger than [server] max_scrape_bytes.";
     ExpositionConflicts: "weir_exposition_conflicts_total", Counter, ["format", "reason"],
         "Families, series or samples a scrape left out or changed so that the format it wrote stays valid (see docs/http.md).";
     RwSent: "weir_remote_write_samples_sent_total", Counter, ["target"],

@@ -82,12 +82,20 @@ fn new_author_path_from_a_copy_outside_the_checkout() {
         "the manifest names the build machine's checkout:\n{manifest}"
     );
 
-    let t = cargo(&dir, &["test", "-q"]);
+    // --locked: the lock weir writes is whole, as committed it builds.
+    let t = cargo(&dir, &["test", "-q", "--locked"]);
     assert!(t.status.success(), "cargo test: {}", text(&t));
     assert!(text(&t).contains("2 passed"), "{}", text(&t));
     let b = cargo(
         &dir,
-        &["build", "-q", "--release", "--target", "wasm32-wasip2"],
+        &[
+            "build",
+            "-q",
+            "--locked",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+        ],
     );
     assert!(b.status.success(), "cargo build: {}", text(&b));
     // Where the project's pipeline file expects it (its own target dir).

@@ -142,3 +142,69 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[at + 2 + size + 2..];
     }
 }
+
+/// `[server] max_scrape_bytes`: a larger exposition is answered 500 with
+/// the reason, never cut short, and counted; raising the limit by a reload
+/// serves it again.
+#[test]
+fn a_scrape_over_max_scrape_bytes_is_refused_whole_and_counted() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("config");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let server = |max: &str| format!("[server]\nmax_scrape_bytes = {max}\n");
+    std::fs::write(dir.join("server.toml"), server("\"1MiB\"")).expect("write");
+    let agent = Agent::start(&dir, &tmp.path().join("state"));
+    let (head, _) = get(agent.port, "");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+
+    std::fs::write(dir.join("server.toml"), server("2000")).expect("write");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let (head, body) = loop {
+        let (head, body) = get(agent.port, "Accept-Encoding: gzip\r\n");
+        if head.starts_with("http/1.1 500") || std::time::Instant::now() > deadline {
+            break (head, body);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        head.starts_with("http/1.1 500"),
+        "{head}\n{}",
+        agent.log_text()
+    );
+    assert!(body.contains("max_scrape_bytes = 2000"), "{body}");
+    assert!(!body.contains("# TYPE"), "a partial exposition: {body}");
+    let log = agent.log_text();
+    assert_eq!(
+        log.matches("larger than [server] max_scrape_bytes").count(),
+        1,
+        "{log}"
+    );
+
+    std::fs::write(dir.join("server.toml"), server("\"16MiB\"")).expect("write");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !get(agent.port, "").0.starts_with("http/1.1 200") {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still refused after raising the limit:\n{}",
+            agent.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let s = agent.scrape();
+    assert!(
+        s.get("weir_scrape_limit_exceeded_total", &[]) >= Some(1.0),
+        "{}",
+        s.text
+    );
+
+    std::fs::write(dir.join("server.toml"), server("0")).expect("write");
+    agent.wait_for(30, "the reload refused", |s| {
+        s.get("weir_config_last_reload_successful", &[]) == Some(0.0)
+    });
+    let log = agent.log_text();
+    assert!(
+        log.contains("server.toml:2: server.max_scrape_bytes"),
+        "{log}"
+    );
+}

@@ -224,6 +224,9 @@ pub struct ServerLimits {
     pub header_timeout: Duration,
     /// Time allowed to answer one request.
     pub request_timeout: Duration,
+    /// Largest `/metrics` body (uncompressed bytes) served; a larger one
+    /// is answered 500 and counted, never truncated. `None`: no limit.
+    pub max_scrape_bytes: Option<usize>,
 }
 
 impl Default for ServerLimits {
@@ -232,6 +235,7 @@ impl Default for ServerLimits {
             max_connections: 64,
             header_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(30),
+            max_scrape_bytes: None,
         }
     }
 }
