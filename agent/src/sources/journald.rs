@@ -14,7 +14,8 @@
 //! (`journal_cursor`, written atomically like file offsets). Batches are
 //! acknowledged by the plugin worker once applied; only then does their
 //! last cursor become the position. journalctl is started with
-//! `--after-cursor=` that cursor, so a restart resumes right after it:
+//! `--cursor=` that cursor (the entry there, printed again, is dropped), so
+//! a restart resumes right after it:
 //! after SIGTERM nothing is read twice (the final checkpoint is written on
 //! stop); after SIGKILL at most the entries acknowledged since the last
 //! checkpoint write (every [`super::file::CHECKPOINT_EVERY`]) are read
@@ -29,7 +30,8 @@
 //! nothing since the last tick and every entry sent was acknowledged, the
 //! source asks for the journal's last cursor (no matches, `-n 1`), then
 //! checks that no matching entry lies after the position (the same
-//! matches, `--after-cursor`, `-n 1`). Only when that check prints nothing
+//! matches, `--cursor` and `-n 2`). Only when that check prints no entry
+//! but the one at the position
 //! is the last cursor saved: every entry up to it existed before the check
 //! ran, and none of them is a matching one still to be read. A matching
 //! entry that arrives in between fails the check, and the cursor is tried
@@ -85,7 +87,13 @@ impl JournaldSettings {
         a
     }
 
-    /// The follow command, after `cursor` when there is one.
+    /// The follow command, from `cursor` when there is one.
+    ///
+    /// `--cursor=C`, not `--after-cursor=C`: journalctl (systemd 252)
+    /// skips one entry more after the cursor's position, which with
+    /// matches loses the first matching entry after a cursor that does not
+    /// match (one saved while nothing matched). The entry at `C` itself,
+    /// printed when it matches, is dropped by the reader.
     pub fn follow_command(&self, cursor: Option<&str>) -> Vec<String> {
         let mut a = self.base();
         a.extend(
@@ -100,7 +108,7 @@ impl JournaldSettings {
             .map(String::from),
         );
         if let Some(c) = cursor {
-            a.push(format!("--after-cursor={c}"));
+            a.push(format!("--cursor={c}"));
         }
         a.extend(self.matches.iter().cloned());
         a
@@ -122,11 +130,23 @@ impl JournaldSettings {
         a
     }
 
-    /// The query for a matching entry after `cursor` (any, without one).
+    /// The query for the first two matching entries from `cursor` on
+    /// (with a cursor, `--lines` counts from it): one whose cursor is not
+    /// `cursor` lies after it. Without a cursor, any entry printed.
     fn check_command(&self, cursor: Option<&str>) -> Vec<String> {
-        let mut a = self.last_command();
+        let mut a = self.base();
+        a.extend(
+            [
+                "--output=json",
+                "--output-fields=__CURSOR",
+                "--lines=2",
+                "--no-pager",
+                "--quiet",
+            ]
+            .map(String::from),
+        );
         if let Some(c) = cursor {
-            a.push(format!("--after-cursor={c}"));
+            a.push(format!("--cursor={c}"));
         }
         a.extend(self.matches.iter().cloned());
         a
@@ -293,6 +313,7 @@ pub fn run(
         let mut closed = false;
         if let Some(out) = stdout {
             let mut reader = Reader {
+                drop_first: sent.clone(),
                 settings: &settings,
                 tx: &tx,
                 stats: &stats,
@@ -333,6 +354,9 @@ pub fn run(
 }
 
 struct Reader<'a> {
+    /// The cursor journalctl was started at: the entry there, if printed
+    /// first, was sent already.
+    drop_first: Option<String>,
     settings: &'a JournaldSettings,
     tx: &'a Sender<Batch>,
     stats: &'a PipelineStats,
@@ -363,6 +387,9 @@ impl Reader<'_> {
             match wait_readable(&out, wait) {
                 Wait::Interrupted => continue,
                 Wait::TimedOut => {
+                    // Acknowledgements since the last write, written once
+                    // due (the worker writes only while batches come).
+                    self.checkpoints.persist_if_due();
                     if Instant::now() >= next_tick {
                         next_tick = Instant::now() + tick;
                         if !read_since_tick && framer.pending() == 0 {
@@ -405,7 +432,9 @@ impl Reader<'_> {
         let mut invalid = 0u64;
         let mut skipped_cursor = false;
         for line in framed.lines {
+            let at_start = self.drop_first.take();
             match entry_cursor(&line) {
+                Ok(cursor) if at_start.as_deref() == Some(cursor.as_str()) => {}
                 Ok(cursor) => {
                     let n = *self.next_entry;
                     *self.next_entry += 1;
@@ -485,7 +514,11 @@ impl Reader<'_> {
             return;
         }
         match query(&self.settings.check_command(self.sent.as_deref())) {
-            Ok(out) if out.trim().is_empty() => {}
+            Ok(out)
+                if out
+                    .lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .all(|l| entry_cursor(l).ok().as_deref() == self.sent.as_deref()) => {}
             // A matching entry is on its way: not now.
             Ok(_) => return,
             Err(e) => {
@@ -533,14 +566,14 @@ mod tests {
         let f = s.follow_command(Some("s=1"));
         assert_eq!(f[0], "journalctl");
         assert!(f.contains(&"--directory=/j".to_string()));
-        assert!(f.contains(&"--after-cursor=s=1".to_string()));
+        assert!(f.contains(&"--cursor=s=1".to_string()));
         assert_eq!(
             f.last().map(String::as_str),
             Some("_SYSTEMD_UNIT=nginx.service")
         );
         assert!(!s.last_command().iter().any(|a| a.starts_with("_SYSTEMD")));
         let c = s.check_command(None);
-        assert!(c.contains(&"--lines=1".to_string()));
+        assert!(c.contains(&"--lines=2".to_string()));
         assert!(c.contains(&"_SYSTEMD_UNIT=nginx.service".to_string()));
     }
 }

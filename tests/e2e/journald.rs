@@ -1,0 +1,322 @@
+//! The journald source against real journal files, written by
+//! `systemd-journal-remote` from export-format input made here, read by
+//! the real `journalctl` (both from ./dev setup_test: Debian packages
+//! `systemd-journal-remote` and `systemd`).
+//!
+//! Every entry carries `ENTRY_NO` (1, 2, ...): the pipeline counts entries
+//! by `PRIORITY` and sums their numbers, so a run that counted entries
+//! `a..=b` exactly once shows `b - a + 1` entries summing to
+//! `(a + b) (b - a + 1) / 2`; an entry twice or missing changes one of
+//! them.
+use crate::support::*;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const JOURNAL_REMOTE: &str = "/lib/systemd/systemd-journal-remote";
+const BOOT_ID: &str = "6c3f3a5f0d8e4c7f9a1b2c3d4e5f6a7b";
+
+/// Both tools are there, or the test fails saying how to get them.
+fn require_tools() {
+    assert!(
+        Path::new(JOURNAL_REMOTE).exists(),
+        "{JOURNAL_REMOTE} is missing: install the Debian package systemd-journal-remote (./dev setup_test does)"
+    );
+    let ok = Command::new("journalctl")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "journalctl is missing: install the Debian package systemd (./dev setup_test does)"
+    );
+}
+
+/// One entry: its number and unit; priority 3 for every fifth, else 6.
+fn export_entry(no: u64, unit: &str) -> String {
+    let prio = if no.is_multiple_of(5) { 3 } else { 6 };
+    // Realtime grows with the number, across appends.
+    let t = 1_700_000_000_000_000u64 + no * 1000;
+    format!(
+        "__CURSOR=s=0;i={no}\n__REALTIME_TIMESTAMP={t}\n__MONOTONIC_TIMESTAMP={no}000\n_BOOT_ID={BOOT_ID}\n_HOSTNAME=test\n_SYSTEMD_UNIT={unit}\nPRIORITY={prio}\nENTRY_NO={no}\nMESSAGE=entry {no}\n\n"
+    )
+}
+
+/// Append entries to the journal file in `jdir` (created by the first
+/// call) through systemd-journal-remote.
+fn append_journal(jdir: &Path, entries: &[(u64, &str)]) {
+    std::fs::create_dir_all(jdir).expect("journal dir");
+    let text: String = entries.iter().map(|(n, u)| export_entry(*n, u)).collect();
+    let mut child = Command::new(JOURNAL_REMOTE)
+        .arg(format!(
+            "--output={}",
+            jdir.join("remote.journal").display()
+        ))
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run systemd-journal-remote");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(text.as_bytes()).expect("write export");
+    }
+    let out = child.wait_with_output().expect("wait journal-remote");
+    assert!(
+        out.status.success(),
+        "systemd-journal-remote failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn pipeline(name: &str, jdir: &Path, extra: &str) -> String {
+    format!(
+        r#"[pipeline.{name}]
+plugin = "json-log"
+source = {{ type = "journald", directory = {dir:?}, matches = ["_SYSTEMD_UNIT=nginx.service"]{extra} }}
+
+[pipeline.{name}.config]
+metrics = [
+  {{ name = "jd_entries_total", type = "counter", help = "Entries by priority.", labels = ["priority"] }},
+  {{ name = "jd_numbers_total", type = "counter", help = "Sum of ENTRY_NO." }},
+]
+
+[[pipeline.{name}.config.rules]]
+name = "all"
+emit = [
+  {{ metric = "jd_entries_total", labels = {{ priority = "${{PRIORITY}}" }} }},
+  {{ metric = "jd_numbers_total", value = "ENTRY_NO" }},
+]
+"#,
+        dir = jdir.display().to_string()
+    )
+}
+
+struct Setup {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
+    state: PathBuf,
+    jdir: PathBuf,
+}
+
+fn setup(name: &str, extra: &str) -> Setup {
+    require_tools();
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let dir = tmp.path().join("conf");
+    let jdir = tmp.path().join("journal");
+    std::fs::create_dir_all(&dir).expect("conf");
+    std::fs::write(dir.join("p.toml"), pipeline(name, &jdir, extra)).expect("config");
+    Setup {
+        state: tmp.path().join("state"),
+        dir,
+        jdir,
+        _tmp: tmp,
+    }
+}
+
+/// (entries, sum of numbers, priority-3 entries) the agent counted.
+fn counted(s: &Scrape) -> (f64, f64, f64) {
+    let entries = s.val("jd_entries_total", &[("priority", "3")])
+        + s.val("jd_entries_total", &[("priority", "6")]);
+    (
+        entries,
+        s.val("jd_numbers_total", &[]),
+        s.val("jd_entries_total", &[("priority", "3")]),
+    )
+}
+
+/// What counting nginx entries numbered in `nos` gives.
+fn expected(nos: impl IntoIterator<Item = u64>) -> (f64, f64, f64) {
+    let mut e = (0.0, 0.0, 0.0);
+    for n in nos {
+        e.0 += 1.0;
+        e.1 += n as f64;
+        if n.is_multiple_of(5) {
+            e.2 += 1.0;
+        }
+    }
+    e
+}
+
+/// Entries `from..=to`, even numbers nginx, odd ones cron.
+fn mixed(from: u64, to: u64) -> Vec<(u64, &'static str)> {
+    (from..=to)
+        .map(|n| {
+            (
+                n,
+                if n % 2 == 0 {
+                    "nginx.service"
+                } else {
+                    "cron.service"
+                },
+            )
+        })
+        .collect()
+}
+
+fn nginx_nos(from: u64, to: u64) -> impl Iterator<Item = u64> {
+    (from..=to).filter(|n| n.is_multiple_of(2))
+}
+
+fn wait_counted(a: &Agent, want: (f64, f64, f64)) -> Scrape {
+    let s = a.wait_for(30, &format!("counted {want:?}"), |s| counted(s) == want);
+    // Nothing more comes (a duplicate would show up late).
+    std::thread::sleep(Duration::from_millis(700));
+    let s2 = a.scrape();
+    assert_eq!(counted(&s2), want, "counted more than expected");
+    s
+}
+
+fn saved_cursor(state: &Path, name: &str) -> Option<String> {
+    let p = state.join("checkpoints").join(format!("{name}.json"));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).ok()?).ok()?;
+    v["journal_cursor"].as_str().map(String::from)
+}
+
+/// `matches` lets only nginx entries through, counted by PRIORITY; the
+/// pipeline's figures count the entries read.
+#[test]
+fn journald_matches_filter_entries_by_unit() {
+    let name = "jdmatch";
+    let s = setup(name, ", start_at = \"beginning\"");
+    append_journal(&s.jdir, &mixed(1, 40));
+    let a = Agent::start(&s.dir, &s.state);
+    let sc = wait_counted(&a, expected(nginx_nos(1, 40)));
+    assert_eq!(
+        sc.val("weir_source_lines_total", &[("pipeline", name)]),
+        20.0
+    );
+    assert_eq!(
+        sc.val("weir_plugin_inputs_rejected_total", &[("pipeline", name)]),
+        0.0
+    );
+    // Written while it runs: followed.
+    append_journal(&s.jdir, &mixed(41, 60));
+    wait_counted(&a, expected(nginx_nos(1, 60)));
+    assert!(
+        a.log_text().contains("start_at = \\\"beginning\\\"")
+            || a.log_text().contains("from the beginning"),
+        "{}",
+        a.log_text()
+    );
+}
+
+/// SIGTERM, entries appended while down, start again: every entry once.
+/// Then SIGKILL after the checkpoint was written, entries appended, start
+/// again: every entry once too (what was acknowledged before the last
+/// write is never reread; here the writer had caught up).
+#[test]
+fn journald_resumes_after_its_cursor_after_sigterm_and_sigkill() {
+    let name = "jdresume";
+    let s = setup(name, ", start_at = \"beginning\"");
+    append_journal(&s.jdir, &mixed(1, 30));
+    let mut a = Agent::start(&s.dir, &s.state);
+    wait_counted(&a, expected(nginx_nos(1, 30)));
+    assert!(a.stop().success());
+    let c1 = saved_cursor(&s.state, name).expect("a cursor saved on SIGTERM");
+
+    append_journal(&s.jdir, &mixed(31, 50));
+    let mut a = Agent::start(&s.dir, &s.state);
+    // Counters start from zero: this run counts only the new entries.
+    wait_counted(&a, expected(nginx_nos(31, 50)));
+    let log = a.log_text();
+    assert!(log.contains("after its checkpoint cursor"), "{log}");
+    assert!(log.contains(&c1), "resumed from {c1}:\n{log}");
+
+    // SIGKILL once the checkpoint holds the last entry (written every 1 s).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while saved_cursor(&s.state, name) == Some(c1.clone()) {
+        assert!(Instant::now() < deadline, "checkpoint not written");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(1500));
+    a.kill();
+    append_journal(&s.jdir, &mixed(51, 70));
+    let a = Agent::start(&s.dir, &s.state);
+    wait_counted(&a, expected(nginx_nos(51, 70)));
+}
+
+/// A long stretch where nothing matches, then a restart: the saved cursor
+/// moved to the journal's end meanwhile, so nothing is looked at again,
+/// and the entries that match after the restart are counted once.
+#[test]
+fn journald_filtered_out_stretch_then_restart_does_not_reread() {
+    let name = "jdskip";
+    let s = setup(
+        name,
+        ", start_at = \"beginning\", cursor_interval = \"300ms\"",
+    );
+    append_journal(&s.jdir, &mixed(1, 10));
+    let mut a = Agent::start(&s.dir, &s.state);
+    wait_counted(&a, expected(nginx_nos(1, 10)));
+    let after_match = saved_cursor(&s.state, name);
+    // Only cron entries.
+    let cron: Vec<(u64, &str)> = (11..=200).map(|n| (n, "cron.service")).collect();
+    append_journal(&s.jdir, &cron);
+    // The position moves to the last (cron) entry though none matched.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let c = saved_cursor(&s.state, name);
+        if c.is_some() && c != after_match {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "cursor not moved past the filtered-out entries:\n{}",
+            a.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let skipped = saved_cursor(&s.state, name).expect("cursor");
+    // It is the journal's last entry.
+    let last = Command::new("journalctl")
+        .arg(format!("--directory={}", s.jdir.display()))
+        .args(["-n", "1", "-o", "json", "--no-pager", "-q"])
+        .output()
+        .expect("journalctl");
+    let last: serde_json::Value = serde_json::from_slice(&last.stdout).expect("journalctl JSON");
+    assert_eq!(last["__CURSOR"].as_str(), Some(skipped.as_str()));
+    assert_eq!(last["ENTRY_NO"].as_str(), Some("200"));
+    a.kill();
+
+    append_journal(&s.jdir, &mixed(201, 220));
+    let a = Agent::start(&s.dir, &s.state);
+    wait_counted(&a, expected(nginx_nos(201, 220)));
+    let log = a.log_text();
+    assert!(
+        log.contains("after its checkpoint cursor") && log.contains(&skipped),
+        "not resumed from the skipped-to cursor {skipped}:\n{log}"
+    );
+    assert!(log.contains(&format!("--cursor={skipped}")), "{log}");
+}
+
+/// Not JSON lines are counted, not fatal; a missing journalctl is a clear,
+/// counted error naming the pipeline.
+#[test]
+fn journald_without_journalctl_says_so_and_retries() {
+    let name = "jdmissing";
+    let s = setup(name, "");
+    let empty = s.dir.join("empty-bin");
+    std::fs::create_dir_all(&empty).expect("dir");
+    let a = Agent::spawn_with(
+        &s.dir,
+        &s.state,
+        &s.state,
+        &[("PATH", empty.to_str().expect("utf-8"))],
+    );
+    a.wait_ready();
+    a.wait_for(20, "a spawn error counted", |sc| {
+        sc.val(
+            "weir_source_errors_total",
+            &[("pipeline", name), ("reason", "spawn")],
+        ) >= 2.0
+    });
+    let log = a.log_text();
+    assert!(
+        log.contains(name) && log.contains("journalctl") && log.contains("retrying"),
+        "{log}"
+    );
+}
