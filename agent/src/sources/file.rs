@@ -1093,6 +1093,15 @@ pub fn read_checkpoint_file(
     ))
 }
 
+/// The journal cursor saved in checkpoint file `name` of `dir` (a
+/// journald source's), if it holds one and may be trusted.
+pub fn read_journal_cursor(dir: &crate::state::StateDir, name: &str) -> Option<String> {
+    let bytes = dir.read(name, MAX_CHECKPOINT_BYTES).ok()??;
+    serde_json::from_slice::<OnDisk>(&bytes)
+        .ok()?
+        .journal_cursor
+}
+
 /// Where the checkpoints of a pipeline live: `PIPELINE.json` in the state
 /// directory's `checkpoints` directory, read and written through
 /// [`StateDir`](crate::state::StateDir)'s checks.
