@@ -1592,6 +1592,62 @@ mod tests {
     }
 
     #[test]
+    fn journald_settings_and_their_errors() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let head = "[pipeline.j]\nplugin = \"json-log\"\n";
+        write(
+            d.path(),
+            "a.toml",
+            &format!("{head}[pipeline.j.source]\ntype = \"journald\"\nmatches = [\"_SYSTEMD_UNIT=nginx.service\", \"+\", \"PRIORITY=3\"]\ndirectory = \"journal\"\ncursor_interval = \"2s\"\n"),
+        );
+        let cfg = load_dir(d.path()).expect("valid");
+        match &cfg.pipelines["j"].source {
+            SourceSpec::Journald {
+                matches,
+                directory,
+                start_at,
+                cursor_interval,
+            } => {
+                assert_eq!(matches.len(), 3);
+                let want = d.path().join("journal").display().to_string();
+                assert_eq!(directory.as_deref(), Some(want.as_str()));
+                assert_eq!(*start_at, StartAt::End);
+                assert_eq!(*cursor_interval, Duration::from_secs(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        for (text, want) in [
+            (
+                "matches = [\"nginx\"]\n",
+                "a.toml:3: pipeline.j.source.matches: \"nginx\" is not a journalctl match",
+            ),
+            (
+                "matches = [\"unit=x\"]\n",
+                "pipeline.j.source.matches: \"unit=x\" is not a journalctl match: journal field names",
+            ),
+            (
+                "matches = [\"=x\"]\n",
+                "pipeline.j.source.matches: \"=x\" is not a journalctl match: the field name",
+            ),
+            (
+                "cursor_interval = \"1us\"\n",
+                "a.toml:3: pipeline.j.source.cursor_interval:",
+            ),
+            ("paths = [\"x\"]\n", "unknown field `paths`"),
+        ] {
+            write(
+                d.path(),
+                "a.toml",
+                &format!("{head}[pipeline.j.source]\ntype = \"journald\"\n{text}"),
+            );
+            let errs = load_dir(d.path()).err().unwrap_or_default();
+            assert_eq!(errs.len(), 1, "{text}: {errs:?}");
+            let got = errs[0].to_string();
+            assert!(got.contains(want), "{text}: {got}");
+        }
+    }
+
+    #[test]
     fn multiline_settings_and_their_errors() {
         let d = tempfile::tempdir().expect("tempdir");
         let head = "[pipeline.app]\nplugin = \"regex-log\"\nsource = { type = \"file\", paths = [\"x.log\"] }\n";
