@@ -320,3 +320,61 @@ fn journald_without_journalctl_says_so_and_retries() {
         "{log}"
     );
 }
+
+/// An entry longer than `max_line_bytes` (a huge field, printed in full
+/// by `--all`) is cut, counted as cut and invalid, and skipped; memory
+/// stays bounded and the entries around it are counted.
+#[test]
+fn journald_huge_entry_is_bounded_and_skipped() {
+    let name = "jdhuge";
+    let s = setup(name, ", start_at = \"beginning\"");
+    std::fs::write(
+        s.dir.join("p.toml"),
+        pipeline(name, &s.jdir, ", start_at = \"beginning\"").replace(
+            "plugin = \"json-log\"\n",
+            "plugin = \"json-log\"\nmax_line_bytes = 4096\n",
+        ),
+    )
+    .expect("config");
+    append_journal(&s.jdir, &mixed(1, 10));
+    // Entry 12 (nginx) with a 100 KiB field.
+    let huge = export_entry(12, "nginx.service").replace(
+        "MESSAGE=entry 12\n",
+        &format!("MESSAGE={}\n", "x".repeat(100 << 10)),
+    );
+    std::fs::create_dir_all(&s.jdir).expect("dir");
+    let mut child = Command::new(JOURNAL_REMOTE)
+        .arg(format!(
+            "--output={}",
+            s.jdir.join("remote.journal").display()
+        ))
+        .arg("-")
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("journal-remote");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(huge.as_bytes()).expect("write");
+    }
+    assert!(child.wait().expect("wait").success());
+    append_journal(&s.jdir, &mixed(13, 20));
+    let a = Agent::start(&s.dir, &s.state);
+    let sc = wait_counted(&a, expected(nginx_nos(1, 20).filter(|n| *n != 12)));
+    assert_eq!(
+        sc.val("weir_source_lines_truncated_total", &[("pipeline", name)]),
+        1.0
+    );
+    assert_eq!(
+        sc.val("weir_source_lines_invalid_total", &[("pipeline", name)]),
+        1.0
+    );
+    assert_eq!(
+        sc.val(
+            "weir_pipeline_up",
+            &[("pipeline", name), ("plugin", "json-log")]
+        ),
+        1.0
+    );
+}
