@@ -179,37 +179,47 @@ pub fn entry_cursor(line: &str) -> Result<String, Option<String>> {
     }
 }
 
-/// Run a one-off journalctl query; its output, or why it failed.
+/// Run a one-off journalctl query; its output (at most
+/// [`QUERY_MAX_BYTES`]), or why it failed. A query still running after
+/// [`QUERY_TIMEOUT`] is killed (with its process group), so a journalctl
+/// that hangs cannot hold the source, or the pipeline's stop, for ever.
 fn query(argv: &[String]) -> Result<String, String> {
     let shown = argv.join(" ");
     let mut child = exec::spawn(argv, &[]).map_err(|e| format!("cannot run `{shown}`: {e}"))?;
+    let pid = libc::pid_t::try_from(child.id()).unwrap_or(0);
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    // Signals the child only while it is not reaped (the reads below end,
+    // and `done` is sent, before `wait`), so its id cannot be reused.
+    let watchdog = std::thread::Builder::new()
+        .name("journalctl-query".into())
+        .spawn(move || {
+            if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                done_rx.recv_timeout(QUERY_TIMEOUT)
+            {
+                if pid > 0 {
+                    // SAFETY: kill(2) on the child's own process group
+                    // (process_group(0)); the child is not reaped yet.
+                    unsafe {
+                        libc::kill(-pid, libc::SIGKILL);
+                    }
+                }
+            }
+        })
+        .ok();
     let mut out = Vec::new();
-    let mut stdout = child.stdout.take();
-    let mut stderr = child.stderr.take();
-    let started = Instant::now();
-    // Read with a bound on size; journalctl exits on its own.
-    if let Some(s) = stdout.as_mut() {
+    if let Some(s) = child.stdout.take() {
         let _ = s.take(QUERY_MAX_BYTES as u64).read_to_end(&mut out);
     }
     let mut err = Vec::new();
-    if let Some(s) = stderr.as_mut() {
+    if let Some(s) = child.stderr.take() {
         let _ = s.take(4096).read_to_end(&mut err);
     }
-    drop(stdout);
-    drop(stderr);
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(s)) => break s,
-            Ok(None) if started.elapsed() < QUERY_TIMEOUT => {
-                std::thread::sleep(Duration::from_millis(10))
-            }
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!("`{shown}` did not finish"));
-            }
-        }
-    };
+    let _ = done_tx.send(());
+    if let Some(w) = watchdog {
+        let _ = w.join();
+    }
+    // The pipes are closed: a journalctl with more to say gets SIGPIPE.
+    let status = child.wait().map_err(|e| format!("`{shown}`: {e}"))?;
     if !status.success() {
         let err = String::from_utf8_lossy(&err);
         return Err(format!("`{shown}` failed ({status}): {}", err.trim()));
