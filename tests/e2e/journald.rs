@@ -436,3 +436,43 @@ fn journald_sigkill_mid_read_resumes_exactly_after_the_saved_cursor() {
     let a = Agent::start(&s.dir, &s.state);
     wait_counted(&a, expected(nginx_nos(at + 1, total)));
 }
+
+/// journalctl exiting is logged naming the pipeline, counted, and
+/// restarted with back-off (from the cursor reached); output lines that
+/// are not JSON entries are counted as invalid, never fatal. A stand-in
+/// `journalctl` (a script first in PATH) prints a line that is not JSON
+/// and one entry, then exits; started again with `--cursor`, it prints
+/// only the line that is not JSON.
+#[test]
+fn journald_journalctl_exiting_is_restarted_and_bad_lines_counted() {
+    let name = "jdexit";
+    let s = setup(name, ", start_at = \"beginning\", cursor_interval = \"1h\"");
+    let bin = s.dir.join("fake-bin");
+    std::fs::create_dir_all(&bin).expect("dir");
+    let script = bin.join("journalctl");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\necho 'Hint: not JSON'\ncase \"$*\" in *--cursor=*) exit 3;; esac\necho '{\"__CURSOR\":\"s=1;i=1\",\"_SYSTEMD_UNIT\":\"nginx.service\",\"PRIORITY\":\"3\",\"ENTRY_NO\":\"5\"}'\nexit 3\n",
+    )
+    .expect("script");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let a = Agent::spawn_with(&s.dir, &s.state, &s.state, &[("PATH", path.as_str())]);
+    a.wait_ready();
+    let sc = a.wait_for(20, "journalctl exits counted", |sc| {
+        sc.val(
+            "weir_source_errors_total",
+            &[("pipeline", name), ("reason", "exit")],
+        ) >= 2.0
+    });
+    assert_eq!(counted(&sc), expected([5]), "the entry counted once");
+    assert!(sc.val("weir_source_lines_invalid_total", &[("pipeline", name)]) >= 2.0);
+    let log = a.log_text();
+    assert!(
+        log.contains("exited") && log.contains(name) && log.contains("--cursor=s=1;i=1"),
+        "{log}"
+    );
+}
