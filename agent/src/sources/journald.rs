@@ -260,7 +260,19 @@ pub fn run(
             cursor = %c,
             "reading the journal after its checkpoint cursor (start_at applies only without one; `weir state reset PIPELINE` forgets it)"
         ),
-        None if settings.start_at == StartAt::End => {
+        // Found in the loop below, before journalctl is followed.
+        None if settings.start_at == StartAt::End => {}
+        None => tracing::info!(
+            pipeline = %pipeline,
+            "reading the journal from the beginning (start_at = \"beginning\")"
+        ),
+    }
+    let mut find_end = sent.is_none() && settings.start_at == StartAt::End;
+    while !stop.load(Ordering::Relaxed) {
+        if find_end {
+            // Where "the end" is, found before anything is read, and
+            // again after a failure: following without a cursor would
+            // read the whole journal.
             match query(&settings.last_command()).map(|o| first_cursor(&o)) {
                 Ok(Some(c)) => {
                     // Saved at once: a crash now must not apply "end" again.
@@ -277,17 +289,19 @@ pub fn run(
                     "reading the journal from the beginning: it has no entry yet"
                 ),
                 Err(e) => {
+                    stats.source_up.store(false, Ordering::Relaxed);
                     stats.source_error(exec::ERROR_REASONS[1]);
-                    tracing::error!(pipeline = %pipeline, "cannot find the journal's end: {e}; reading every entry written after journalctl starts");
+                    tracing::error!(
+                        pipeline = %pipeline,
+                        "journald source: cannot find the journal's end: {e} (is journalctl installed and in PATH?); retrying in {delay:?}"
+                    );
+                    exec::sleep_unless_stopped(delay, &stop);
+                    delay = (delay * 2).min(Duration::from_secs(60));
+                    continue;
                 }
             }
+            find_end = false;
         }
-        None => tracing::info!(
-            pipeline = %pipeline,
-            "reading the journal from the beginning (start_at = \"beginning\")"
-        ),
-    }
-    while !stop.load(Ordering::Relaxed) {
         let argv = settings.follow_command(sent.as_deref());
         let shown = argv.join(" ");
         let started = Instant::now();
