@@ -476,3 +476,27 @@ fn journald_journalctl_exiting_is_restarted_and_bad_lines_counted() {
         "{log}"
     );
 }
+
+/// `start_at = "end"` (the default): entries already in the journal are
+/// not read, those written afterwards are; the start is saved at once, so
+/// a SIGKILL right away does not move it to the new end.
+#[test]
+fn journald_start_at_end_reads_only_new_entries() {
+    let name = "jdend";
+    let s = setup(name, "");
+    append_journal(&s.jdir, &mixed(1, 20));
+    let mut a = Agent::start(&s.dir, &s.state);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !a.log_text().contains("reading the journal from the end") {
+        assert!(Instant::now() < deadline, "{}", a.log_text());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let start = saved_cursor(&s.state, name).expect("the start saved at once");
+    assert_eq!(entry_no_at(&s.jdir, &start), 20);
+    a.kill();
+    append_journal(&s.jdir, &mixed(21, 40));
+    let a = Agent::start(&s.dir, &s.state);
+    wait_counted(&a, expected(nginx_nos(21, 40)));
+    append_journal(&s.jdir, &mixed(41, 50));
+    wait_counted(&a, expected(nginx_nos(21, 50)));
+}
