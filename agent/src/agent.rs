@@ -471,7 +471,8 @@ impl Agent {
             m.set(M::SeriesLimit, &l, p.spec.max_series as f64);
             m.histogram(M::CallDuration, &l, &st.call_duration.lock());
             let source_reasons: Vec<&str> = match p.spec.source {
-                crate::config::SourceSpec::Exec { .. } => {
+                crate::config::SourceSpec::Exec { .. }
+                | crate::config::SourceSpec::Journald { .. } => {
                     crate::sources::exec::ERROR_REASONS.to_vec()
                 }
                 crate::config::SourceSpec::Http(_) | crate::config::SourceSpec::Process { .. } => {

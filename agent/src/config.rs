@@ -118,6 +118,20 @@ pub enum SourceSpec {
         /// beyond `PATH`, `LANG`, `LC_ALL` and `TZ`; it gets no others.
         env: Vec<String>,
     },
+    /// Follow the systemd journal through `journalctl`; each entry is one
+    /// line, a JSON object as `journalctl -o json` prints it.
+    Journald {
+        /// journalctl match terms (`FIELD=value`, or `+` between groups).
+        matches: Vec<String>,
+        /// A directory of journal files; `None`: the system journal.
+        directory: Option<String>,
+        /// Where to start without a saved cursor.
+        start_at: StartAt,
+        /// How often, while no entry matches, the journal's last cursor
+        /// is saved so that a restart does not look at the skipped
+        /// entries again.
+        cursor_interval: Duration,
+    },
     /// Poll an HTTP endpoint; each response is a snapshot.
     Http(Box<HttpSettings>),
     /// Scan the process table; each scan is a snapshot.
@@ -136,6 +150,7 @@ impl SourceSpec {
             SourceSpec::File { .. } => "file",
             SourceSpec::Stdin => "stdin",
             SourceSpec::Exec { .. } => "exec",
+            SourceSpec::Journald { .. } => "journald",
             SourceSpec::Http(_) => "http",
             SourceSpec::Process { .. } => "process",
         }
@@ -486,6 +501,14 @@ enum RawSource {
         #[serde(default)]
         env: Vec<String>,
     },
+    Journald {
+        #[serde(default)]
+        matches: Vec<String>,
+        directory: Option<String>,
+        #[serde(default)]
+        start_at: StartAt,
+        cursor_interval: Option<toml::Value>,
+    },
     Http {
         url: String,
         method: Option<String>,
@@ -525,6 +548,37 @@ fn line_of(text: &str, offset: usize) -> usize {
         .filter(|b| **b == b'\n')
         .count()
         + 1
+}
+
+/// How often a journald source with `matches` saves the journal's last
+/// cursor while no entry matches, unless `cursor_interval` says.
+pub const DEFAULT_CURSOR_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Whether `term` is a journalctl match term: `FIELD=value` (FIELD made of
+/// upper-case letters, digits and `_`, not starting with a digit, as
+/// journald field names are) or `+` (OR between groups). The error says
+/// what is wrong.
+pub fn check_journal_match(term: &str) -> Result<(), &'static str> {
+    if term == "+" {
+        return Ok(());
+    }
+    let Some((field, _value)) = term.split_once('=') else {
+        return Err("a match is FIELD=value (like _SYSTEMD_UNIT=nginx.service) or +");
+    };
+    if field.is_empty() {
+        return Err("the field name before '=' is empty");
+    }
+    if field.starts_with(|c: char| c.is_ascii_digit())
+        || !field
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+    {
+        return Err("journal field names are upper-case letters, digits and '_'");
+    }
+    if term.contains('\0') || term.contains('\n') {
+        return Err("a match cannot hold a NUL or a line feed");
+    }
+    Ok(())
 }
 
 /// The shortest duration any key takes (intervals, timeouts, `max_age`):
@@ -1151,6 +1205,44 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 }
                 SourceSpec::Exec { command, env }
             }
+            RawSource::Journald {
+                matches,
+                directory,
+                start_at,
+                cursor_interval,
+            } => {
+                for m in &matches {
+                    if let Err(why) = check_journal_match(m) {
+                        ctx.err(
+                            Some(source_span.clone()),
+                            &format!("{key}.source.matches"),
+                            format!("\"{m}\" is not a journalctl match: {why}"),
+                        );
+                    }
+                }
+                let directory = directory.map(|d| {
+                    without_dot_dot(&base.join(d))
+                        .to_string_lossy()
+                        .into_owned()
+                });
+                let mut interval = DEFAULT_CURSOR_INTERVAL;
+                if let Some(v) = &cursor_interval {
+                    match parse_duration_key(v) {
+                        Ok(d) => interval = d,
+                        Err(e) => ctx.err(
+                            Some(source_span.clone()),
+                            &format!("{key}.source.cursor_interval"),
+                            e,
+                        ),
+                    }
+                }
+                SourceSpec::Journald {
+                    matches,
+                    directory,
+                    start_at,
+                    cursor_interval: interval,
+                }
+            }
             RawSource::Http {
                 url,
                 method,
@@ -1293,7 +1385,10 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 let mkey = format!("{key}.multiline");
                 let line_source = matches!(
                     source,
-                    SourceSpec::File { .. } | SourceSpec::Exec { .. } | SourceSpec::Stdin
+                    SourceSpec::File { .. }
+                        | SourceSpec::Exec { .. }
+                        | SourceSpec::Stdin
+                        | SourceSpec::Journald { .. }
                 );
                 if !line_source {
                     ctx.err(
@@ -1550,6 +1645,62 @@ mod tests {
             "[[remote_write]]\nurl = \"http://127.0.0.1:2/api/v1/write\"\n\n[[remote_write]]\nname = \"second\"\nurl = \"http://127.0.0.1:2/api/v1/push\"\n",
         );
         assert!(load_dir(d.path()).is_ok());
+    }
+
+    #[test]
+    fn journald_settings_and_their_errors() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let head = "[pipeline.j]\nplugin = \"json-log\"\n";
+        write(
+            d.path(),
+            "a.toml",
+            &format!("{head}[pipeline.j.source]\ntype = \"journald\"\nmatches = [\"_SYSTEMD_UNIT=nginx.service\", \"+\", \"PRIORITY=3\"]\ndirectory = \"journal\"\ncursor_interval = \"2s\"\n"),
+        );
+        let cfg = load_dir(d.path()).expect("valid");
+        match &cfg.pipelines["j"].source {
+            SourceSpec::Journald {
+                matches,
+                directory,
+                start_at,
+                cursor_interval,
+            } => {
+                assert_eq!(matches.len(), 3);
+                let want = d.path().join("journal").display().to_string();
+                assert_eq!(directory.as_deref(), Some(want.as_str()));
+                assert_eq!(*start_at, StartAt::End);
+                assert_eq!(*cursor_interval, Duration::from_secs(2));
+            }
+            other => panic!("{other:?}"),
+        }
+        for (text, want) in [
+            (
+                "matches = [\"nginx\"]\n",
+                "a.toml:3: pipeline.j.source.matches: \"nginx\" is not a journalctl match",
+            ),
+            (
+                "matches = [\"unit=x\"]\n",
+                "pipeline.j.source.matches: \"unit=x\" is not a journalctl match: journal field names",
+            ),
+            (
+                "matches = [\"=x\"]\n",
+                "pipeline.j.source.matches: \"=x\" is not a journalctl match: the field name",
+            ),
+            (
+                "cursor_interval = \"1us\"\n",
+                "a.toml:3: pipeline.j.source.cursor_interval:",
+            ),
+            ("paths = [\"x\"]\n", "unknown field `paths`"),
+        ] {
+            write(
+                d.path(),
+                "a.toml",
+                &format!("{head}[pipeline.j.source]\ntype = \"journald\"\n{text}"),
+            );
+            let errs = load_dir(d.path()).err().unwrap_or_default();
+            assert_eq!(errs.len(), 1, "{text}: {errs:?}");
+            let got = errs[0].to_string();
+            assert!(got.contains(want), "{text}: {got}");
+        }
     }
 
     #[test]

@@ -90,7 +90,10 @@ pub fn plugin_desc(spec: &PipelineSpec, code: &PluginCode) -> String {
 /// The plugin world a source feeds.
 pub fn world_for(source: &SourceSpec) -> World {
     match source {
-        SourceSpec::File { .. } | SourceSpec::Stdin | SourceSpec::Exec { .. } => World::Log,
+        SourceSpec::File { .. }
+        | SourceSpec::Stdin
+        | SourceSpec::Exec { .. }
+        | SourceSpec::Journald { .. } => World::Log,
         SourceSpec::Http(_) => World::Http,
         SourceSpec::Process { .. } => World::Process,
     }
@@ -547,6 +550,10 @@ impl Worker {
         lines: Vec<String>,
         offsets: &[u64],
     ) -> usize {
+        if lines.is_empty() {
+            // Only a position to acknowledge (a journal entry skipped).
+            return 0;
+        }
         // Depth first, left half first: parts are done in order.
         let mut parts: Vec<(usize, Vec<String>)> = vec![(0, lines)];
         let mut done = 0;
@@ -933,9 +940,13 @@ impl Pipeline {
         let (tx, rx) = mpsc::channel::<Batch>(QUEUE_BATCHES);
         let mut threads = Vec::new();
         let checkpoints = match &spec.source {
-            SourceSpec::File { .. } => Some(checkpoints.unwrap_or_else(|| {
-                Checkpoints::new(checkpoint_dir.map(|d| CheckpointFile::new(d.clone(), &spec.name)))
-            })),
+            SourceSpec::File { .. } | SourceSpec::Journald { .. } => {
+                Some(checkpoints.unwrap_or_else(|| {
+                    Checkpoints::new(
+                        checkpoint_dir.map(|d| CheckpointFile::new(d.clone(), &spec.name)),
+                    )
+                }))
+            }
             _ => None,
         };
         let mut child = None;
@@ -992,6 +1003,38 @@ impl Pipeline {
                 match spawn(
                     "exec",
                     Box::new(move || crate::sources::exec::run(settings, tx, st, stp, slot, name)),
+                ) {
+                    Ok(h) => threads.push(h),
+                    Err(e) => {
+                        tracing::error!(pipeline = %spec.name, "cannot start source thread: {e}")
+                    }
+                }
+            }
+            SourceSpec::Journald {
+                matches,
+                directory,
+                start_at,
+                cursor_interval,
+            } => {
+                let slot: crate::sources::exec::ChildSlot = Arc::new(Mutex::new(None));
+                child = Some(slot.clone());
+                let settings = crate::sources::journald::JournaldSettings {
+                    matches: matches.clone(),
+                    directory: directory.clone(),
+                    start_at: *start_at,
+                    cursor_interval: *cursor_interval,
+                    max_line_bytes: spec.max_line_bytes,
+                    batch_lines: spec.batch_lines,
+                };
+                let (st, stp, name) = (stats.clone(), stop.clone(), spec.name.clone());
+                let cp = checkpoints
+                    .clone()
+                    .unwrap_or_else(|| Checkpoints::new(None));
+                match spawn(
+                    "journald",
+                    Box::new(move || {
+                        crate::sources::journald::run(settings, tx, st, cp, stp, slot, name)
+                    }),
                 ) {
                     Ok(h) => threads.push(h),
                     Err(e) => {

@@ -6,6 +6,7 @@ pub mod exec;
 pub mod file;
 pub mod framing;
 pub mod http;
+pub mod journald;
 pub mod multiline;
 pub mod process;
 pub mod stdin;
@@ -175,7 +176,7 @@ pub fn pump_lines<R: Read + AsFd>(
 }
 
 /// What waiting for a stream to become readable gave.
-enum Wait {
+pub(crate) enum Wait {
     /// Readable, at its end, or in error: a read will say which.
     Ready,
     /// Nothing to read for the whole wait.
@@ -184,7 +185,7 @@ enum Wait {
     Interrupted,
 }
 
-fn wait_readable(fd: &impl AsFd, wait: Duration) -> Wait {
+pub(crate) fn wait_readable(fd: &impl AsFd, wait: Duration) -> Wait {
     use rustix::event::{poll, PollFd, PollFlags, Timespec};
     let mut fds = [PollFd::new(fd, PollFlags::IN)];
     let timeout = Timespec {

@@ -161,6 +161,17 @@ fn source_detail(s: &SourceSpec) -> String {
         SourceSpec::Stdin => "standard input".into(),
         // Shown to whoever may read /metrics: secrets hidden as in the log.
         SourceSpec::Exec { command, .. } => crate::config::redact::argv(command),
+        SourceSpec::Journald {
+            matches, directory, ..
+        } => format!(
+            "journal {}{}",
+            directory.as_deref().unwrap_or("(system)"),
+            if matches.is_empty() {
+                String::new()
+            } else {
+                format!(", matches {}", matches.join(" "))
+            }
+        ),
         SourceSpec::Http(h) => crate::config::redact::url(&h.url),
         SourceSpec::Process { interval, .. } => format!("every {interval:?}"),
     }

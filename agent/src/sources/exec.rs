@@ -66,7 +66,7 @@ pub struct ExecSettings {
 /// The running child, so that `stop` can end it.
 pub type ChildSlot = Arc<Mutex<Option<Child>>>;
 
-fn spawn(command: &[String], env: &[String]) -> std::io::Result<Child> {
+pub(crate) fn spawn(command: &[String], env: &[String]) -> std::io::Result<Child> {
     let Some((program, args)) = command.split_first() else {
         return Err(std::io::Error::new(
             std::io::ErrorKind::InvalidInput,
@@ -196,7 +196,7 @@ pub fn run(
 /// Wait for the child in `slot` to exit, leaving it there meanwhile so that
 /// `stop` can kill it (a command may close its output and go on running).
 /// Once it exited, whatever it left running in its group is killed too.
-fn wait(slot: &ChildSlot, stop: &AtomicBool) -> Option<ExitStatus> {
+pub(crate) fn wait(slot: &ChildSlot, stop: &AtomicBool) -> Option<ExitStatus> {
     let mut killed = false;
     loop {
         {
@@ -242,7 +242,7 @@ fn exited(child: &Child) -> bool {
 /// `STDERR_LINES_PER_SEC` a second. Reads to the end whatever the bytes
 /// are: a command must never be stopped by a pipe nobody reads. Framed
 /// like every line source, lines cut at `STDERR_LINE_BYTES`.
-fn log_stderr(mut stream: ChildStderr, pipeline: &str) {
+pub(crate) fn log_stderr(mut stream: ChildStderr, pipeline: &str) {
     let mut buf = vec![0u8; 16 << 10];
     let mut framer = Framer::new(STDERR_LINE_BYTES, Resume::default());
     let mut window = Instant::now();
@@ -302,7 +302,7 @@ pub fn kill(slot: &ChildSlot) {
     }
 }
 
-fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
+pub(crate) fn sleep_unless_stopped(d: Duration, stop: &AtomicBool) {
     let until = Instant::now() + d;
     while Instant::now() < until && !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(20));

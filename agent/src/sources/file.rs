@@ -165,6 +165,8 @@ fn line_start_near_end(file: &File, size: u64) -> (u64, bool) {
 #[derive(Debug)]
 pub struct Checkpoints {
     entries: Mutex<HashMap<u64, Entry>>,
+    /// A journald source's position (see [`JOURNAL_ID`]).
+    journal: Mutex<Journal>,
     path: Option<CheckpointFile>,
     dirty: AtomicBool,
     /// Held while writing; when the last write was made (none yet: the
@@ -185,7 +187,30 @@ struct Entry {
 
 #[derive(Serialize, Deserialize, Default)]
 struct OnDisk {
+    #[serde(default)]
     files: Vec<Entry>,
+    /// A journald source's cursor: the `__CURSOR` of the last entry
+    /// applied (or of the journal's last entry, once every entry up to it
+    /// was applied or did not match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    journal_cursor: Option<String>,
+}
+
+/// The checkpoint "entry" a journald source acknowledges batches with.
+/// Its batches' offsets are entry numbers (counted from 0 since the source
+/// started), not bytes; acknowledging offset `n` means every entry before
+/// entry `n` was applied.
+pub const JOURNAL_ID: u64 = u64::MAX;
+
+/// A journald source's position: the cursor applied, and the cursors of
+/// the entries sent to the plugin and not yet acknowledged.
+#[derive(Debug, Default)]
+struct Journal {
+    cursor: Option<String>,
+    /// (entry number, its cursor), in order.
+    pending: std::collections::VecDeque<(u64, String)>,
+    /// The cursor was read (from disk or handed over) once already.
+    loaded: bool,
 }
 
 impl Checkpoints {
@@ -193,6 +218,7 @@ impl Checkpoints {
     pub fn new(path: Option<CheckpointFile>) -> Arc<Self> {
         Arc::new(Checkpoints {
             entries: Mutex::new(HashMap::new()),
+            journal: Mutex::new(Journal::default()),
             path,
             dirty: AtomicBool::new(false),
             written: Mutex::new(None),
@@ -205,18 +231,22 @@ impl Checkpoints {
         if !live.is_empty() {
             return live;
         }
+        self.load_disk().files
+    }
+
+    fn load_disk(&self) -> OnDisk {
         let Some(p) = &self.path else {
-            return Vec::new();
+            return OnDisk::default();
         };
         match p.dir.read(&p.name, MAX_CHECKPOINT_BYTES) {
             Ok(Some(b)) => match serde_json::from_slice::<OnDisk>(&b) {
-                Ok(d) => d.files,
+                Ok(d) => d,
                 Err(e) => {
                     tracing::warn!(path = %p.path().display(), "ignoring unreadable checkpoint file: {e}");
-                    Vec::new()
+                    OnDisk::default()
                 }
             },
-            Ok(None) => Vec::new(),
+            Ok(None) => OnDisk::default(),
             Err(why) => {
                 // Its offsets could have been written by someone else:
                 // start as without checkpoints, and replace it.
@@ -224,7 +254,7 @@ impl Checkpoints {
                 if let Err(e) = p.dir.discard(&p.name) {
                     tracing::warn!(path = %p.path().display(), "cannot remove it: {e}");
                 }
-                Vec::new()
+                OnDisk::default()
             }
         }
     }
@@ -234,6 +264,20 @@ impl Checkpoints {
     /// [`CHECKPOINT_EVERY`], so the bound on lines counted again after a
     /// crash holds even while the tailer waits on a busy plugin.
     pub fn ack(&self, id: u64, at: Resume) {
+        if id == JOURNAL_ID {
+            let mut j = self.journal.lock();
+            let mut last = None;
+            while j.pending.front().is_some_and(|(n, _)| *n < at.offset) {
+                last = j.pending.pop_front().map(|(_, c)| c);
+            }
+            if last.is_some() {
+                j.cursor = last;
+                self.dirty.store(true, Ordering::Relaxed);
+            }
+            drop(j);
+            self.persist_if_due();
+            return;
+        }
         if let Some(e) = self.entries.lock().get_mut(&id) {
             if at.offset > e.offset {
                 e.offset = at.offset;
@@ -242,6 +286,56 @@ impl Checkpoints {
             }
         }
         self.persist_if_due();
+    }
+
+    /// A journald source's saved cursor: the one a pipeline being replaced
+    /// reached, else the one in the checkpoint file. Read from the file
+    /// once; later calls (the source restarting journalctl) give the cursor
+    /// acknowledged since.
+    pub fn journal_cursor(&self) -> Option<String> {
+        let mut j = self.journal.lock();
+        if !j.loaded {
+            j.loaded = true;
+            if j.cursor.is_none() {
+                j.cursor = self.load_disk().journal_cursor;
+            }
+        }
+        j.cursor.clone()
+    }
+
+    /// Entry `n`, at `cursor`, was sent to the plugin: its cursor becomes
+    /// the position once a batch acknowledges it.
+    pub fn journal_sent(&self, n: u64, cursor: String) {
+        self.journal.lock().pending.push_back((n, cursor));
+    }
+
+    /// Whether every entry sent was acknowledged.
+    pub fn journal_settled(&self) -> bool {
+        self.journal.lock().pending.is_empty()
+    }
+
+    /// Make `cursor` the position, if every entry sent was acknowledged
+    /// (the caller checked that no entry up to `cursor` is still to be
+    /// read). Returns whether it did. `now` writes it at once.
+    pub fn journal_skip_to(&self, cursor: String, now: bool) -> bool {
+        {
+            let mut j = self.journal.lock();
+            j.loaded = true;
+            if !j.pending.is_empty() {
+                return false;
+            }
+            if j.cursor.as_deref() == Some(cursor.as_str()) {
+                return true;
+            }
+            j.cursor = Some(cursor);
+        }
+        self.dirty.store(true, Ordering::Relaxed);
+        if now {
+            self.persist();
+        } else {
+            self.persist_if_due();
+        }
+        true
     }
 
     fn register(&self, id: u64, path: &str, key: FileKey, at: Resume) {
@@ -303,7 +397,11 @@ impl Checkpoints {
         }
         let mut files: Vec<Entry> = self.entries.lock().values().cloned().collect();
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        let data = match serde_json::to_vec(&OnDisk { files }) {
+        let journal_cursor = self.journal.lock().cursor.clone();
+        let data = match serde_json::to_vec(&OnDisk {
+            files,
+            journal_cursor,
+        }) {
             Ok(d) => d,
             Err(_) => return,
         };
@@ -993,6 +1091,15 @@ pub fn read_checkpoint_file(
             })
             .collect(),
     ))
+}
+
+/// The journal cursor saved in checkpoint file `name` of `dir` (a
+/// journald source's), if it holds one and may be trusted.
+pub fn read_journal_cursor(dir: &crate::state::StateDir, name: &str) -> Option<String> {
+    let bytes = dir.read(name, MAX_CHECKPOINT_BYTES).ok()??;
+    serde_json::from_slice::<OnDisk>(&bytes)
+        .ok()?
+        .journal_cursor
 }
 
 /// Where the checkpoints of a pipeline live: `PIPELINE.json` in the state

@@ -44,7 +44,14 @@ pub fn state_list(state_dir: &Path) -> Result<String> {
         );
         match read_checkpoint_file(&dir, &f) {
             Ok(None) => out.push_str("  gone\n"),
-            Ok(Some(list)) if list.is_empty() => out.push_str("  no files\n"),
+            Ok(Some(list)) if list.is_empty() => {
+                match crate::sources::file::read_journal_cursor(&dir, &f) {
+                    Some(c) => {
+                        let _ = writeln!(out, "  journal cursor {c}");
+                    }
+                    None => out.push_str("  no files\n"),
+                }
+            }
             Ok(Some(list)) => {
                 for e in list {
                     let now = match std::fs::metadata(&e.path) {
