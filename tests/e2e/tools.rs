@@ -109,19 +109,25 @@ fn inspect_shows_world_imports_and_families() {
     );
 }
 
+/// In `dir`: `input`, 5000 distinct ids, and `many.toml`, regex-log
+/// settings counting them by id, so that `weir test` prints more than a
+/// pipe holds (64 KiB) and writing must fail when nobody reads.
+fn ids_fixture(dir: &Path) {
+    let input: String = (0..5000).map(|i| format!("request-id-{i}\n")).collect();
+    std::fs::write(dir.join("input"), &input).expect("write");
+    std::fs::write(
+        dir.join("many.toml"),
+        "[[metrics]]\nname = \"ids_total\"\ntype = \"counter\"\nlabels = [\"id\"]\n[[rules]]\nregex = '^(?P<id>\\S+)'\nemit = [{ metric = \"ids_total\" }]\n",
+    )
+    .expect("write");
+}
+
 /// `weir ... | head -1`: every command that prints more than a line, with
 /// its stdout (and stderr) closed after the first read. None may panic.
 #[test]
 fn no_command_panics_on_a_closed_pipe() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    // More output than a pipe holds (64 KiB), so that writing must fail.
-    let input: String = (0..5000).map(|i| format!("request-id-{i}\n")).collect();
-    std::fs::write(tmp.path().join("input"), &input).expect("write");
-    std::fs::write(
-        tmp.path().join("many.toml"),
-        "[[metrics]]\nname = \"ids_total\"\ntype = \"counter\"\nlabels = [\"id\"]\n[[rules]]\nregex = '^(?P<id>\\S+)'\nemit = [{ metric = \"ids_total\" }]\n",
-    )
-    .expect("write");
+    ids_fixture(tmp.path());
     let cfg = tmp.path().join("many.toml");
     let cfg = cfg.to_string_lossy();
     let cases: Vec<Vec<&str>> = vec![
@@ -178,13 +184,7 @@ fn no_command_panics_on_a_closed_pipe() {
 #[test]
 fn output_that_cannot_be_written_fails_the_command() {
     let tmp = tempfile::tempdir().expect("tempdir");
-    let input: String = (0..5000).map(|i| format!("request-id-{i}\n")).collect();
-    std::fs::write(tmp.path().join("input"), &input).expect("write");
-    std::fs::write(
-        tmp.path().join("many.toml"),
-        "[[metrics]]\nname = \"ids_total\"\ntype = \"counter\"\nlabels = [\"id\"]\n[[rules]]\nregex = '^(?P<id>\\S+)'\nemit = [{ metric = \"ids_total\" }]\n",
-    )
-    .expect("write");
+    ids_fixture(tmp.path());
     let args = |cmd: &mut Command| {
         cmd.args(["test", "--plugin", "regex-log", "--plugin-config"])
             .arg(tmp.path().join("many.toml"))

@@ -117,41 +117,13 @@ pub fn run(
     // up in a label): secret-looking values hidden.
     let shown = crate::config::redact::argv(&settings.command);
     let origin: Arc<str> = Arc::from(shown.as_str());
-    let mut delay = MIN_RESTART;
-    while !stop.load(Ordering::Relaxed) {
-        let started = Instant::now();
-        let mut child = match spawn(&settings.command, &settings.env) {
-            Ok(c) => c,
-            Err(e) => {
-                stats.source_up.store(false, Ordering::Relaxed);
-                stats.source_error(ERROR_REASONS[1]);
-                tracing::error!(
-                    pipeline = %pipeline,
-                    "cannot run `{shown}`: {e}; retrying in {delay:?}"
-                );
-                sleep_unless_stopped(delay, &stop);
-                delay = (delay * 2).min(MAX_RESTART);
-                continue;
-            }
-        };
-        stats.source_up.store(true, Ordering::Relaxed);
-        tracing::info!(pipeline = %pipeline, pid = child.id(), "started `{shown}`");
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        *slot.lock() = Some(child);
-        if stop.load(Ordering::Relaxed) {
-            kill(&slot);
-        }
-        let err_thread = stderr.and_then(|e| {
-            let p = pipeline.clone();
-            std::thread::Builder::new()
-                .name(format!("stderr:{p}"))
-                .spawn(move || log_stderr(e, &p))
-                .ok()
-        });
-        let mut closed = false;
-        if let Some(out) = stdout {
-            match pump_lines(
+    let mut sup = Supervisor::new(&pipeline, &stats, &stop, &slot, "");
+    loop {
+        let go_on = sup.run_once(
+            &settings.command,
+            &settings.env,
+            &shown,
+            |out| match pump_lines(
                 out,
                 origin.clone(),
                 &tx,
@@ -160,36 +132,139 @@ pub fn run(
                 settings.batch_lines,
                 settings.multiline.as_ref(),
             ) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => closed = true,
-                Err(e) => tracing::warn!(pipeline = %pipeline, "reading the command's output: {e}"),
-            }
+                Ok(()) => false,
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => true,
+                Err(e) => {
+                    tracing::warn!(pipeline = %pipeline, "reading the command's output: {e}");
+                    false
+                }
+            },
+        );
+        if !go_on {
+            return;
         }
+    }
+}
+
+/// One child process run again and again until `stop`, as the exec and
+/// journald sources do: started in its group, its standard error logged,
+/// killed when the pipeline goes, restarted after a back-off of 1 s
+/// doubling to 60 s (back to 1 s after a run of 10 s), each failure
+/// counted in `weir_source_errors_total` by [`ERROR_REASONS`] and shown in
+/// `weir_source_up`.
+pub(crate) struct Supervisor<'a> {
+    pipeline: &'a str,
+    stats: &'a PipelineStats,
+    stop: &'a AtomicBool,
+    slot: &'a ChildSlot,
+    /// Added to "cannot run" errors, e.g. where the program comes from.
+    hint: &'a str,
+    delay: Duration,
+}
+
+impl<'a> Supervisor<'a> {
+    /// A supervisor at the shortest back-off.
+    pub(crate) fn new(
+        pipeline: &'a str,
+        stats: &'a PipelineStats,
+        stop: &'a AtomicBool,
+        slot: &'a ChildSlot,
+        hint: &'a str,
+    ) -> Self {
+        Supervisor {
+            pipeline,
+            stats,
+            stop,
+            slot,
+            hint,
+            delay: MIN_RESTART,
+        }
+    }
+
+    /// `what` could not be done (the program could not be started): count
+    /// it as `spawn`, log it, and wait the back-off.
+    pub(crate) fn failed(&mut self, what: &str) {
+        self.stats.source_up.store(false, Ordering::Relaxed);
+        self.stats.source_error(ERROR_REASONS[1]);
+        tracing::error!(
+            pipeline = %self.pipeline,
+            "{what}{}; retrying in {:?}",
+            self.hint,
+            self.delay
+        );
+        self.backoff();
+    }
+
+    fn backoff(&mut self) {
+        sleep_unless_stopped(self.delay, self.stop);
+        self.delay = (self.delay * 2).min(MAX_RESTART);
+    }
+
+    /// Start `argv` (logged as `shown`), hand its standard output to
+    /// `read` (which returns whether the pipeline is gone, so that nothing
+    /// reads any more), wait for it to exit and the back-off. `false` when
+    /// the caller must return: stopped, or the pipeline gone.
+    pub(crate) fn run_once(
+        &mut self,
+        argv: &[String],
+        env: &[String],
+        shown: &str,
+        read: impl FnOnce(std::process::ChildStdout) -> bool,
+    ) -> bool {
+        if self.stop.load(Ordering::Relaxed) {
+            return false;
+        }
+        let started = Instant::now();
+        let mut child = match spawn(argv, env) {
+            Ok(c) => c,
+            Err(e) => {
+                self.failed(&format!("cannot run `{shown}`: {e}"));
+                return true;
+            }
+        };
+        let (pipeline, stats, slot) = (self.pipeline, self.stats, self.slot);
+        stats.source_up.store(true, Ordering::Relaxed);
+        tracing::info!(pipeline = %pipeline, pid = child.id(), "started `{shown}`");
+        let stdout = child.stdout.take();
+        let stderr = child.stderr.take();
+        *slot.lock() = Some(child);
+        if self.stop.load(Ordering::Relaxed) {
+            kill(slot);
+        }
+        let err_thread = stderr.and_then(|e| {
+            let p = pipeline.to_string();
+            std::thread::Builder::new()
+                .name(format!("stderr:{p}"))
+                .spawn(move || log_stderr(e, &p))
+                .ok()
+        });
+        let closed = stdout.is_some_and(read);
         if closed {
             // The pipeline is going away: nothing reads the output.
-            kill(&slot);
+            kill(slot);
         }
-        let status = wait(&slot, &stop);
+        let status = wait(slot, self.stop);
         if let Some(t) = err_thread {
             let _ = t.join();
         }
-        if closed || stop.load(Ordering::Relaxed) {
-            return;
+        if closed || self.stop.load(Ordering::Relaxed) {
+            return false;
         }
         stats.source_up.store(false, Ordering::Relaxed);
         stats.source_error(ERROR_REASONS[0]);
         if started.elapsed() >= HEALTHY_RUN {
-            delay = MIN_RESTART;
+            self.delay = MIN_RESTART;
         }
         tracing::warn!(
             pipeline = %pipeline,
-            "`{shown}` exited ({}); restarting in {delay:?}",
+            "`{shown}` exited ({}); restarting in {:?}",
             status
                 .map(|s| s.to_string())
-                .unwrap_or_else(|| "unknown status".into())
+                .unwrap_or_else(|| "unknown status".into()),
+            self.delay
         );
-        sleep_unless_stopped(delay, &stop);
-        delay = (delay * 2).min(MAX_RESTART);
+        self.backoff();
+        true
     }
 }
 

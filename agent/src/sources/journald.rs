@@ -248,7 +248,13 @@ pub fn run(
         Some(d) => format!("journal:{d}"),
         None => "journal".to_string(),
     });
-    let mut delay = Duration::from_secs(1);
+    let mut sup = exec::Supervisor::new(
+        &pipeline,
+        &stats,
+        &stop,
+        &slot,
+        " (is journalctl installed and in PATH?)",
+    );
     // Entry numbers, across journalctl restarts (see JOURNAL_ID).
     let mut next_entry: u64 = 0;
     // The cursor of the last entry sent: where a restarted journalctl
@@ -289,14 +295,9 @@ pub fn run(
                     "reading the journal from the beginning: it has no entry yet"
                 ),
                 Err(e) => {
-                    stats.source_up.store(false, Ordering::Relaxed);
-                    stats.source_error(exec::ERROR_REASONS[1]);
-                    tracing::error!(
-                        pipeline = %pipeline,
-                        "journald source: cannot find the journal's end: {e} (is journalctl installed and in PATH?); retrying in {delay:?}"
-                    );
-                    exec::sleep_unless_stopped(delay, &stop);
-                    delay = (delay * 2).min(Duration::from_secs(60));
+                    sup.failed(&format!(
+                        "journald source: cannot find the journal's end: {e}"
+                    ));
                     continue;
                 }
             }
@@ -304,38 +305,7 @@ pub fn run(
         }
         let argv = settings.follow_command(sent.as_deref());
         let shown = argv.join(" ");
-        let started = Instant::now();
-        let mut child = match exec::spawn(&argv, &[]) {
-            Ok(c) => c,
-            Err(e) => {
-                stats.source_up.store(false, Ordering::Relaxed);
-                stats.source_error(exec::ERROR_REASONS[1]);
-                tracing::error!(
-                    pipeline = %pipeline,
-                    "journald source: cannot run `{shown}`: {e} (is journalctl installed and in PATH?); retrying in {delay:?}"
-                );
-                exec::sleep_unless_stopped(delay, &stop);
-                delay = (delay * 2).min(Duration::from_secs(60));
-                continue;
-            }
-        };
-        stats.source_up.store(true, Ordering::Relaxed);
-        tracing::info!(pipeline = %pipeline, pid = child.id(), "started `{shown}`");
-        let stdout = child.stdout.take();
-        let stderr = child.stderr.take();
-        *slot.lock() = Some(child);
-        if stop.load(Ordering::Relaxed) {
-            exec::kill(&slot);
-        }
-        let err_thread = stderr.and_then(|e| {
-            let p = pipeline.clone();
-            std::thread::Builder::new()
-                .name(format!("stderr:{p}"))
-                .spawn(move || exec::log_stderr(e, &p))
-                .ok()
-        });
-        let mut closed = false;
-        if let Some(out) = stdout {
+        let go_on = sup.run_once(&argv, &[], &shown, |out| {
             let mut reader = Reader {
                 drop_first: sent.clone(),
                 settings: &settings,
@@ -348,32 +318,11 @@ pub fn run(
                 next_entry: &mut next_entry,
                 sent: &mut sent,
             };
-            closed = reader.pump(out).is_err();
-        }
-        if closed {
-            exec::kill(&slot);
-        }
-        let status = exec::wait(&slot, &stop);
-        if let Some(t) = err_thread {
-            let _ = t.join();
-        }
-        if closed || stop.load(Ordering::Relaxed) {
+            reader.pump(out).is_err()
+        });
+        if !go_on {
             return;
         }
-        stats.source_up.store(false, Ordering::Relaxed);
-        stats.source_error(exec::ERROR_REASONS[0]);
-        if started.elapsed() >= Duration::from_secs(10) {
-            delay = Duration::from_secs(1);
-        }
-        tracing::error!(
-            pipeline = %pipeline,
-            "journald source: `{shown}` exited ({}); restarting in {delay:?}",
-            status
-                .map(|s| s.to_string())
-                .unwrap_or_else(|| "unknown status".into())
-        );
-        exec::sleep_unless_stopped(delay, &stop);
-        delay = (delay * 2).min(Duration::from_secs(60));
     }
 }
 
