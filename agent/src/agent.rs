@@ -419,8 +419,13 @@ impl Agent {
         m.set(M::BuildInfo, &[VERSION, crate::runtime::WIT_VERSION], 1.0);
         m.set(M::ConfigReloads, &["success"], ld(&s.reloads_ok));
         m.set(M::ConfigReloads, &["failure"], ld(&s.reloads_failed));
-        m.set(M::LastReloadOk, &[], flag(&s.last_reload_ok));
-        m.set(M::LastReloadTime, &[], s.last_reload_success_time.get());
+        // Until the first load of the config directory has finished there
+        // is no outcome to report: a 0 would page an operator for an
+        // agent that is only compiling its plugins.
+        if s.last_reload.lock().is_some() {
+            m.set(M::LastReloadOk, &[], flag(&s.last_reload_ok));
+            m.set(M::LastReloadTime, &[], s.last_reload_success_time.get());
+        }
         m.set(M::ScrapeLimitExceeded, &[], ld(&s.scrapes_over_limit));
         for (target, rw) in self.remote_write.lock().iter() {
             let l = [target.as_str()];

@@ -542,6 +542,61 @@ struct RawBasicAuth {
     password_file: Option<String>,
 }
 
+/// Where, in the table that starts at `span` in `text` (a `[[table]]` or
+/// `[table]` header), the user wrote `key` (the first part of a dotted
+/// path such as `headers.X-Token` is enough): the first line that assigns
+/// it (`key =`, `key.x =`) or opens it as a sub-table (`[table.key]`),
+/// before the next table's header. The table's header when no line does,
+/// so an error always has a line. serde keeps one span per table (its
+/// header), not per key; this finds the key's line without wrapping every
+/// field in `Spanned`.
+fn key_span(text: &str, span: &std::ops::Range<usize>, key: &str) -> std::ops::Range<usize> {
+    let first = key.split(['.', '[']).next().unwrap_or(key);
+    let header = |line: &str| -> Option<String> {
+        let t = line.trim();
+        t.starts_with('[').then(|| {
+            t.trim_start_matches('[')
+                .split(']')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+    };
+    let start = span.start.min(text.len());
+    let Some(body) = text.get(start..) else {
+        return span.clone();
+    };
+    let mut lines = body.split_inclusive('\n');
+    let Some(own) = lines.next().and_then(header) else {
+        return span.clone();
+    };
+    let mut at = start + body.split_inclusive('\n').next().map_or(0, str::len);
+    for line in lines {
+        let t = line.trim_start();
+        let off = at + (line.len() - t.len());
+        at += line.len();
+        if let Some(h) = header(t) {
+            let sub = h.strip_prefix(&own).and_then(|r| r.strip_prefix('.'));
+            match sub {
+                Some(sub) if !t.starts_with("[[") => {
+                    if sub.split('.').next().map(str::trim) == Some(first) {
+                        return off..off + t.len();
+                    }
+                    continue;
+                }
+                _ => break,
+            }
+        }
+        if t.strip_prefix(first)
+            .is_some_and(|r| r.trim_start().starts_with(['=', '.']))
+        {
+            return off..off + t.len();
+        }
+    }
+    span.clone()
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     text.as_bytes()[..offset.min(text.len())]
         .iter()
@@ -839,11 +894,43 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
             let rw = rw.into_inner();
             let key = format!("remote_write[{i}]");
             part.lines.insert(key.clone(), line_of(text, span.start));
-            let mut bad =
-                |k: &str, m: String| ctx.err(Some(span.clone()), &format!("{key}.{k}"), m);
+            let mut bad = |k: &str, m: String| {
+                ctx.err(Some(key_span(text, &span, k)), &format!("{key}.{k}"), m)
+            };
             if let Err(e) = redact::check_url(&rw.url) {
                 bad("url", e);
             }
+            if rw.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                bad(
+                    "name",
+                    "is empty; leave it out to take the URL's host and port, or give the target a name".into(),
+                );
+            }
+            for (label, value) in &rw.external_labels {
+                if !valid_label_name(label) {
+                    bad(
+                        &format!("external_labels.{label}"),
+                        format!("\"{label}\" is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not starting with \"__\", which Prometheus reserves)"),
+                    );
+                } else if value.is_empty() {
+                    bad(
+                        &format!("external_labels.{label}"),
+                        "is empty; Prometheus treats an empty label as no label, so leave it out"
+                            .into(),
+                    );
+                }
+            }
+            let mut count = |k: &str, v: Option<usize>, d: usize| match v {
+                None => d,
+                Some(0) => {
+                    bad(k, "must be at least 1".into());
+                    d
+                }
+                Some(n) => n,
+            };
+            let max_queue_samples = count("max_queue_samples", rw.max_queue_samples, 500_000);
+            let max_samples_per_send =
+                count("max_samples_per_send", rw.max_samples_per_send, 2_000);
             let mut dur = |k: &str, v: Option<toml::Value>, d: Duration| match v
                 .map(|v| parse_duration_key(&v))
             {
@@ -857,7 +944,11 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
             let interval = dur("interval", rw.interval, Duration::from_secs(15));
             let timeout = dur("timeout", rw.timeout, Duration::from_secs(10));
             if let Err((name, e)) = check_headers(&rw.headers) {
-                ctx.err(Some(span.clone()), &format!("{key}.headers.{name}"), e);
+                ctx.err(
+                    Some(key_span(text, &span, "headers")),
+                    &format!("{key}.headers.{name}"),
+                    e,
+                );
             }
             let mut regexes = |k: &str, v: &[String]| -> Vec<regex::Regex> {
                 v.iter()
@@ -865,7 +956,7 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                         Ok(x) => Some(x),
                         Err(e) => {
                             ctx.err(
-                                Some(span.clone()),
+                                Some(key_span(text, &span, k)),
                                 &format!("{key}.{k}"),
                                 format!("invalid regex: {e}"),
                             );
@@ -882,9 +973,32 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 rw.bearer_token_env,
                 rw.bearer_token_file,
             ) {
-                Ok(a) => a,
+                // A target is pushed to from the moment it loads: a secret
+                // that cannot be read now is a config error at its key,
+                // not a stream of refused pushes. It is read again at each
+                // push, so a rotated secret is picked up.
+                Ok(Some(a)) => {
+                    let (secret, k) = match &a {
+                        Auth::Basic { password, .. } => (password, "basic_auth"),
+                        Auth::Bearer(s) => (
+                            s,
+                            match s {
+                                Secret::Env(_) => "bearer_token_env",
+                                Secret::File(_) => "bearer_token_file",
+                            },
+                        ),
+                    };
+                    match secret.read() {
+                        Ok(_) => Some(a),
+                        Err(m) => {
+                            ctx.err(Some(key_span(text, &span, k)), &format!("{key}.{k}"), m);
+                            None
+                        }
+                    }
+                }
+                Ok(None) => None,
                 Err((k, m)) => {
-                    ctx.err(Some(span.clone()), &format!("{key}.{k}"), m);
+                    ctx.err(Some(key_span(text, &span, k)), &format!("{key}.{k}"), m);
                     None
                 }
             };
@@ -906,7 +1020,7 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
             // identity across reloads: two with one name would be one.
             if let Some(j) = part.remote_write.iter().position(|o| o.name == name) {
                 ctx.err(
-                    Some(span.clone()),
+                    Some(key_span(text, &span, "name")),
                     &format!("{key}.name"),
                     format!(
                         "target name \"{name}\" is already taken by remote_write[{j}]; give each [[remote_write]] its own name"
@@ -923,8 +1037,8 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 external_labels: rw.external_labels,
                 keep,
                 drop,
-                max_queue_samples: rw.max_queue_samples.unwrap_or(500_000).max(1),
-                max_samples_per_send: rw.max_samples_per_send.unwrap_or(2_000).max(1),
+                max_queue_samples,
+                max_samples_per_send,
                 ca_file: rw.ca_file.map(|f| base.join(f)),
             });
         }
@@ -1219,6 +1333,19 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                             format!("\"{m}\" is not a journalctl match: {why}"),
                         );
                     }
+                }
+                // journalctl takes "+" between two groups of matches; one at
+                // either end or two in a row is a group with no match, which
+                // journalctl refuses when the source starts.
+                let plus_misplaced = matches.first().is_some_and(|m| m == "+")
+                    || matches.last().is_some_and(|m| m == "+")
+                    || matches.windows(2).any(|w| w[0] == "+" && w[1] == "+");
+                if plus_misplaced {
+                    ctx.err(
+                        Some(source_span.clone()),
+                        &format!("{key}.source.matches"),
+                        "\"+\" goes between two groups of matches (like [\"_SYSTEMD_UNIT=a.service\", \"+\", \"_SYSTEMD_UNIT=b.service\"]), never first, last or twice in a row",
+                    );
                 }
                 let directory = directory.map(|d| {
                     without_dot_dot(&base.join(d))
@@ -1648,9 +1775,40 @@ mod tests {
     }
 
     #[test]
+    fn remote_write_errors_are_at_the_line_of_their_key() {
+        let d = tempfile::tempdir().expect("tempdir");
+        std::fs::write(d.path().join("pass"), "").expect("pass");
+        write(
+            d.path(),
+            "a.toml",
+            "[server]\n\n[[remote_write]]\nurl = \"http:///api/v1/write\"\nname = \"\"\nmax_samples_per_send = 0\nexternal_labels = { __name__ = \"x\", cluster = \"\" }\nbearer_token_env = \"WEIR_UNIT_SURELY_UNSET\"\n\n[[remote_write]]\nurl = \"http://127.0.0.1:2/w\"\nmax_queue_samples = 0\n[remote_write.basic_auth]\nusername = \"u\"\npassword_file = \"pass\"\n",
+        );
+        let errs: Vec<String> = load_dir(d.path())
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        for want in [
+            "a.toml:4: remote_write[0].url: \"http:///api/v1/write\" has no host",
+            "a.toml:5: remote_write[0].name: is empty",
+            "a.toml:6: remote_write[0].max_samples_per_send: must be at least 1",
+            "a.toml:7: remote_write[0].external_labels.__name__: \"__name__\" is not a label name",
+            "a.toml:7: remote_write[0].external_labels.cluster: is empty",
+            "a.toml:8: remote_write[0].bearer_token_env: environment variable WEIR_UNIT_SURELY_UNSET is not set",
+            "a.toml:12: remote_write[1].max_queue_samples: must be at least 1",
+            "remote_write[1].basic_auth: secret file",
+        ] {
+            assert!(errs.iter().any(|e| e.contains(want)), "{want}\n{errs:#?}");
+        }
+        assert_eq!(errs.len(), 8, "{errs:#?}");
+    }
+
+    #[test]
     fn journald_settings_and_their_errors() {
         let d = tempfile::tempdir().expect("tempdir");
         let head = "[pipeline.j]\nplugin = \"json-log\"\n";
+        std::fs::create_dir(d.path().join("journal")).expect("journal dir");
         write(
             d.path(),
             "a.toml",
@@ -1690,6 +1848,18 @@ mod tests {
                 "a.toml:3: pipeline.j.source.cursor_interval:",
             ),
             ("paths = [\"x\"]\n", "unknown field `paths`"),
+            (
+                "matches = [\"+\", \"PRIORITY=3\"]\n",
+                "a.toml:3: pipeline.j.source.matches: \"+\" goes between two groups",
+            ),
+            (
+                "matches = [\"PRIORITY=3\", \"+\"]\n",
+                "pipeline.j.source.matches: \"+\" goes between",
+            ),
+            (
+                "matches = [\"PRIORITY=3\", \"+\", \"+\", \"PRIORITY=4\"]\n",
+                "pipeline.j.source.matches: \"+\" goes between",
+            ),
         ] {
             write(
                 d.path(),
@@ -1866,7 +2036,7 @@ mod tests {
         );
         assert!(
             text.iter()
-                .any(|t| t.contains("a.toml:5: remote_write[0].headers.Bad Name")),
+                .any(|t| t.contains("a.toml:7: remote_write[0].headers.Bad Name")),
             "{text:#?}"
         );
     }

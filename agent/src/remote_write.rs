@@ -107,6 +107,10 @@ pub fn client(s: &RemoteWriteSettings) -> Result<reqwest::blocking::Client, Stri
     b.build().map_err(|e| e.to_string())
 }
 
+/// Least time between two log lines about refused remote-write requests
+/// of one target.
+pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
+
 /// Samples waiting for a target; handed from a target's old settings to
 /// its new ones at a reload when the receiver URL stays the same.
 pub type Queue = VecDeque<Series>;
@@ -126,6 +130,12 @@ pub fn run(
     let mut backoff = Duration::from_millis(100);
     let mut retry_at: Option<Instant> = None;
     let mut retrying = false;
+    // A receiver that refuses every request (a 400 for an out-of-order
+    // sample, a 401) would otherwise log a line per push: the first refusal
+    // is logged, then one line per REFUSAL_LOG_EVERY with how many more
+    // there were. Every refused sample is counted in `failed` regardless.
+    let mut last_refusal_log: Option<Instant> = None;
+    let mut unlogged_refusals: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
         if Instant::now() >= next_collect {
             next_collect = Instant::now() + s.interval;
@@ -190,7 +200,20 @@ pub fn run(
                 queue.drain(..n);
                 queued_samples -= samples;
                 stats.failed.fetch_add(samples as u64, Ordering::Relaxed);
-                tracing::warn!(target = %s.name, "remote write: {samples} samples refused, not retried: {msg}");
+                if last_refusal_log.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
+                    let more = if unlogged_refusals > 0 {
+                        format!(
+                            " ({unlogged_refusals} more requests refused since the last such line)"
+                        )
+                    } else {
+                        String::new()
+                    };
+                    tracing::warn!(target = %s.name, "remote write: {samples} samples refused, not retried: {msg}{more}");
+                    last_refusal_log = Some(Instant::now());
+                    unlogged_refusals = 0;
+                } else {
+                    unlogged_refusals += 1;
+                }
             }
             Sent::Retry(msg) => {
                 if !retrying {

@@ -630,17 +630,21 @@ async fn route(
                 let stats = &agent.stats;
                 if let Some(max) = limit.filter(|&m| text.len() > m) {
                     stats.scrapes_over_limit.fetch_add(1, Ordering::Relaxed);
-                    if !stats.last_scrape_over_limit.swap(true, Ordering::Relaxed) {
+                    if !stats.last_scrape_over_limit[usize::from(om)].swap(true, Ordering::Relaxed) {
                         tracing::warn!(
                             bytes = text.len(),
                             max_scrape_bytes = max,
-                            "/metrics refused: the exposition is larger than [server] max_scrape_bytes (logged once until a scrape fits again)"
+                            format = if om { "OpenMetrics" } else { "text 0.0.4" },
+                            "/metrics refused: the exposition (uncompressed) is larger than [server] max_scrape_bytes (logged once per format until a scrape fits again)"
                         );
                     }
                     return Err(ScrapeError::TooLarge(text.len(), max));
                 }
-                if stats.last_scrape_over_limit.swap(false, Ordering::Relaxed) {
-                    tracing::info!("/metrics fits within max_scrape_bytes again");
+                if stats.last_scrape_over_limit[usize::from(om)].swap(false, Ordering::Relaxed) {
+                    tracing::info!(
+                        format = if om { "OpenMetrics" } else { "text 0.0.4" },
+                        "/metrics fits within max_scrape_bytes again"
+                    );
                 }
                 if gzip {
                     gzipped(text.as_bytes())

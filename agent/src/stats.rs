@@ -255,9 +255,11 @@ pub struct AgentStats {
     pub last_reload_success_time: AtomicF64,
     /// Scrapes of `/metrics` refused for `[server] max_scrape_bytes`.
     pub scrapes_over_limit: AtomicU64,
-    /// Whether the last scrape was refused for it (so that a run of
-    /// refusals is logged once).
-    pub last_scrape_over_limit: AtomicBool,
+    /// Whether the last scrape in each format (index 0: text 0.0.4,
+    /// 1: OpenMetrics) was refused for it, so that a run of refusals is
+    /// logged once even when two scrapers ask for different formats whose
+    /// bodies fall on either side of the limit.
+    pub last_scrape_over_limit: [AtomicBool; 2],
     /// What scrapes left out or changed so that each format stays valid,
     /// by format and reason.
     pub exposition_conflicts: Mutex<BTreeMap<(Format, Conflict), u64>>,

@@ -780,7 +780,7 @@ fn credentials_in_urls_and_bad_env_names_are_refused_by_check() {
     let (ok, out) = weir_check(&conf);
     assert!(!ok, "{out}");
     assert!(
-        out.contains("agent.toml:3: remote_write[0].url") && out.contains("basic_auth"),
+        out.contains("agent.toml:4: remote_write[0].url") && out.contains("basic_auth"),
         "{out}"
     );
     assert!(

@@ -21,6 +21,13 @@ pub fn check_url(raw: &str) -> Result<(), String> {
     if !(lower.starts_with("http://") || lower.starts_with("https://")) {
         return Err(format!("\"{shown}\" is not an http:// or https:// URL"));
     }
+    // The URL standard's parser skips extra slashes after the scheme
+    // (`http:///w` becomes host `w`), so an empty authority is caught on
+    // the text as written.
+    let after_scheme = &raw.trim_start()[lower.find("://").map_or(0, |i| i + 3)..];
+    if after_scheme.is_empty() || after_scheme.starts_with(['/', '?', '#', '\\']) {
+        return Err(format!("\"{shown}\" has no host"));
+    }
     let u = reqwest::Url::parse(raw).map_err(|e| format!("\"{shown}\" is not a URL: {e}"))?;
     if !u.username().is_empty() || u.password().is_some() {
         return Err(format!(
@@ -332,6 +339,15 @@ mod tests {
         let e = check_url("ftp://host/?k=secretvalue").unwrap_err();
         assert!(e.contains("http://") && !e.contains("secretvalue"), "{e}");
         assert!(check_url("http://").is_err());
+        for no_host in [
+            "http:///w",
+            "https:////api/v1/write",
+            "http://?x",
+            "http:///",
+        ] {
+            let e = check_url(no_host).unwrap_err();
+            assert!(e.contains("has no host"), "{no_host}: {e}");
+        }
     }
 
     #[test]

@@ -248,6 +248,18 @@ pub fn run(
         Some(d) => format!("journal:{d}"),
         None => "journal".to_string(),
     });
+    // A directory that does not exist yet (journal-remote creates its
+    // output at the first upload) is waited for like a missing log file,
+    // but said once, so a typo in the path is seen in the log.
+    if let Some(d) = settings.directory.as_deref() {
+        if !std::path::Path::new(d).is_dir() {
+            tracing::warn!(
+                pipeline = %pipeline,
+                directory = %d,
+                "journald source: the directory is not there (yet); its entries are read once journal files appear in it"
+            );
+        }
+    }
     let mut sup = exec::Supervisor::new(
         &pipeline,
         &stats,

@@ -84,8 +84,17 @@ pub fn state_reset(state_dir: &Path, pipeline: &str) -> Result<String> {
     if !valid_pipeline_name(pipeline) {
         bail!("\"{pipeline}\" is not a pipeline name");
     }
-    let dir = StateDir::open_existing(state_dir)
-        .map_err(anyhow::Error::msg)?
+    let root = StateDir::open_existing(state_dir).map_err(anyhow::Error::msg)?;
+    // A running agent would write the checkpoint back from memory at its
+    // next save, undoing the reset: take the agent's lock for the time of
+    // the reset, which fails while one runs.
+    let _lock = match &root {
+        Some(d) => Some(d.lock().map_err(|e| {
+            anyhow::anyhow!("{e}; stop it before resetting a pipeline's checkpoints")
+        })?),
+        None => None,
+    };
+    let dir = root
         .map(|d| d.subdir("checkpoints"))
         .transpose()
         .map_err(anyhow::Error::msg)?;
@@ -117,8 +126,7 @@ pub fn state_reset(state_dir: &Path, pipeline: &str) -> Result<String> {
             .with_context(|| format!("removing {}", d.path().join(&file).display()))?;
     }
     Ok(format!(
-        "forgot the checkpoints of pipeline \"{pipeline}\" ({n} file(s)); at its next start its files are read as start_at says.\n\
-         If an agent is running with this state directory, restart it now: a running agent writes its checkpoints again.\n"
+        "forgot the checkpoints of pipeline \"{pipeline}\" ({n} file(s)); at its next start its files are read as start_at says.\n"
     ))
 }
 
@@ -143,6 +151,17 @@ mod tests {
         let e = state_reset(tmp.path(), "other").unwrap_err().to_string();
         assert!(e.contains("pipelines with checkpoints: app"), "{e}");
         assert!(state_reset(tmp.path(), "../x").is_err());
+        // While an agent holds the state directory, a reset is refused and
+        // the checkpoint stays.
+        let held = StateDir::open_existing(tmp.path())
+            .expect("open")
+            .expect("exists")
+            .lock()
+            .expect("lock");
+        let e = state_reset(tmp.path(), "app").unwrap_err().to_string();
+        assert!(e.contains("another weir") && e.contains("stop it"), "{e}");
+        assert!(tmp.path().join("checkpoints/app.json").exists());
+        drop(held);
         let done = state_reset(tmp.path(), "app").expect("reset");
         assert!(done.contains("1 file(s)"), "{done}");
         assert!(state_list(tmp.path())
