@@ -176,6 +176,11 @@ enum Command {
         #[command(subcommand)]
         command: PluginCommand,
     },
+    /// Internal: compile the component on stdin for this agent's engine
+    /// and write the code to stdout (the agent runs this in a child
+    /// process, see `runtime::compile_in_child_process`).
+    #[command(name = "compile-plugin", hide = true)]
+    CompilePlugin,
 }
 
 #[derive(Subcommand)]
@@ -308,8 +313,22 @@ fn main() -> ExitCode {
 
 fn run_command() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::CompilePlugin = cli.command {
+        return match weir::runtime::compile_stdin_to_stdout() {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::FAILURE,
+            Err(e) => {
+                err!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     init_logging(&cli.log_level, cli.log_format);
+    // The running image, also when the file was replaced since it started.
+    weir::runtime::compile_in_child_process(PathBuf::from("/proc/self/exe"));
     match cli.command {
+        // Handled above, before logging starts.
+        Command::CompilePlugin => ExitCode::SUCCESS,
         Command::Run {
             config_dir,
             listen,

@@ -5,7 +5,8 @@ pub mod bindings;
 use anyhow::{anyhow, bail, Context, Result};
 use bindings::{host, types};
 use sha2::{Digest, Sha256};
-use std::path::Path;
+use std::io::{Read as _, Write as _};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,6 +48,9 @@ const MAX_CACHED_BYTES: u64 = 1 << 30;
 /// The engine and linker, shared by every pipeline.
 pub struct Runtime {
     engine: Engine,
+    /// The engine's configuration, for the short-lived engines that
+    /// compile (see [`Runtime::compile`]).
+    config: Config,
     linker: Linker<State>,
     cache_dir: Option<crate::state::StateDir>,
     stop: Arc<AtomicBool>,
@@ -339,17 +343,132 @@ pub struct Instance {
     limits: Limits,
 }
 
+/// Give the memory the compiler freed back to the kernel. Cranelift
+/// allocates tens of MiB while it compiles a component and frees it all,
+/// but glibc's allocator keeps freed memory in its arenas (one per
+/// compiling thread), so a first start on a fresh state directory would
+/// keep that much more RSS for the rest of the agent's life than a start
+/// with the compiled plugins cached. `malloc_trim(0)` returns the free
+/// pages of every arena (glibc >= 2.8, `man 3 malloc_trim`). Other
+/// allocators (musl) do not need or have it.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns pages the allocator holds free; it
+    // takes no pointer and is thread-safe.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// The agent engine's configuration; [`Runtime`] and the compiling child
+/// process ([`compile_stdin_to_stdout`]) both build theirs with it, so
+/// what the child compiles loads in the agent (`Component::deserialize`
+/// checks that it does and refuses it otherwise).
+fn engine_config() -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.wasm_component_model(true);
+    // Plugins get a small stack: deep recursion traps instead of eating
+    // the host thread's stack.
+    config.max_wasm_stack(1 << 20);
+    config
+}
+
+/// The hidden subcommand that [`compile_in_child`] runs.
+pub const COMPILE_SUBCOMMAND: &str = "compile-plugin";
+
+/// What a compiling child writes before the compiled bytes, so that output
+/// of anything else (a binary without the subcommand) is never taken for
+/// compiled code.
+const COMPILED_MAGIC: &[u8] = b"weir-compiled-plugin/1\n";
+
+/// The executable that compiles plugins in a child process, once set.
+static CHILD_COMPILER: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Compile plugins in child processes of `exe`, which must be this weir
+/// binary (the agent passes `/proc/self/exe`, the running image even
+/// when the file was replaced since). Without this call (library users,
+/// tests) plugins compile in the calling process.
+pub fn compile_in_child_process(exe: PathBuf) {
+    let _ = CHILD_COMPILER.set(exe);
+}
+
+/// What a compiling child writes before the compiler's refusal of a
+/// component (a message), for the same reason.
+const REFUSED_MAGIC: &[u8] = b"weir-compile-refused/1\n";
+
+/// `weir compile-plugin`: read a component from standard input, compile it
+/// with the agent's engine configuration, write [`COMPILED_MAGIC`] and the
+/// serialized code to standard output; when the compiler refuses the
+/// component, [`REFUSED_MAGIC`] and its message, and return false (the
+/// process exits 1). Errors: a standard stream fails.
+pub fn compile_stdin_to_stdout() -> Result<bool> {
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .read_to_end(&mut bytes)
+        .context("reading the component")?;
+    let compiled = Engine::new(&engine_config()).and_then(|e| e.precompile_component(&bytes));
+    let mut out = std::io::stdout().lock();
+    let ok = compiled.is_ok();
+    match compiled {
+        Ok(code) => out
+            .write_all(COMPILED_MAGIC)
+            .and_then(|()| out.write_all(&code)),
+        Err(e) => out
+            .write_all(REFUSED_MAGIC)
+            .and_then(|()| out.write_all(format!("{e:#}").as_bytes())),
+    }
+    .and_then(|()| out.flush())
+    .context("writing the compiled plugin")?;
+    Ok(ok)
+}
+
+/// Run `exe compile-plugin` over `bytes`. The outer error means the child
+/// could not do the work (it did not start, died by a signal, or wrote
+/// something else): the caller compiles itself. The inner error is the
+/// compiler's refusal of the component, final.
+fn compile_in_child(exe: &Path, bytes: &[u8]) -> Result<Result<Vec<u8>>> {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(exe)
+        .arg(COMPILE_SUBCOMMAND)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", exe.display()))?;
+    let stdin = child.stdin.take();
+    let output = std::thread::scope(|s| {
+        // Written from a second thread while this one reads, so that
+        // neither side waits on a full pipe.
+        s.spawn(move || {
+            if let Some(mut stdin) = stdin {
+                // A child that exits early closes the pipe; its status
+                // says why.
+                let _ = stdin.write_all(bytes);
+            }
+        });
+        child.wait_with_output()
+    })
+    .context("waiting for the compiling process")?;
+    if let Some(message) = output.stdout.strip_prefix(REFUSED_MAGIC) {
+        return Ok(Err(anyhow!("{}", String::from_utf8_lossy(message))));
+    }
+    match output.stdout.strip_prefix(COMPILED_MAGIC) {
+        Some(code) if output.status.success() => Ok(Ok(code.to_vec())),
+        _ => Err(anyhow!(
+            "the compiling process ended with {} and no compiled plugin: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
+    }
+}
+
 impl Runtime {
     /// Build the engine, start the epoch ticker, and link the host
     /// interfaces. `cache_dir` (a checked directory of the state
     /// directory) holds compiled plugins between runs.
     pub fn new(cache_dir: Option<crate::state::StateDir>) -> Result<Arc<Self>> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        config.wasm_component_model(true);
-        // Plugins get a small stack: deep recursion traps instead of
-        // eating the host thread's stack.
-        config.max_wasm_stack(1 << 20);
+        let config = engine_config();
         let engine = Engine::new(&config).map_err(|e| anyhow!("{e}"))?;
         let mut linker: Linker<State> = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| anyhow!("{e}"))?;
@@ -372,6 +491,7 @@ impl Runtime {
             .context("starting the epoch ticker")?;
         Ok(Arc::new(Runtime {
             engine,
+            config,
             linker,
             cache_dir,
             stop,
@@ -400,7 +520,10 @@ impl Runtime {
 
     fn compile_cached(&self, hex: &str, bytes: &[u8]) -> Result<Component> {
         let Some(dir) = &self.cache_dir else {
-            return Component::new(&self.engine, bytes).map_err(|e| anyhow!("{e:#}"));
+            let serialized = self.compile(bytes)?;
+            // SAFETY: produced just now by an engine of this configuration.
+            return unsafe { Component::deserialize(&self.engine, &serialized) }
+                .map_err(|e| anyhow!("{e:#}"));
         };
         let mut h = std::collections::hash_map::DefaultHasher::new();
         std::hash::Hash::hash(&self.engine.precompile_compatibility_hash(), &mut h);
@@ -431,15 +554,48 @@ impl Runtime {
                 }
             }
         }
-        let serialized = self
-            .engine
-            .precompile_component(bytes)
-            .map_err(|e| anyhow!("{e:#}"))?;
+        let serialized = self.compile(bytes)?;
         if let Err(e) = dir.write(&name, &serialized) {
             tracing::warn!(path = %path.display(), "cannot cache the compiled plugin: {e}");
         }
-        // SAFETY: produced just now by this engine.
-        unsafe { Component::deserialize(&self.engine, &serialized) }.map_err(|e| anyhow!("{e:#}"))
+        // SAFETY: produced just now by an engine of this configuration.
+        let component = unsafe { Component::deserialize(&self.engine, &serialized) }
+            .map_err(|e| anyhow!("{e:#}"));
+        // The compiled bytes, read from the child in growing buffers, are
+        // copied into the component's own mapping: give their pages back.
+        drop(serialized);
+        release_freed_memory();
+        component
+    }
+
+    /// Compile a component to native code, serialized as
+    /// `Engine::precompile_component` makes it, in a child process when the
+    /// agent's binary registered itself with [`compile_in_child_process`]:
+    /// Cranelift allocates tens of MiB while it compiles, and a process
+    /// that exits gives all of it back, where an allocator keeps part of
+    /// what it freed (and an engine its compiler's working state) for the
+    /// rest of the agent's life. A first start on a fresh state directory
+    /// then ends with the RSS of a start with compiled plugins cached
+    /// (`bench/first-start-rss.sh`). When the child cannot run (no
+    /// `/proc`, a process limit), the same compile runs here, in a
+    /// short-lived engine, and the freed memory is trimmed.
+    fn compile(&self, bytes: &[u8]) -> Result<Vec<u8>> {
+        if let Some(exe) = CHILD_COMPILER.get() {
+            match compile_in_child(exe, bytes) {
+                Ok(Ok(compiled)) => return Ok(compiled),
+                Ok(Err(refused)) => return Err(refused),
+                Err(e) => tracing::debug!("compiling in this process: {e:#}"),
+            }
+        }
+        let mut config = self.config.clone();
+        // Parallel compilation runs on rayon's global pool, whose threads
+        // (and their allocator arenas) would stay for the agent's life.
+        config.parallel_compilation(false);
+        let compiled = Engine::new(&config)
+            .and_then(|e| e.precompile_component(bytes))
+            .map_err(|e| anyhow!("{e:#}"));
+        release_freed_memory();
+        compiled
     }
 
     fn world_of(&self, component: &Component) -> Result<World> {
@@ -695,4 +851,52 @@ pub fn read_plugin_file(path: &Path) -> Result<Vec<u8>> {
         bail!("{} is not a WebAssembly file", path.display());
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A program that is not weir's compiler is never taken for one: what
+    /// it writes is not compiled code, and the caller compiles itself.
+    #[test]
+    fn output_without_the_marker_is_not_compiled_code() {
+        for exe in ["/bin/true", "/bin/cat"] {
+            let r = compile_in_child(Path::new(exe), b"\0asm not really");
+            assert!(r.is_err(), "{exe}: {r:?}");
+        }
+        let r = compile_in_child(Path::new("/nonexistent/weir"), b"");
+        assert!(r.is_err());
+    }
+
+    /// A child that says the compiler refused is final; one killed or
+    /// crashed is not (the caller compiles itself).
+    #[test]
+    fn a_refusal_is_final_a_crash_is_not() {
+        let dir = std::env::temp_dir().join(format!("weir-child-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let script = |name: &str, body: &str| {
+            let p = dir.join(name);
+            std::fs::write(&p, format!("#!/bin/sh\ncat >/dev/null\n{body}\n")).expect("write");
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o700))
+                .expect("chmod");
+            p
+        };
+        let refuses = script(
+            "refuses",
+            "printf 'weir-compile-refused/1\\nbad section'; exit 1",
+        );
+        match compile_in_child(&refuses, b"x") {
+            Ok(Err(e)) => assert_eq!(e.to_string(), "bad section"),
+            other => panic!("{other:?}"),
+        }
+        let killed = script("killed", "kill -9 $$");
+        assert!(compile_in_child(&killed, b"x").is_err());
+        let marked = script("marked", "printf 'weir-compiled-plugin/1\\nCODE'");
+        match compile_in_child(&marked, &[0u8; 200_000]) {
+            Ok(Ok(code)) => assert_eq!(code, b"CODE"),
+            other => panic!("{other:?}"),
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
