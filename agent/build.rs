@@ -37,7 +37,10 @@ fn main() {
 
     let wasm_dir = build_plugins(&plugins, &target_dir);
 
-    let mut code = String::from("/// (name, component bytes) of each built-in plugin.\npub static BUILTIN_PLUGINS: &[(&str, &[u8])] = &[\n");
+    let mut code = String::from(
+        "/// (name, component bytes, compiled code or empty) of each built-in plugin.\n\
+         pub static BUILTIN_PLUGINS: &[(&str, &[u8], &[u8])] = &[\n",
+    );
     for (name, stem) in BUILTINS {
         let p = wasm_dir.join(format!("{stem}.wasm"));
         if !p.exists() {
@@ -46,9 +49,11 @@ fn main() {
                 p.display()
             );
         }
+        let compiled = precompile(&p, &out.join(format!("{stem}.cwasm")));
         code.push_str(&format!(
-            "    ({name:?}, include_bytes!({:?})),\n",
-            p.display().to_string()
+            "    ({name:?}, include_bytes!({:?}), include_bytes!({:?})),\n",
+            p.display().to_string(),
+            compiled.display().to_string()
         ));
     }
     code.push_str("];\n");
@@ -233,4 +238,34 @@ fn build_plugins(plugins: &Path, target_dir: &Path) -> PathBuf {
         target_dir.to_path_buf()
     };
     base.join("wasm32-wasip2").join("release")
+}
+
+// The engine configuration the agent runs with, the same source file.
+#[path = "src/runtime/engine_config.rs"]
+mod engine_config;
+
+/// Compile a built-in plugin for the agent's engine now, so that no start
+/// of the agent has to (a first start on a fresh machine would otherwise
+/// spend seconds and tens of MiB in the compiler). Code compiled here is
+/// for this build machine's CPU; where the agent runs on one without the
+/// same features, or the configuration differs, wasmtime refuses it at
+/// load and the agent compiles the plugin as before. When compiling fails
+/// here, an empty file is written and the build goes on, with a warning.
+fn precompile(wasm: &Path, out: &Path) -> PathBuf {
+    let compiled = std::fs::read(wasm)
+        .map_err(|e| e.to_string())
+        .and_then(|bytes| {
+            wasmtime::Engine::new(&engine_config::engine_config())
+                .and_then(|engine| engine.precompile_component(&bytes))
+                .map_err(|e| format!("{e:#}"))
+        });
+    let bytes = compiled.unwrap_or_else(|e| {
+        println!(
+            "cargo:warning=cannot precompile {}: {e}; the agent will compile it at start",
+            wasm.display()
+        );
+        Vec::new()
+    });
+    std::fs::write(out, bytes).expect("write a precompiled plugin");
+    out.to_path_buf()
 }

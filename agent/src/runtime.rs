@@ -360,19 +360,10 @@ fn release_freed_memory() {
     }
 }
 
-/// The agent engine's configuration; [`Runtime`] and the compiling child
-/// process ([`compile_stdin_to_stdout`]) both build theirs with it, so
-/// what the child compiles loads in the agent (`Component::deserialize`
-/// checks that it does and refuses it otherwise).
-fn engine_config() -> Config {
-    let mut config = Config::new();
-    config.epoch_interruption(true);
-    config.wasm_component_model(true);
-    // Plugins get a small stack: deep recursion traps instead of eating
-    // the host thread's stack.
-    config.max_wasm_stack(1 << 20);
-    config
-}
+// The agent engine's configuration, shared with the compiling child
+// process ([`compile_stdin_to_stdout`]) and with `agent/build.rs`.
+mod engine_config;
+use engine_config::engine_config;
 
 /// The hidden subcommand that [`compile_in_child`] runs.
 pub const COMPILE_SUBCOMMAND: &str = "compile-plugin";
@@ -519,6 +510,20 @@ impl Runtime {
     }
 
     fn compile_cached(&self, hex: &str, bytes: &[u8]) -> Result<Component> {
+        if let Some(code) = crate::builtin::precompiled(bytes) {
+            // SAFETY: wasmtime runs this as native code unchecked. It was
+            // compiled by agent/build.rs from the built-in plugin these
+            // bytes equal, and is part of this binary: as trusted as the
+            // agent's own code. The engine checks that it was compiled
+            // for a compatible configuration and CPU.
+            match unsafe { Component::deserialize(&self.engine, code) } {
+                Ok(c) => {
+                    crate::builtin::release_resident_pages();
+                    return Ok(c);
+                }
+                Err(e) => tracing::debug!("compiling a built-in plugin at start: {e:#}"),
+            }
+        }
         let Some(dir) = &self.cache_dir else {
             let serialized = self.compile(bytes)?;
             // SAFETY: produced just now by an engine of this configuration.
