@@ -185,6 +185,11 @@ pub struct PipelineSpec {
     /// How a line source joins lines into multi-line records; `None`:
     /// every line is a record.
     pub multiline: Option<MultilineSettings>,
+    /// Whether the series values are kept in the checkpoint with the read
+    /// positions, so that counters go on across restarts (`persist_values`,
+    /// default true; file and journald sources only, the others have no
+    /// positions to pair them with).
+    pub persist_values: bool,
 }
 
 impl PipelineSpec {
@@ -480,6 +485,7 @@ struct RawPipeline {
     max_line_bytes: Option<Spanned<toml::Value>>,
     batch_lines: Option<usize>,
     multiline: Option<Spanned<toml::Value>>,
+    persist_values: Option<Spanned<bool>>,
     labels: Option<Spanned<BTreeMap<String, String>>>,
 }
 
@@ -1506,6 +1512,26 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 Err(e) => ctx.err(Some(m.span()), &format!("{key}.max_line_bytes"), e),
             }
         }
+        let checkpointed = matches!(
+            source,
+            SourceSpec::File { .. } | SourceSpec::Journald { .. }
+        );
+        let persist_values = match &p.persist_values {
+            Some(v) if *v.get_ref() && !checkpointed => {
+                ctx.err(
+                    Some(v.span()),
+                    &format!("{key}.persist_values"),
+                    format!(
+                        "a {} source has no read positions to keep values with: \
+                         persist_values is for file and journald sources",
+                        source.kind()
+                    ),
+                );
+                false
+            }
+            Some(v) => *v.get_ref(),
+            None => checkpointed,
+        };
         let multiline = match &p.multiline {
             None => None,
             Some(m) => {
@@ -1598,6 +1624,7 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
             max_line_bytes,
             batch_lines: p.batch_lines.unwrap_or(4096).clamp(1, 1 << 16),
             multiline,
+            persist_values,
         });
     }
     out

@@ -645,6 +645,25 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
     };
     let handle = tokio_rt.handle().clone();
     tokio_rt.block_on(async move {
+        // First of all: a SIGTERM (systemctl stop) or SIGHUP (logrotate's
+        // postrotate) that arrives while the pipelines start would
+        // otherwise end the process by the signal's default action,
+        // without its final checkpoint; caught here, it is handled once
+        // the start is over.
+        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot install SIGHUP handler: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!("cannot install SIGTERM handler: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let listener = match weir::server::bind_std(listen) {
             Ok(l) => l,
             Err(e) => {
@@ -685,20 +704,6 @@ fn run(dir: &Path, listen: Option<SocketAddr>, state_dir: Option<PathBuf>) -> Ex
                 return ExitCode::FAILURE;
             }
         }
-        let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("cannot install SIGHUP handler: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!("cannot install SIGTERM handler: {e}");
-                return ExitCode::FAILURE;
-            }
-        };
         loop {
             tokio::select! {
                 _ = hup.recv() => {

@@ -509,6 +509,10 @@ impl Worker {
                 labels,
             } = batch;
             let n = lines.len();
+            // No checkpoint is written between applying and acknowledging
+            // (see Checkpoints): the values it keeps match its offsets.
+            let checkpoints = self.checkpoints.clone();
+            let gate = checkpoints.as_ref().map(|c| c.gate());
             let done = self.feed_lines(&mut slot, &origin, &labels, lines, &offsets);
             // Lines applied or dropped as failing are acknowledged, so a
             // poison line is not fed again after a restart; lines not fed
@@ -525,6 +529,10 @@ impl Worker {
                         },
                     );
                 }
+            }
+            drop(gate);
+            if let Some(cp) = &checkpoints {
+                cp.persist_if_due();
             }
         }
     }
@@ -900,6 +908,27 @@ impl ScrapeTrigger {
     }
 }
 
+/// Put the series values saved in a pipeline's checkpoint back, and say
+/// what was restored and what starts afresh.
+fn restore_values(pipeline: &str, store: &mut PipelineStore, saved: crate::store::SavedSeries) {
+    let r = store.restore(saved);
+    if r.series > 0 {
+        tracing::info!(
+            pipeline = %pipeline,
+            series = r.series,
+            families = %r.families.join(", "),
+            "series values restored from the checkpoint"
+        );
+    }
+    for (family, why) in r.dropped {
+        tracing::info!(
+            pipeline = %pipeline,
+            family = %family,
+            "saved series values not restored: {why}"
+        );
+    }
+}
+
 impl Pipeline {
     /// Start a prepared pipeline. `store` is the previous store of a
     /// pipeline of the same name (a reload): families whose declaration is
@@ -920,6 +949,7 @@ impl Pipeline {
             fields,
         } = prepared;
         let const_values: Vec<String> = spec.labels.values().cloned().collect();
+        let store_is_new = store.is_none();
         let store = store.unwrap_or_else(|| {
             Arc::new(Mutex::new(PipelineStore::new(
                 const_values.clone(),
@@ -949,6 +979,21 @@ impl Pipeline {
             }
             _ => None,
         };
+        if let Some(cp) = &checkpoints {
+            // The values saved with the offsets: taken (so a later start
+            // of journalctl cannot apply them again), used only by a
+            // pipeline that starts with an empty store; a reload hands
+            // over the live store instead.
+            let saved = cp.saved_series();
+            if spec.persist_values {
+                if let (Some(saved), true) = (saved, store_is_new) {
+                    restore_values(&spec.name, &mut store.lock(), saved);
+                }
+                cp.keep_values(Some(store.clone()));
+            } else {
+                cp.keep_values(None);
+            }
+        }
         let mut child = None;
         let name = spec.name.clone();
         let spawn = |what: &str, f: Box<dyn FnOnce() + Send>| {

@@ -1,6 +1,7 @@
 //! Sources: the host side that reads. Each source runs on its own thread
 //! and sends batches over a bounded channel, so a slow plugin slows its
 //! source instead of growing memory.
+pub mod checkpoint;
 pub mod container;
 pub mod exec;
 pub mod file;

@@ -393,7 +393,7 @@ impl StateDir {
 
     /// Replace file `name` with `data`, atomically: a new temporary file
     /// (mode 0600, created exclusively, never through a link), synced, then
-    /// renamed over `name`.
+    /// renamed over `name`, and the directory synced.
     pub fn write(&self, name: &str, data: &[u8]) -> std::io::Result<()> {
         single_component(name)?;
         static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -423,6 +423,10 @@ impl StateDir {
             f.write_all(data)?;
             f.sync_data()?;
             rustix::fs::renameat(&self.fd, &tmp, &self.fd, name)?;
+            // The rename itself is durable only once the directory is
+            // synced: without it a power loss can leave the old file, or
+            // (on some file systems) none.
+            rustix::fs::fsync(&self.fd)?;
             Ok(())
         })();
         if result.is_err() {

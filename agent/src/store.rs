@@ -8,6 +8,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod saved;
+pub use saved::{Restored, SavedSeries};
+
 /// How long a counter series absent from its source keeps the offset the
 /// host added to its readings (see [`Value::Counter`]), so that it goes on
 /// where it was if it comes back. A day covers the `increase()` windows

@@ -1,7 +1,8 @@
 //! The agent stopped and started again on the same state directory while a
 //! writer appends: checkpoints carry the file offsets over.
 //!
-//! Counters start from zero in each process, so a run's share is its last
+//! With `persist_values = false` counters start from zero in each process
+//! (persist.rs tests the default, values kept), so a run's share is its last
 //! scrape. Each run is checked exactly: with lines `line N` counted and
 //! their numbers summed (see rotation.rs), a run that resumed at line `R`
 //! and counted up to line `W` shows `W - R` lines summing to
@@ -17,9 +18,7 @@ use std::time::{Duration, Instant};
 /// The line the agent resumes at: the checkpointed offset of `log` in
 /// `STATE/checkpoints/PIPELINE.json`, as a count of the lines before it.
 fn checkpointed_line(state: &Path, pipeline: &str, log: &Path) -> u64 {
-    let cp = state.join("checkpoints").join(format!("{pipeline}.json"));
-    let text = std::fs::read(&cp).expect("checkpoint file");
-    let v: serde_json::Value = serde_json::from_slice(&text).expect("checkpoint JSON");
+    let v = checkpoint_json(state, pipeline).expect("checkpoint file");
     let files = v["files"].as_array().expect("files");
     let want = log.display().to_string();
     let entry = files
@@ -36,6 +35,17 @@ fn checkpointed_line(state: &Path, pipeline: &str, log: &Path) -> u64 {
     data[..offset].iter().filter(|b| **b == b'\n').count() as u64
 }
 
+/// The pipeline with `persist_values = false`: counters start from zero in
+/// each run while the offsets carry over, which is what these tests check
+/// (persist.rs checks the values kept with them).
+fn offsets_only(pipeline: String) -> String {
+    pipeline.replacen(
+        "plugin = \"regex-log\"\n",
+        "plugin = \"regex-log\"\npersist_values = false\n",
+        1,
+    )
+}
+
 /// SIGTERM, then start again: nothing lost, nothing counted twice.
 ///
 /// Run 1 stops after the writer paused and the agent caught up, so its
@@ -47,11 +57,11 @@ fn checkpointed_line(state: &Path, pipeline: &str, log: &Path) -> u64 {
 #[test]
 fn sigterm_then_start_again_counts_every_line_once() {
     let name = "term";
-    let (tmp, dir) = setup(&counting_pipeline(
+    let (tmp, dir) = setup(&offsets_only(counting_pipeline(
         name,
         &["app.log"],
         ", start_at = \"beginning\"",
-    ));
+    )));
     let state = tmp.path().join("state");
     let log = dir.join("app.log");
     let w = LineWriter::start(log.clone(), Hold::OpenEach);
@@ -122,11 +132,11 @@ const CHECKPOINT_WINDOW: Duration = Duration::from_millis(1500);
 #[test]
 fn sigkill_at_random_moments_loses_nothing_and_doubles_within_the_bound() {
     let name = "killed";
-    let (tmp, dir) = setup(&counting_pipeline(
+    let (tmp, dir) = setup(&offsets_only(counting_pipeline(
         name,
         &["app.log"],
         ", start_at = \"beginning\"",
-    ));
+    )));
     let state = tmp.path().join("state");
     let log = dir.join("app.log");
     std::fs::File::create(&log).expect("create log");

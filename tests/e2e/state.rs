@@ -85,8 +85,9 @@ fn the_log_says_where_each_file_starts_and_state_reset_rereads() {
     );
     // A file that appears while running is read from its start.
     std::fs::write(dir.join("logs/late.log"), "x\ny\n").expect("late");
+    // Its two lines go on from the value kept with the checkpoint (1).
     a.wait_for(20, "the late file", |s| {
-        s.get("app_lines_total", &[]) == Some(2.0)
+        s.get("app_lines_total", &[]) == Some(3.0)
     });
     assert!(
         a.log_text()
@@ -117,7 +118,8 @@ fn the_log_says_where_each_file_starts_and_state_reset_rereads() {
         "{out}"
     );
 
-    // 4. Next start: every line of both files, as start_at says.
+    // 4. Next start: every line of both files, as start_at says, counted
+    //    from zero (the values went with the checkpoint).
     let a = Agent::start(&dir, &st);
     a.wait_for(20, "all lines read again", |s| {
         s.get("app_lines_total", &[]) == Some(6.0)

@@ -419,3 +419,15 @@ pub fn prefixes(p: &[&str]) -> impl Fn(&str) -> bool + Send + 'static {
     let p: Vec<String> = p.iter().map(|s| s.to_string()).collect();
     move |k: &str| p.iter().any(|m| k.starts_with(m.as_str()))
 }
+
+/// The JSON body of the checkpoint file of `pipeline` in state directory
+/// `state` (after its `weir-checkpoint` header line), if it can be read.
+pub fn checkpoint_json(state: &Path, pipeline: &str) -> Option<serde_json::Value> {
+    let p = state.join("checkpoints").join(format!("{pipeline}.json"));
+    let bytes = std::fs::read(p).ok()?;
+    let body = match bytes.strip_prefix(b"weir-checkpoint ") {
+        Some(rest) => &rest[rest.iter().position(|b| *b == b'\n')? + 1..],
+        None => &bytes[..],
+    };
+    serde_json::from_slice(body).ok()
+}

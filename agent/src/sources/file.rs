@@ -28,6 +28,7 @@ use super::multiline::Joiner;
 use super::{send_labelled, Batch, Closed};
 use crate::config::{LineFormat, MultilineSettings, StartAt, CONTAINER_LABELS};
 use crate::stats::PipelineStats;
+use crate::store::{PipelineStore, SavedSeries};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -161,7 +162,14 @@ fn line_start_near_end(file: &File, size: u64) -> (u64, bool) {
 }
 
 /// Offsets acknowledged per file, shared by the tailer (which registers
-/// files) and the plugin worker (which acknowledges batches).
+/// files) and the plugin worker (which acknowledges batches), and, when the
+/// pipeline keeps its values across restarts, its series values: written
+/// together, so that the file always holds a pair that belong together.
+///
+/// The pair is consistent because the worker holds [`Checkpoints::gate`]
+/// from applying a batch until it acknowledged it, and a write takes the
+/// gate before it reads the store and the offsets: no write sees values
+/// of lines whose offsets are not acknowledged yet, or the reverse.
 #[derive(Debug)]
 pub struct Checkpoints {
     entries: Mutex<HashMap<u64, Entry>>,
@@ -173,6 +181,20 @@ pub struct Checkpoints {
     /// first registration is written at once, so that a crash right after
     /// startup does not apply `start_at = "end"` a second time).
     written: Mutex<Option<Instant>>,
+    /// The pipeline's store, when its values are kept with the offsets.
+    values: Mutex<Option<Arc<Mutex<PipelineStore>>>>,
+    /// Held by the worker from applying a batch to acknowledging it, and
+    /// by a write while it reads what it writes.
+    gate: Mutex<()>,
+    /// Saved entries the tailer has not found a file for (see
+    /// [`Checkpoints::with_initial`]).
+    carried: Mutex<Vec<Entry>>,
+    /// The checkpoint file as read at the pipeline's start, read once so
+    /// that offsets, cursor and values all come from the same file.
+    initial: Mutex<Option<OnDisk>>,
+    /// A checkpoint too large with its values was written without them
+    /// (told once).
+    too_large_told: AtomicBool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -183,9 +205,19 @@ struct Entry {
     /// The bytes at `offset` are the rest of a line already passed on cut.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     skip: bool,
+    /// A saved entry whose file was not found since this time (seconds
+    /// since the Unix epoch): carried into each write for [`CARRIED_FOR`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    missing_since: Option<u64>,
 }
 
-#[derive(Serialize, Deserialize, Default)]
+/// How long the checkpoint of a file that was not found at a start is
+/// kept, in case it comes back (a mount that comes up late, a log that is
+/// only written now and then).
+pub const CARRIED_FOR: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The JSON body of a checkpoint file (framed by [`super::checkpoint`]).
+#[derive(Debug, Serialize, Deserialize, Default)]
 struct OnDisk {
     #[serde(default)]
     files: Vec<Entry>,
@@ -194,6 +226,10 @@ struct OnDisk {
     /// was applied or did not match).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     journal_cursor: Option<String>,
+    /// The pipeline's series values as of the offsets and cursor above
+    /// (absent when the pipeline does not keep them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    series: Option<SavedSeries>,
 }
 
 /// The checkpoint "entry" a journald source acknowledges batches with.
@@ -222,16 +258,88 @@ impl Checkpoints {
             path,
             dirty: AtomicBool::new(false),
             written: Mutex::new(None),
+            values: Mutex::new(None),
+            gate: Mutex::new(()),
+            carried: Mutex::new(Vec::new()),
+            initial: Mutex::new(None),
+            too_large_told: AtomicBool::new(false),
         })
     }
 
     fn load(&self) -> Vec<Entry> {
-        // Handed over by a pipeline being replaced: its final offsets.
-        let live: Vec<Entry> = self.entries.lock().drain().map(|(_, e)| e).collect();
-        if !live.is_empty() {
-            return live;
+        // The saved entries no tailer found a file for yet (read from the
+        // file at the first call), and those handed over by a pipeline
+        // being replaced: its final offsets.
+        self.with_initial(|_| ());
+        // Handed-over entries are carried too until the new tailer finds
+        // their files: a write meanwhile keeps them.
+        let now = crate::stats::unix_now() as u64;
+        let live: Vec<Entry> = self
+            .entries
+            .lock()
+            .drain()
+            .map(|(_, mut e)| {
+                e.missing_since = Some(now);
+                e
+            })
+            .collect();
+        let mut carried = self.carried.lock();
+        carried.extend(live);
+        carried.clone()
+    }
+
+    /// Run `f` on the checkpoint file as read at the start (read now if
+    /// it was not yet). The first read also makes what it holds the
+    /// position until the source says otherwise: its file entries are
+    /// carried into every write until the tailer finds their files, and
+    /// its journal cursor is the cursor. A write in between (a stop while
+    /// the pipeline starts) must not lose positions whose values it keeps.
+    fn with_initial<R>(&self, f: impl FnOnce(&mut OnDisk) -> R) -> R {
+        let mut g = self.initial.lock();
+        if g.is_none() {
+            let d = self.load_disk();
+            let now = crate::stats::unix_now() as u64;
+            *self.carried.lock() = d
+                .files
+                .iter()
+                .cloned()
+                .map(|mut e| {
+                    e.missing_since.get_or_insert(now);
+                    e
+                })
+                .collect();
+            let mut j = self.journal.lock();
+            if !j.loaded {
+                j.loaded = true;
+                if j.cursor.is_none() {
+                    j.cursor = d.journal_cursor.clone();
+                }
+            }
+            drop(j);
+            *g = Some(d);
         }
-        self.load_disk().files
+        f(g.get_or_insert_with(OnDisk::default))
+    }
+
+    /// Keep `store`'s values in the checkpoint with the offsets, from the
+    /// next write on (`None`: offsets only, as after a reload that turned
+    /// `persist_values` off).
+    pub fn keep_values(&self, store: Option<Arc<Mutex<PipelineStore>>>) {
+        *self.values.lock() = store;
+        self.dirty.store(true, Ordering::Relaxed);
+    }
+
+    /// The series values saved with the offsets, once (a pipeline starting
+    /// with an empty store restores them).
+    pub fn saved_series(&self) -> Option<SavedSeries> {
+        self.with_initial(|d| d.series.take())
+    }
+
+    /// Held by the worker from applying a batch until it acknowledged it
+    /// (see [`Checkpoints`]); it calls [`Checkpoints::persist_if_due`]
+    /// after letting go.
+    pub fn gate(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.gate.lock()
     }
 
     fn load_disk(&self) -> OnDisk {
@@ -239,10 +347,14 @@ impl Checkpoints {
             return OnDisk::default();
         };
         match p.dir.read(&p.name, MAX_CHECKPOINT_BYTES) {
-            Ok(Some(b)) => match serde_json::from_slice::<OnDisk>(&b) {
+            Ok(Some(b)) => match parse_checkpoint(&b) {
                 Ok(d) => d,
                 Err(e) => {
-                    tracing::warn!(path = %p.path().display(), "ignoring unreadable checkpoint file: {e}");
+                    tracing::warn!(
+                        path = %p.path().display(),
+                        "ignoring the checkpoint file: {e}; the pipeline starts as without \
+                         one (start_at applies, counters start from zero)"
+                    );
                     OnDisk::default()
                 }
             },
@@ -293,14 +405,10 @@ impl Checkpoints {
     /// once; later calls (the source restarting journalctl) give the cursor
     /// acknowledged since.
     pub fn journal_cursor(&self) -> Option<String> {
-        let mut j = self.journal.lock();
-        if !j.loaded {
-            j.loaded = true;
-            if j.cursor.is_none() {
-                j.cursor = self.load_disk().journal_cursor;
-            }
-        }
-        j.cursor.clone()
+        // The first read of the file sets the cursor (see with_initial);
+        // a handed-over cursor is kept.
+        self.with_initial(|_| ());
+        self.journal.lock().cursor.clone()
     }
 
     /// Entry `n`, at `cursor`, was sent to the plugin: its cursor becomes
@@ -339,6 +447,11 @@ impl Checkpoints {
     }
 
     fn register(&self, id: u64, path: &str, key: FileKey, at: Resume) {
+        // A saved entry of this file (or of an older file on the same
+        // inode, which the tailer found changed) is now this one.
+        self.carried
+            .lock()
+            .retain(|e| !(e.key.dev == key.dev && e.key.ino == key.ino));
         self.entries.lock().insert(
             id,
             Entry {
@@ -346,6 +459,7 @@ impl Checkpoints {
                 key,
                 offset: at.offset,
                 skip: at.skip,
+                missing_since: None,
             },
         );
         self.dirty.store(true, Ordering::Relaxed);
@@ -367,12 +481,17 @@ impl Checkpoints {
 
     /// Write if anything changed and the last write is [`CHECKPOINT_EVERY`]
     /// old; never waits for a write in progress.
+    /// While the worker is between applying a batch and acknowledging it,
+    /// nothing is written: it calls this again right after.
     pub fn persist_if_due(&self) {
         if self.path.is_none() || !self.dirty.load(Ordering::Relaxed) {
             return;
         }
         if let Some(mut last) = self.written.try_lock() {
             if last.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY) {
+                let Some(_gate) = self.gate.try_lock() else {
+                    return;
+                };
                 *last = Some(Instant::now());
                 self.write();
             }
@@ -380,14 +499,15 @@ impl Checkpoints {
     }
 
     /// Write to disk now if anything changed (atomic: temp file, then
-    /// rename).
+    /// rename). Waits for the worker to finish the batch it is applying.
     pub fn persist(&self) {
         let mut last = self.written.lock();
+        let _gate = self.gate.lock();
         *last = Some(Instant::now());
         self.write();
     }
 
-    /// The caller holds `written`.
+    /// The caller holds `written` and `gate`.
     fn write(&self) {
         let Some(p) = &self.path else {
             return;
@@ -396,15 +516,48 @@ impl Checkpoints {
             return;
         }
         let mut files: Vec<Entry> = self.entries.lock().values().cloned().collect();
+        // Saved entries whose files were not found (yet): kept, so a file
+        // that comes back later resumes at its offset instead of being read
+        // again from its start with its counts already in the values; let
+        // go after CARRIED_FOR.
+        let now = crate::stats::unix_now() as u64;
+        let mut carried = self.carried.lock();
+        carried.retain(|e| {
+            e.missing_since
+                .is_none_or(|t| now.saturating_sub(t) < CARRIED_FOR.as_secs())
+        });
+        files.extend(carried.iter().cloned());
+        drop(carried);
         files.sort_by(|a, b| a.path.cmp(&b.path));
         let journal_cursor = self.journal.lock().cursor.clone();
-        let data = match serde_json::to_vec(&OnDisk {
+        let series = self.values.lock().as_ref().map(|s| s.lock().save());
+        let mut disk = OnDisk {
             files,
             journal_cursor,
-        }) {
-            Ok(d) => d,
+            series,
+        };
+        let mut data = match serde_json::to_vec(&disk) {
+            Ok(d) => super::checkpoint::encode(&d),
             Err(_) => return,
         };
+        if data.len() as u64 > MAX_CHECKPOINT_BYTES && disk.series.is_some() {
+            // The next start would refuse it whole, offsets included:
+            // keep the offsets.
+            if !self.too_large_told.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    path = %p.path().display(),
+                    "the pipeline's series values make its checkpoint larger than {} MiB: \
+                     they are not kept (counters start from zero after a restart); \
+                     lower max_series or the number of label values",
+                    MAX_CHECKPOINT_BYTES >> 20
+                );
+            }
+            disk.series = None;
+            data = match serde_json::to_vec(&disk) {
+                Ok(d) => super::checkpoint::encode(&d),
+                Err(_) => return,
+            };
+        }
         if let Err(e) = p.dir.write(&p.name, &data) {
             self.dirty.store(true, Ordering::Relaxed);
             tracing::warn!(path = %p.path().display(), "cannot write checkpoint: {e}");
@@ -1080,8 +1233,7 @@ pub fn read_checkpoint_file(
         Ok(None) => return Ok(None),
         Err(why) => return Err(format!("{}: not trusted: {why}", path.display())),
     };
-    let d: OnDisk = serde_json::from_slice(&bytes)
-        .map_err(|e| format!("{}: not a checkpoint file: {e}", path.display()))?;
+    let d = parse_checkpoint(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(Some(
         d.files
             .into_iter()
@@ -1097,9 +1249,23 @@ pub fn read_checkpoint_file(
 /// journald source's), if it holds one and may be trusted.
 pub fn read_journal_cursor(dir: &crate::state::StateDir, name: &str) -> Option<String> {
     let bytes = dir.read(name, MAX_CHECKPOINT_BYTES).ok()??;
-    serde_json::from_slice::<OnDisk>(&bytes)
-        .ok()?
-        .journal_cursor
+    parse_checkpoint(&bytes).ok()?.journal_cursor
+}
+
+/// How many series (and families) of values checkpoint file `name` of
+/// `dir` keeps, if it keeps any and may be trusted (for `weir state`).
+pub fn read_saved_series_count(dir: &crate::state::StateDir, name: &str) -> Option<(usize, usize)> {
+    let bytes = dir.read(name, MAX_CHECKPOINT_BYTES).ok()??;
+    let saved = parse_checkpoint(&bytes).ok()?.series?;
+    let series = saved.families.iter().map(|f| f.series.len()).sum();
+    Some((series, saved.families.len()))
+}
+
+/// A checkpoint file's contents: its header checked (see
+/// [`super::checkpoint`]), its body parsed.
+fn parse_checkpoint(bytes: &[u8]) -> Result<OnDisk, String> {
+    let body = super::checkpoint::decode(bytes)?;
+    serde_json::from_slice(body).map_err(|e| format!("it is not a valid checkpoint: {e}"))
 }
 
 /// Where the checkpoints of a pipeline live: `PIPELINE.json` in the state
@@ -1336,5 +1502,175 @@ mod tests {
         append(&log, &"b".repeat(400));
         poll(&mut t);
         assert_eq!(t.files[0].key.fp_len, FINGERPRINT_BYTES);
+    }
+}
+
+#[cfg(test)]
+mod checkpoint_file_tests {
+    use super::*;
+    use crate::store::{Change, FamilyDecl, Kind, Semantics};
+
+    fn key() -> FileKey {
+        FileKey {
+            dev: 1,
+            ino: 2,
+            fp_len: 3,
+            fp: 4,
+        }
+    }
+
+    fn store() -> Arc<Mutex<PipelineStore>> {
+        let mut s = PipelineStore::new(vec![], 10);
+        let decl = FamilyDecl::validate(
+            "lines_total".into(),
+            Kind::Counter,
+            "Lines.".into(),
+            String::new(),
+            vec![],
+            vec![],
+            &[],
+        )
+        .expect("valid");
+        s.declare(vec![decl]);
+        s.apply(vec![(0, vec![], Change::Add(7.0))], Semantics::Events);
+        Arc::new(Mutex::new(s))
+    }
+
+    #[test]
+    fn offsets_and_values_are_written_and_read_back_together() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let dir = Arc::new(crate::state::StateDir::open(t.path()).expect("state"));
+        let cp = Checkpoints::new(Some(CheckpointFile::new(dir.clone(), "p")));
+        cp.register(
+            1,
+            "/var/log/a.log",
+            key(),
+            Resume {
+                offset: 0,
+                skip: false,
+            },
+        );
+        cp.keep_values(Some(store()));
+        cp.ack(
+            1,
+            Resume {
+                offset: 42,
+                skip: false,
+            },
+        );
+        cp.persist();
+        let raw = std::fs::read(t.path().join("p.json")).expect("file");
+        assert!(raw.starts_with(b"weir-checkpoint 2 crc32="), "{raw:?}");
+
+        let again = Checkpoints::new(Some(CheckpointFile::new(dir.clone(), "p")));
+        let saved = again.saved_series().expect("values saved");
+        assert_eq!(saved.families.len(), 1);
+        let files = again.load();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].offset, 42);
+        // Taken once: a second look finds none (not applied twice).
+        assert!(again.saved_series().is_none());
+
+        // A version 1 file (the JSON body alone, as weir wrote before the
+        // header) still gives its offsets.
+        let body = super::super::checkpoint::decode(&raw)
+            .expect("decode")
+            .to_vec();
+        dir.write("v1.json", &body).expect("write v1");
+        let v1 = Checkpoints::new(Some(CheckpointFile::new(dir.clone(), "v1")));
+        assert_eq!(v1.load()[0].offset, 42);
+        let listed = read_checkpoint_file(&dir, "v1.json")
+            .expect("read")
+            .expect("some");
+        assert_eq!(listed[0].offset, 42);
+
+        // A damaged one is ignored: no offsets, no values, and `weir
+        // state` says why.
+        let mut bad = raw.clone();
+        let last = bad.len() - 2;
+        bad[last] ^= 1;
+        dir.write("bad.json", &bad).expect("write bad");
+        let b = Checkpoints::new(Some(CheckpointFile::new(dir.clone(), "bad")));
+        assert!(b.load().is_empty());
+        assert!(b.saved_series().is_none());
+        let e = read_checkpoint_file(&dir, "bad.json").expect_err("damaged");
+        assert!(e.contains("checksum"), "{e}");
+    }
+
+    #[test]
+    fn a_write_before_the_tailer_found_its_files_keeps_their_offsets() {
+        // A stop while the pipeline starts: the values restored are
+        // written back; the offsets they go with must be too, or the next
+        // start would read the files again into restored values.
+        let t = tempfile::tempdir().expect("tempdir");
+        let dir = Arc::new(crate::state::StateDir::open(t.path()).expect("state"));
+        let cp = Checkpoints::new(Some(CheckpointFile::new(dir.clone(), "s")));
+        cp.register(
+            1,
+            "/a.log",
+            key(),
+            Resume {
+                offset: 0,
+                skip: false,
+            },
+        );
+        cp.keep_values(Some(store()));
+        cp.ack(
+            1,
+            Resume {
+                offset: 9,
+                skip: false,
+            },
+        );
+        cp.persist();
+        for round in 0..3 {
+            let next = Checkpoints::new(Some(CheckpointFile::new(dir.clone(), "s")));
+            assert!(next.saved_series().is_some(), "round {round}");
+            next.keep_values(Some(store()));
+            next.persist();
+            let after = Checkpoints::new(Some(CheckpointFile::new(dir.clone(), "s")));
+            let files = after.load();
+            assert_eq!(files.len(), 1, "round {round}");
+            assert_eq!(files[0].offset, 9);
+        }
+        // A reload hands the tailer's entries over: kept too.
+        let cp = Checkpoints::new(Some(CheckpointFile::new(dir.clone(), "s")));
+        let saved = cp.load();
+        cp.register(
+            7,
+            "/a.log",
+            saved[0].key.clone(),
+            Resume {
+                offset: 12,
+                skip: false,
+            },
+        );
+        let handed = cp.load();
+        assert_eq!(handed.len(), 1);
+        cp.persist();
+        let after = Checkpoints::new(Some(CheckpointFile::new(dir.clone(), "s")));
+        assert_eq!(after.load()[0].offset, 12);
+    }
+
+    #[test]
+    fn no_write_happens_while_the_worker_holds_the_gate() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let dir = Arc::new(crate::state::StateDir::open(t.path()).expect("state"));
+        let cp = Checkpoints::new(Some(CheckpointFile::new(dir.clone(), "g")));
+        cp.register(
+            1,
+            "/a",
+            key(),
+            Resume {
+                offset: 0,
+                skip: false,
+            },
+        );
+        let gate = cp.gate();
+        cp.persist_if_due();
+        assert!(!t.path().join("g.json").exists(), "written under the gate");
+        drop(gate);
+        cp.persist_if_due();
+        assert!(t.path().join("g.json").exists());
     }
 }

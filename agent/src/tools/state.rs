@@ -74,6 +74,12 @@ pub fn state_list(state_dir: &Path) -> Result<String> {
                 let _ = writeln!(out, "  unreadable: {e}");
             }
         }
+        if let Some((series, families)) = crate::sources::file::read_saved_series_count(&dir, &f) {
+            let _ = writeln!(
+                out,
+                "  values: {series} series of {families} families, restored at the next start"
+            );
+        }
     }
     Ok(out)
 }
@@ -126,7 +132,7 @@ pub fn state_reset(state_dir: &Path, pipeline: &str) -> Result<String> {
             .with_context(|| format!("removing {}", d.path().join(&file).display()))?;
     }
     Ok(format!(
-        "forgot the checkpoints of pipeline \"{pipeline}\" ({n} file(s)); at its next start its files are read as start_at says.\n"
+        "forgot the checkpoints of pipeline \"{pipeline}\" ({n} file(s)) and the series values kept with them; at its next start its files are read as start_at says and its counters start from zero.\n"
     ))
 }
 
