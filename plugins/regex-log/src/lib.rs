@@ -561,6 +561,8 @@ impl RegexLog {
     /// Apply the rules to one line.
     pub fn line(&mut self, line: &str, out: &mut Output) {
         let mut matched = false;
+        // A line counts once as rejected, however many of its values fail.
+        let mut rejected = false;
         for rule in &mut self.rules {
             if rule.otherwise && matched {
                 continue;
@@ -601,7 +603,7 @@ impl RegexLog {
                     Ok(v) => e.scale.apply(v),
                     Err(NoValue::Absent) => continue,
                     Err(NoValue::Bad) => {
-                        out.reject();
+                        rejected = true;
                         continue;
                     }
                 };
@@ -632,6 +634,9 @@ impl RegexLog {
             if rule.stop {
                 break;
             }
+        }
+        if rejected {
+            out.reject();
         }
     }
 }
