@@ -186,6 +186,11 @@ pub fn exact(op: Op, a: f64, b: f64) -> Option<f64> {
 }
 
 /// An operation of [`exact`].
+///
+/// ```
+/// use weir_sdk::units::{exact, Op};
+/// assert_eq!(exact(Op::Sub, 0.3, 0.1), Some(0.2));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Op {
     /// `+`
