@@ -163,7 +163,9 @@ fn parse_expr(text: &str, caps: &HashMap<&str, usize>) -> Result<Expr, String> {
             let t = &text[start..i];
             let n: f64 = t
                 .parse()
-                .map_err(|_| format!("\"{t}\" is not a number (in \"{text}\")"))?;
+                .ok()
+                .filter(|n: &f64| n.is_finite())
+                .ok_or_else(|| format!("\"{t}\" is not a finite number (in \"{text}\")"))?;
             toks.push(Tok::Num(n));
         } else if c == b'$' {
             let rest = &text[i..];
@@ -307,15 +309,18 @@ enum Step {
 
 impl Step {
     fn apply<'a>(&self, s: Cow<'a, str>) -> Cow<'a, str> {
-        match self {
-            Step::Lower if !s.chars().any(char::is_uppercase) => s,
-            Step::Upper if !s.chars().any(char::is_lowercase) => s,
-            Step::Lower => Cow::Owned(s.to_lowercase()),
-            Step::Upper => Cow::Owned(s.to_uppercase()),
+        let changed = match self {
+            Step::Lower => s.to_lowercase(),
+            Step::Upper => s.to_uppercase(),
             Step::Replace(re, with) => match re.replace_all(&s, with.as_str()) {
-                Cow::Borrowed(_) => s,
-                Cow::Owned(o) => Cow::Owned(o),
+                Cow::Borrowed(_) => return s,
+                Cow::Owned(o) => o,
             },
+        };
+        if changed == *s {
+            s
+        } else {
+            Cow::Owned(changed)
         }
     }
 }
@@ -931,6 +936,12 @@ mod tests {
         assert!(e.starts_with("rules[0].transform.n: "), "{e}");
     }
 
+    fn cfg_two_bad() -> &'static str {
+        r#"{"metrics":[{"name":"g","type":"gauge"},{"name":"c_total","type":"counter","initial":[]}],
+          "rules":[{"regex":"a=(?P<a>\\S+)","emit":[
+            {"metric":"g","value":"a"},{"metric":"c_total"},{"metric":"g","value":"a * 2"}]}]}"#
+    }
+
     #[test]
     fn values_are_arithmetic_over_captures() {
         let cfg = r#"{"metrics":[{"name":"h_seconds","type":"histogram","buckets":[0.35]},
@@ -968,11 +979,23 @@ mod tests {
             ]
         );
         assert_eq!(out.rejected(), 1);
+        // Two values of one line fail: the line counts once.
+        let out = run(cfg_two_bad(), &["a=x"]);
+        assert_eq!((out.rejected(), out.len()), (1, 1));
 
         let cfg = r#"{"metrics":[{"name":"g","type":"gauge"}],
           "rules":[{"regex":"a=(?P<a>\\S+) b=(?P<b>\\S+)","emit":[{"metric":"g","value":"a / b"}]}]}"#;
-        let out = run(cfg, &["a=1 b=0", "a=1 b=-0", "a=1e308 b=1e-308", "a=1 b=4"]);
-        assert_eq!(out.rejected(), 3);
+        let out = run(
+            cfg,
+            &[
+                "a=1 b=0",
+                "a=1 b=-0",
+                "a=1e308 b=1e-308",
+                "a=1 b=4",
+                "a=- b=1",
+            ],
+        );
+        assert_eq!(out.rejected(), 4);
         assert!(matches!(out.updates()[0].change, Change::Set(v) if v == 0.25));
 
         for (v, want) in [
@@ -982,7 +1005,8 @@ mod tests {
             ("a % 2", "unexpected \"%\""),
             ("c * 2", "capture \"c\""),
             ("", "empty value"),
-            ("1..2", "not a number"),
+            ("1..2", "not a finite number"),
+            ("1e999 * a", "not a finite number"),
             ("${a", "not followed"),
         ] {
             let e = err(&format!(
