@@ -24,6 +24,8 @@
 //!   exactly in decimal, so 350 ms is the 0.35 a bucket bound says (see
 //!   `weir_sdk::units`). `op` is `add` (counters), `observe` (histograms),
 //!   `set` or `add` (gauges; `set` by default).
+mod grok;
+
 use regex::{CaptureLocations, Regex};
 use serde::Deserialize;
 use std::borrow::Cow;
