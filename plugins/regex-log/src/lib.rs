@@ -41,6 +41,10 @@ struct Config {
     metrics: Vec<weir_sdk::spec::MetricSpec>,
     #[serde(default)]
     rules: Vec<RuleConfig>,
+    /// Named grok patterns for `%{NAME}` in `grok` rules, before the
+    /// standard library.
+    #[serde(default)]
+    patterns: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -50,6 +54,8 @@ struct RuleConfig {
     name: Option<String>,
     #[serde(default)]
     regex: Option<String>,
+    #[serde(default)]
+    grok: Option<String>,
     #[serde(default, rename = "else")]
     otherwise: bool,
     #[serde(default)]
@@ -330,6 +336,9 @@ impl Step {
 struct Matcher {
     regex: Regex,
     locs: CaptureLocations,
+    /// Group index of a grok capture name used more than once -> the
+    /// later groups of that name, tried in order when it did not take part.
+    alternates: HashMap<usize, Vec<usize>>,
 }
 
 struct Rule {
@@ -427,25 +436,60 @@ impl RegexLog {
             return Err("no rules: add at least one [[...rules]] entry".into());
         }
         let by_name = weir_sdk::spec::declare_metrics(&cfg.metrics, families)?;
+        if let Some(k) = cfg
+            .patterns
+            .keys()
+            .find(|k| k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        {
+            return Err(format!(
+                "patterns.{k}: a pattern name is letters, digits and _ (for %{{NAME}})"
+            ));
+        }
+        let library = grok::Library::new(&cfg.patterns);
         let mut rules = Vec::new();
         for (i, r) in cfg.rules.iter().enumerate() {
             let what = rule_name(i, r);
-            let matcher = match &r.regex {
-                Some(re) => {
-                    let named = match &r.name {
-                        Some(n) => format!(" (rule \"{n}\")"),
-                        None => String::new(),
-                    };
-                    let regex = Regex::new(re)
-                        .map_err(|e| format!("rules[{i}].regex: invalid regex{named}: {e}"))?;
+            let named = match &r.name {
+                Some(n) => format!(" (rule \"{n}\")"),
+                None => String::new(),
+            };
+            let (source, alternates) = match (&r.regex, &r.grok) {
+                (Some(_), Some(_)) => {
+                    return Err(format!(
+                        "rules[{i}].grok: give regex or grok, not both{named}"
+                    ))
+                }
+                (Some(re), None) => (Some((re.clone(), "regex")), Vec::new()),
+                (None, Some(g)) => {
+                    let x = grok::expand(g, &library)
+                        .map_err(|m| format!("rules[{i}].grok: {m}{named}"))?;
+                    (Some((x.regex, "grok")), x.alternates)
+                }
+                (None, None) => (None, Vec::new()),
+            };
+            let matcher = match source {
+                Some((re, key)) => {
+                    let regex = Regex::new(&re)
+                        .map_err(|e| format!("rules[{i}].{key}: invalid regex{named}: {e}"))?;
                     let locs = regex.capture_locations();
-                    Some(Matcher { regex, locs })
+                    let index = |n: &str| regex.capture_names().position(|c| c == Some(n));
+                    let mut alt: HashMap<usize, Vec<usize>> = HashMap::new();
+                    for (name, hidden) in &alternates {
+                        if let (Some(p), Some(h)) = (index(name), index(hidden)) {
+                            alt.entry(p).or_default().push(h);
+                        }
+                    }
+                    Some(Matcher {
+                        regex,
+                        locs,
+                        alternates: alt,
+                    })
                 }
                 None if r.otherwise => None,
                 None => {
                     return Err(format!(
-                        "{what}: no regex: give regex, or else = true for a rule that takes \
-                         the lines no earlier rule matched"
+                        "{what}: no regex: give regex (or grok), or else = true for a rule that \
+                         takes the lines no earlier rule matched"
                     ))
                 }
             };
@@ -455,6 +499,7 @@ impl RegexLog {
                     .capture_names()
                     .enumerate()
                     .filter_map(|(idx, n)| n.map(|n| (n, idx)))
+                    .filter(|(n, _)| !n.starts_with(grok::HIDDEN))
                     .collect(),
                 None => HashMap::new(),
             };
@@ -574,18 +619,23 @@ impl RegexLog {
             if rule.otherwise && matched {
                 continue;
             }
-            let locs = match &mut rule.matcher {
+            let m = match &mut rule.matcher {
                 Some(m) => {
                     if m.regex.captures_read(&mut m.locs, line).is_none() {
                         continue;
                     }
-                    Some(&m.locs)
+                    Some(&*m)
                 }
                 None => None,
             };
             matched = true;
             let raw = |i: usize| -> Option<&str> {
-                locs.and_then(|l| l.get(i)).map(|(s, e)| &line[s..e])
+                let m = m?;
+                let span = m
+                    .locs
+                    .get(i)
+                    .or_else(|| m.alternates.get(&i)?.iter().find_map(|&j| m.locs.get(j)))?;
+                Some(&line[span.0..span.1])
             };
             for (i, steps) in &rule.transforms {
                 rule.scratch[*i] = raw(*i).map(|s| {
@@ -1019,6 +1069,44 @@ mod tests {
                 e.starts_with("rules[0].emit[0].value: ") && e.contains(want),
                 "{v}: {e}"
             );
+        }
+    }
+
+    #[test]
+    fn grok_rules_expand_to_regexes() {
+        let cfg = r#"{"metrics":[{"name":"c_total","type":"counter","labels":["client","path"]}],
+          "patterns":{"API":"/api/%{WORD}"},
+          "rules":[{"grok":"^(?:%{IPV4:client}|%{IPV6:client}) %{API:path}$",
+                    "emit":[{"metric":"c_total"}]}]}"#;
+        let out = run(cfg, &["10.0.0.1 /api/a", "2001:db8::1 /api/b", "x /api/c"]);
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            adds(&out),
+            vec![
+                (0, s(&["10.0.0.1", "/api/a"]), 1.0),
+                (0, s(&["2001:db8::1", "/api/b"]), 1.0)
+            ]
+        );
+        for (cfg, want) in [
+            (
+                r#"{"rules":[{"regex":"a","grok":"b"}]}"#,
+                "rules[0].grok: give regex or grok, not both",
+            ),
+            (
+                r#"{"rules":[{"grok":"%{NOPE}"}]}"#,
+                "rules[0].grok: %{NOPE}: no grok pattern named",
+            ),
+            (
+                r#"{"patterns":{"a-b":"x"},"rules":[{"grok":"x"}]}"#,
+                "patterns.a-b: ",
+            ),
+            (
+                r#"{"rules":[{"name":"r","grok":"%{INT:x}("}]}"#,
+                "rules[0].grok: invalid regex (rule \"r\")",
+            ),
+        ] {
+            let e = err(cfg);
+            assert!(e.starts_with(want), "{cfg}: {e}");
         }
     }
 }
