@@ -1109,4 +1109,76 @@ mod tests {
             assert!(e.starts_with(want), "{cfg}: {e}");
         }
     }
+
+    /// Lines per second natively, plain regex against grok (issue 19:
+    /// within 20%). `WEIR_BENCH_LOG=FILE cargo test --release -p regex-log
+    /// -- --ignored grok_throughput --nocapture` (FILE from
+    /// bench/gen-nginx-log.py).
+    #[test]
+    #[ignore]
+    fn grok_throughput() {
+        let Some(path) = std::env::var_os("WEIR_BENCH_LOG") else {
+            return;
+        };
+        let text = std::fs::read_to_string(path).expect("log");
+        let lines: Vec<&str> = text.lines().collect();
+        let metrics = r#""metrics":[
+            {"name":"http_requests_total","type":"counter","labels":["method","status"]},
+            {"name":"http_response_bytes_total","type":"counter"},
+            {"name":"http_request_duration_seconds","type":"histogram",
+             "buckets":[0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10]}]"#;
+        let emit = r#""emit":[{"metric":"http_requests_total"},
+            {"metric":"http_response_bytes_total","value":"bytes"},
+            {"metric":"http_request_duration_seconds","value":"request_time"}]"#;
+        let plain = r#""regex":"^\\S+ \\S+ \\S+ \\[[^\\]]*\\] \"(?P<method>[A-Z]+) [^\"]*\" (?P<status>\\d{3}) (?P<bytes>\\d+|-) \"[^\"]*\" \"[^\"]*\" (?P<request_time>[\\d.]+)$""#;
+        // The plain regex's shape: the same text but for %{NOTSPACE} and %{NUMBER}.
+        let grok_shape = r#""grok":"^%{NOTSPACE} %{NOTSPACE} %{NOTSPACE} \\[[^\\]]*\\] \"(?P<method>[A-Z]+) [^\"]*\" (?P<status>\\d{3}) (?:(?P<bytes>\\d+)|-) \"[^\"]*\" \"[^\"]*\" %{NUMBER:request_time}$""#;
+        // What a grok user writes for the same captures: %{DATA} is .*?,
+        // and %{INT} may start with -, like the - alternative after it.
+        let grok_same = r#""grok":"^%{NOTSPACE} %{NOTSPACE} %{NOTSPACE} \\[%{DATA}\\] \"%{WORD:method} %{DATA}\" %{INT:status} (?:%{INT:bytes}|-) \"%{DATA}\" \"%{DATA}\" %{NUMBER:request_time}$""#;
+        let grok_std = r#""grok":"^%{IPORHOST:client} %{USER:ident} %{USER:auth} \\[%{HTTPDATE:timestamp}\\] \"%{WORD:method} %{NOTSPACE:request} HTTP/%{NUMBER:httpversion}\" %{INT:status} (?:%{INT:bytes}|-) %{QS:referrer} %{QS:agent} %{NUMBER:request_time}$""#;
+        let mut base = 0.0;
+        for (name, rule) in [
+            ("plain regex", plain),
+            ("grok, the plain regex's shape", grok_shape),
+            ("grok, DATA, WORD and INT", grok_same),
+            ("grok, standard patterns", grok_std),
+        ] {
+            let cfg = format!(r#"{{{metrics},"rules":[{{{rule},{emit}}}]}}"#);
+            let mut f = Families::default();
+            let t0 = std::time::Instant::now();
+            let mut p = RegexLog::from_config(&cfg, &mut f).expect("config");
+            let init = t0.elapsed();
+            let mut best = f64::MAX;
+            let mut counted = 0.0;
+            for _ in 0..3 {
+                let mut out = Output::for_families(&f);
+                let t = std::time::Instant::now();
+                for l in &lines {
+                    p.line(l, &mut out);
+                }
+                best = best.min(t.elapsed().as_secs_f64());
+                counted = out
+                    .updates()
+                    .iter()
+                    .filter(|u| u.family == 0)
+                    .map(|u| match u.change {
+                        Change::Add(v) => v,
+                        _ => 0.0,
+                    })
+                    .sum();
+            }
+            if base == 0.0 {
+                base = best;
+            }
+            println!(
+                "{name}: {:.0} ns/line, {:.0}k lines/s, {:+.0}% time vs plain, init {:?}, {counted} requests counted",
+                best / lines.len() as f64 * 1e9,
+                lines.len() as f64 / best / 1e3,
+                (best / base - 1.0) * 100.0,
+                init
+            );
+            assert_eq!(counted, lines.len() as f64, "{name}");
+        }
+    }
 }
