@@ -7,7 +7,8 @@
 //!   initial}` (see `weir_sdk::spec`): a counter named without `_total` is
 //!   exposed with it; `initial` lists label sets created at 0, and a counter
 //!   without labels starts at 0 unless `initial = []`.
-//! - `rules`: each `{name, regex, else, stop, transform, emit}`; a rule whose
+//! - `patterns`: named grok patterns for `grok` rules (see `grok.rs`).
+//! - `rules`: each `{name, regex or grok, else, stop, transform, emit}`; a rule whose
 //!   regex matches a line runs its `emit` actions (there may be none). Every
 //!   rule is tried on every line unless a matching rule says `stop = true`.
 //!   An `else = true` rule is tried only when no earlier rule matched the
