@@ -631,7 +631,7 @@ impl LogPlugin for JsonLog {
                 Format::Logfmt => Cow::Borrowed(l.as_str()),
             })
             .collect();
-        self.zeros.emit(out);
+        self.zeros.emit(&batch.origin, out);
         let mut slots = Vec::new();
         for line in &lines {
             self.line(line, &mut slots, out);

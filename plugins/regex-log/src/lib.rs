@@ -705,9 +705,10 @@ impl LogPlugin for RegexLog {
     }
 
     fn on_lines(&mut self, batch: &Batch, out: &mut Output) -> Result<(), String> {
-        // The first call creates the `initial` series at 0 (the host makes
-        // a series at its first update; adding 0 leaves one it has as is).
-        self.zeros.emit(out);
+        // The first call for each origin creates the `initial` series at 0
+        // (the host makes a series at its first update, with the origin's
+        // source labels; adding 0 leaves one it has as is).
+        self.zeros.emit(&batch.origin, out);
         for line in &batch.lines {
             self.line(line, out);
         }
@@ -863,6 +864,14 @@ mod tests {
         );
         let out = batch(&mut p, &f, &["status=200"]);
         assert_eq!(adds(&out), vec![(2, s(&["200"]), 1.0)]);
+        // Another origin (a container log: other source labels) gets its own.
+        let mut out = Output::for_families(&f);
+        let b = Batch {
+            origin: "other.log".into(),
+            lines: vec!["nothing".into()],
+        };
+        p.on_lines(&b, &mut out).expect("on_lines");
+        assert_eq!(out.len(), 4);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! labels, buckets.
 use crate::{Families, FamilyId, Kind};
 use serde::Deserialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// One metric family as written in a plugin's settings.
 ///
@@ -189,8 +189,8 @@ fn initial_series(i: usize, m: &MetricSpec, kind: Kind) -> Result<Vec<Vec<String
     Ok(out)
 }
 
-/// The series every family's `initial` lists, to create at zero once, in
-/// declaration order (see [`Zeros::emit`]).
+/// The series every family's `initial` lists, to create at zero, in
+/// declaration order: once per origin (see [`Zeros::emit`]).
 ///
 /// ```
 /// # use weir_sdk::spec::*;
@@ -201,13 +201,20 @@ fn initial_series(i: usize, m: &MetricSpec, kind: Kind) -> Result<Vec<Vec<String
 /// let mut f = weir_sdk::Families::default();
 /// let mut zeros = Zeros::new(&declare_metrics(&m, &mut f).unwrap());
 /// let mut out = weir_sdk::Output::for_families(&f);
-/// zeros.emit(&mut out);
+/// zeros.emit("app.log", &mut out);
 /// assert_eq!(out.len(), 3); // errors_total, {status="200"}, {status="500"}: add 0
-/// zeros.emit(&mut out);
-/// assert_eq!(out.len(), 3); // only once
+/// zeros.emit("app.log", &mut out);
+/// assert_eq!(out.len(), 3); // once per origin
 /// ```
 #[derive(Debug, Clone, Default)]
-pub struct Zeros(Vec<(FamilyId, Vec<String>)>);
+pub struct Zeros {
+    series: Vec<(FamilyId, Vec<String>)>,
+    origins: HashSet<String>,
+}
+
+/// Origins remembered by [`Zeros`]; past it they are forgotten and the
+/// zeros sent again, which changes nothing.
+const MAX_ORIGINS: usize = 4096;
 
 impl Zeros {
     /// Gather the series from what [`declare_metrics`] returned.
@@ -219,34 +226,45 @@ impl Zeros {
         let mut fams: Vec<&Declared> = declared.values().collect();
         fams.sort_by_key(|d| d.id.0);
         fams.dedup_by_key(|d| d.id.0);
-        Zeros(
-            fams.into_iter()
+        Zeros {
+            series: fams
+                .into_iter()
                 .flat_map(|d| d.initial.iter().map(|l| (d.id, l.clone())))
                 .collect(),
-        )
+            origins: HashSet::new(),
+        }
     }
 
-    /// Whether there is nothing (left) to create.
+    /// Whether there is nothing to create.
     ///
     /// ```
     /// assert!(weir_sdk::spec::Zeros::default().is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.series.is_empty()
     }
 
-    /// Add 0 to each series, the first time only: the host creates a
-    /// series at its first update, and adding 0 leaves one that exists
-    /// (after a plugin restart or a reload) as it is. Call it at the start
-    /// of every call: the first one creates them.
+    /// Add 0 to each series, the first time a batch comes from `origin`:
+    /// the host creates a series at its first update, with the labels of
+    /// the input it came from (a container log's `namespace`, `pod`, ...),
+    /// so each origin gets its own zeros; adding 0 leaves a series that
+    /// exists (another file of a glob, a plugin restart, a reload) as it
+    /// is. Call it at the start of every call.
     ///
     /// ```
     /// let mut z = weir_sdk::spec::Zeros::default();
-    /// z.emit(&mut weir_sdk::Output::new());
+    /// z.emit("stdin", &mut weir_sdk::Output::new());
     /// ```
-    pub fn emit(&mut self, out: &mut crate::Output) {
-        for (f, labels) in self.0.drain(..) {
-            out.add(f, &labels, 0.0);
+    pub fn emit(&mut self, origin: &str, out: &mut crate::Output) {
+        if self.series.is_empty() || self.origins.contains(origin) {
+            return;
+        }
+        if self.origins.len() >= MAX_ORIGINS {
+            self.origins.clear();
+        }
+        self.origins.insert(origin.to_string());
+        for (f, labels) in &self.series {
+            out.add(*f, labels, 0.0);
         }
     }
 }
