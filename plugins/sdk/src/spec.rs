@@ -1,6 +1,7 @@
 //! Metric declarations as config-driven plugins take them from their
 //! settings (`[[...config.metrics]]` tables): name, type, help, unit,
-//! labels, buckets.
+//! labels, buckets, and the series to create at zero (`initial`, see
+//! [`Zeros`]). A counter named without `_total` is declared with it.
 use crate::{Families, FamilyId, Kind};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
