@@ -436,7 +436,7 @@ fn settings_errors_name_the_toml_line_and_key() {
     let rx = d.join("regex.toml");
     assert!(
         err.contains(&format!(
-            "{}:12: key pipeline.rx.config.rules[1]: ",
+            "{}:13: key pipeline.rx.config.rules[1].regex: ",
             rx.display()
         )) && err.contains("invalid regex"),
         "{err}"
@@ -451,7 +451,7 @@ fn settings_errors_name_the_toml_line_and_key() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains(&format!(
-            "{}:12: key pipeline.rx.config.rules[1]: ",
+            "{}:13: key pipeline.rx.config.rules[1].regex: ",
             rx.display()
         )),
         "{err}"

@@ -238,6 +238,8 @@ pub struct JsonLog {
     format: Format,
     fields: Trie,
     rules: Vec<Rule>,
+    /// The metrics' `initial` series, created at 0 by the first call.
+    zeros: weir_sdk::spec::Zeros,
 }
 
 fn rule_name(i: usize, r: &RuleConfig) -> String {
@@ -566,6 +568,7 @@ impl JsonLog {
             format,
             fields,
             rules,
+            zeros: weir_sdk::spec::Zeros::new(&by_name),
         })
     }
 
@@ -628,6 +631,7 @@ impl LogPlugin for JsonLog {
                 Format::Logfmt => Cow::Borrowed(l.as_str()),
             })
             .collect();
+        self.zeros.emit(&batch.origin, out);
         let mut slots = Vec::new();
         for line in &lines {
             self.line(line, &mut slots, out);

@@ -147,6 +147,108 @@ fn decimal_product(a: f64, b: f64) -> f64 {
     format!("{sign}{d}e{}", ea + eb).parse().unwrap_or(a * b)
 }
 
+/// `a + b`, `a - b`, `a * b` and `a / b` computed on the shortest decimals
+/// of `a` and `b` and rounded once, so `0.1 + 0.2` is `0.3` and
+/// `350 / 1000` and `350 * 0.001` are both `0.35`, the number a config's
+/// `0.35` parses to. A quotient that is no finite decimal (`1 / 3`) is the
+/// ordinary correctly rounded `f64` quotient; so is anything too large for
+/// exact digits. `None` for a division by zero.
+///
+/// ```
+/// use weir_sdk::units::{exact, Op};
+/// assert_eq!(0.1 + 0.2, 0.30000000000000004);
+/// assert_eq!(exact(Op::Add, 0.1, 0.2), Some(0.3));
+/// assert_eq!(exact(Op::Mul, 350.0, 0.001), Some(0.35));
+/// assert_eq!(exact(Op::Div, 0.35, 1000.0), Some(0.00035));
+/// assert_eq!(exact(Op::Div, 1.0, 0.0), None);
+/// ```
+pub fn exact(op: Op, a: f64, b: f64) -> Option<f64> {
+    let plain = match op {
+        Op::Add => a + b,
+        Op::Sub => a - b,
+        Op::Mul => a * b,
+        Op::Div => {
+            if b == 0.0 {
+                return None;
+            }
+            a / b
+        }
+    };
+    if !a.is_finite() || !b.is_finite() || a == 0.0 || b == 0.0 {
+        return Some(plain);
+    }
+    Some(match op {
+        Op::Add => decimal_sum(a, b).unwrap_or(plain),
+        Op::Sub => decimal_sum(a, -b).unwrap_or(plain),
+        Op::Mul => decimal_product(a, b),
+        Op::Div => decimal_quotient(a, b).unwrap_or(plain),
+    })
+}
+
+/// An operation of [`exact`].
+///
+/// ```
+/// use weir_sdk::units::{exact, Op};
+/// assert_eq!(exact(Op::Sub, 0.3, 0.1), Some(0.2));
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `+`
+    Add,
+    /// `-`
+    Sub,
+    /// `*`
+    Mul,
+    /// `/`
+    Div,
+}
+
+fn pow10(n: u32) -> Option<u128> {
+    10u128.checked_pow(n)
+}
+
+fn decimal_sum(a: f64, b: f64) -> Option<f64> {
+    let (na, da, ea) = decimal(a);
+    let (nb, db, eb) = decimal(b);
+    let e = ea.min(eb);
+    let da = da.checked_mul(pow10(u32::try_from(ea - e).ok()?)?)?;
+    let db = db.checked_mul(pow10(u32::try_from(eb - e).ok()?)?)?;
+    let sa = i128::try_from(da).ok()?;
+    let sb = i128::try_from(db).ok()?;
+    let sum = (if na { -sa } else { sa }).checked_add(if nb { -sb } else { sb })?;
+    if sum == 0 {
+        return Some(0.0);
+    }
+    format!("{sum}e{e}").parse().ok()
+}
+
+fn decimal_quotient(a: f64, b: f64) -> Option<f64> {
+    let (na, da, ea) = decimal(a);
+    let (nb, db, eb) = decimal(b);
+    // da / db is a finite decimal when db = 2^p 5^q: da * 2^(k-p) 5^(k-q) / 10^k.
+    let (mut rest, mut p, mut q) = (db, 0u32, 0u32);
+    while rest % 2 == 0 {
+        rest /= 2;
+        p += 1;
+    }
+    while rest % 5 == 0 {
+        rest /= 5;
+        q += 1;
+    }
+    if rest != 1 {
+        return None;
+    }
+    let k = p.max(q);
+    let m = 2u128
+        .checked_pow(k - p)?
+        .checked_mul(5u128.checked_pow(k - q)?)?;
+    let d = da.checked_mul(m)?;
+    let sign = if na != nb { "-" } else { "" };
+    format!("{sign}{d}e{}", ea - eb - i32::try_from(k).ok()?)
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -186,6 +288,30 @@ mod tests {
             let tenth = f64::from(ms) + 0.5;
             let want: f64 = format!("{}.{:03}5", ms / 1000, ms % 1000).parse().unwrap();
             assert_eq!(s(0.001).apply(tenth), want, "{tenth}");
+        }
+    }
+
+    #[test]
+    fn exact_arithmetic_is_decimal() {
+        let x = |op, a, b| exact(op, a, b).expect("no division by zero");
+        assert_eq!(x(Op::Sub, 1500.0, 1150.0), 350.0);
+        assert_eq!(x(Op::Sub, 0.3, 0.1), 0.2);
+        assert_ne!(0.3 - 0.1, 0.2);
+        assert_eq!(x(Op::Add, -0.1, -0.2), -0.3);
+        assert_eq!(x(Op::Add, 0.1, -0.1), 0.0);
+        assert_eq!(x(Op::Div, 350.0, 1000.0), 0.35);
+        assert_eq!(x(Op::Div, 0.35, 1000.0), 0.00035);
+        assert_eq!(x(Op::Div, 3.0, 8.0), 0.375);
+        assert_eq!(x(Op::Div, 1.0, 3.0), 1.0 / 3.0);
+        assert_eq!(x(Op::Div, -7.0, 0.5), -14.0);
+        assert_eq!(x(Op::Mul, 0.35, 60.0), 21.0);
+        assert_eq!(x(Op::Add, 1e300, 1.0), 1e300);
+        assert_eq!(x(Op::Add, f64::MAX, f64::MAX), f64::INFINITY);
+        assert_eq!(exact(Op::Div, 1.0, 0.0), None);
+        assert_eq!(exact(Op::Div, 0.0, -0.0), None);
+        for ms in 0..20_000u32 {
+            let want: f64 = format!("{}.{:03}", ms / 1000, ms % 1000).parse().unwrap();
+            assert_eq!(x(Op::Div, f64::from(ms), 1000.0), want, "{ms}");
         }
     }
 
