@@ -498,6 +498,7 @@ impl Worker {
     }
 
     fn run_log(mut self, mut slot: Option<Instance>, mut rx: mpsc::Receiver<Batch>) {
+        self.first_empty_call(&mut slot);
         // Drain until every sender is gone, so lines read before a stop
         // are still counted and acknowledged.
         while let Some(batch) = rx.blocking_recv() {
@@ -533,6 +534,36 @@ impl Worker {
             drop(gate);
             if let Some(cp) = &checkpoints {
                 cp.persist_if_due();
+            }
+        }
+    }
+
+    /// One call with no lines, right after the start, so that what a
+    /// plugin creates at its first call (the SDK's `initial` series, at 0:
+    /// a counter without labels) is exposed from the start, not from the
+    /// first line: `absent()` and `increase()` alerts then work before
+    /// anything was logged. Skipped where the source labels each input
+    /// (container logs: the series need a pod's labels). A failed call is
+    /// counted like any other, and nothing is retried.
+    ///
+    /// Only for the built-in plugins, which are known to take a call with
+    /// no lines as one: a plugin file may do work at every call whatever
+    /// it is given (and no plugin was ever called without lines before),
+    /// so it is not surprised with one.
+    fn first_empty_call(&mut self, slot: &mut Option<Instance>) {
+        let builtin = matches!(self.spec.plugin, crate::config::PluginRef::Builtin(_));
+        if !builtin || !self.spec.source_labels().is_empty() {
+            return;
+        }
+        let Some(inst) = slot.as_mut() else { return };
+        let t = Instant::now();
+        let result = inst.on_lines("", &mut Vec::new());
+        self.stats.observe_call(t.elapsed().as_secs_f64());
+        match result {
+            Ok(out) => self.apply(out, Semantics::Events, &[]),
+            Err(e) => {
+                tracing::debug!("{}: the call with no lines at start failed: {e}", self.desc());
+                self.failed(slot, &e);
             }
         }
     }

@@ -665,7 +665,10 @@ fn asterdrive_log_process_and_probes() {
     let lines = lines_of(&log_text) as f64;
     let agent = Agent::start(&dir, &tmp.path().join("state"));
     let s = agent.wait_for(60, "the sample read, the process and both probes", |s| {
+        // Lines read are counted before the plugin applied them: wait
+        // for the requests too.
         s.val("weir_source_lines_total", &[("pipeline", "asterdrive")]) >= lines
+            && series_of(s, "http_requests_total").len() == exp.requests.len()
             && s.get("process_up", &[("service", "asterdrive")]) == Some(1.0)
             && s.get("asterdrive_up", &[("probe", "health")]) == Some(1.0)
             && s.get("asterdrive_up", &[("probe", "ready")]) == Some(1.0)
