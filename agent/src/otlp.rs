@@ -1,0 +1,210 @@
+//! Pushing metrics to OpenTelemetry collectors and backends over
+//! OTLP/HTTP: a protobuf `ExportMetricsServiceRequest` per POST to the
+//! configured `endpoint` (`.../v1/metrics`), `Content-Type:
+//! application/x-protobuf`, gzip unless `compression = "none"`.
+//!
+//! The message types are the `opentelemetry-proto` crate's prost types;
+//! its generated code ships in the crate, so there is no protoc step, and
+//! only its messages are used (no tonic runtime, no SDK aggregation: weir
+//! owns aggregation, and pushes what `/metrics` serves).
+//!
+//! Every interval the agent's families are walked as for `/metrics` (see
+//! [`crate::outputs::otlp`] for the mapping) and queued, one OTLP metric
+//! per family; the queue, retries, back-off and reloads are those of
+//! remote write ([`crate::push`]), bounded in data points.
+use crate::agent::Agent;
+use crate::config::{Auth, Compression, OtlpSettings};
+use crate::push::PushStats;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
+use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use crate::outputs::otlp::{attr, points};
+
+/// The running OTLP targets, changed by reloads.
+pub type Writers = crate::push::Writers<OtlpSettings>;
+
+/// Nanoseconds since the Unix epoch (0 before it).
+pub fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// The host's name, for the default `host.name`; None when it cannot be
+/// read.
+pub fn hostname() -> Option<String> {
+    let h = std::fs::read_to_string("/proc/sys/kernel/hostname").ok()?;
+    let h = h.trim();
+    (!h.is_empty()).then(|| h.to_string())
+}
+
+/// The resource attributes of a target: `service.name = "weir"` and
+/// `host.name` unless the config gives them, then the config's, sorted by
+/// name.
+pub fn resource_attributes(s: &OtlpSettings) -> Vec<KeyValue> {
+    let mut all: BTreeMap<String, String> = BTreeMap::new();
+    all.insert("service.name".into(), "weir".into());
+    if let Some(h) = hostname() {
+        all.insert("host.name".into(), h);
+    }
+    for (k, v) in &s.resource_attributes {
+        all.insert(k.clone(), v.clone());
+    }
+    all.iter().map(|(k, v)| attr(k, v)).collect()
+}
+
+/// The agent's families for `s` at `now`, one OTLP metric each, after
+/// `keep` and `drop`.
+pub fn collect(agent: &Agent, s: &OtlpSettings, now: SystemTime) -> Vec<Metric> {
+    let keep = |name: &str| {
+        (s.keep.is_empty() || s.keep.iter().any(|r| r.is_match(name)))
+            && !s.drop.iter().any(|r| r.is_match(name))
+    };
+    let mut w =
+        crate::outputs::otlp::Writer::new(&keep, unix_nanos(agent.started), unix_nanos(now));
+    agent.write::<crate::outputs::otlp::Rules>(&mut w);
+    w.out
+}
+
+/// One request's message: one resource, one scope (`weir`), `metrics`.
+pub fn request(resource: Vec<KeyValue>, metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
+    ExportMetricsServiceRequest {
+        resource_metrics: vec![ResourceMetrics {
+            resource: Some(Resource {
+                attributes: resource,
+                ..Default::default()
+            }),
+            scope_metrics: vec![ScopeMetrics {
+                scope: Some(InstrumentationScope {
+                    name: "weir".into(),
+                    version: env!("CARGO_PKG_VERSION").into(),
+                    ..Default::default()
+                }),
+                metrics,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+impl crate::push::Target for OtlpSettings {
+    type Item = Metric;
+    const WHAT: &'static str = "OTLP";
+    const KEY: &'static str = "otlp";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn url(&self) -> &str {
+        &self.endpoint
+    }
+    fn interval(&self) -> Duration {
+        self.interval
+    }
+    fn timeout(&self) -> Duration {
+        self.timeout
+    }
+    fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+    fn headers(&self) -> &BTreeMap<String, String> {
+        &self.headers
+    }
+    fn auth(&self) -> Option<&Auth> {
+        self.auth.as_ref()
+    }
+    fn max_queue(&self) -> usize {
+        self.max_queue_points
+    }
+    fn max_per_send(&self) -> usize {
+        self.max_points_per_send
+    }
+    fn points(item: &Metric) -> usize {
+        points(item)
+    }
+    fn collect(&self, agent: &Agent, now: SystemTime) -> Vec<Metric> {
+        collect(agent, self, now)
+    }
+    fn encode(&self, batch: &[Metric]) -> Result<(Vec<u8>, Vec<(&'static str, String)>), String> {
+        let body = request(resource_attributes(self), batch.to_vec()).encode_to_vec();
+        let mut headers = vec![("Content-Type", "application/x-protobuf".to_string())];
+        let body = match self.compression {
+            Compression::None => body,
+            Compression::Gzip => {
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gz.write_all(&body)
+                    .and_then(|_| gz.finish())
+                    .map(|b| {
+                        headers.push(("Content-Encoding", "gzip".to_string()));
+                        b
+                    })
+                    .map_err(|e| format!("gzip: {e}"))?
+            }
+        };
+        Ok((body, headers))
+    }
+    fn of(cfg: &crate::config::AgentSettings) -> &[Self] {
+        &cfg.otlp
+    }
+    fn publish(agent: &Agent, figures: Vec<(String, Arc<PushStats>)>) {
+        *agent.otlp.lock() = figures;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::push::Target;
+
+    fn settings() -> OtlpSettings {
+        OtlpSettings {
+            name: "t".into(),
+            endpoint: "http://127.0.0.1:4318/v1/metrics".into(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            headers: BTreeMap::new(),
+            auth: None,
+            resource_attributes: [("service.name".to_string(), "edge".to_string())].into(),
+            keep: vec![],
+            drop: vec![],
+            max_queue_points: 10,
+            max_points_per_send: 10,
+            compression: Compression::Gzip,
+            ca_file: None,
+        }
+    }
+
+    #[test]
+    fn config_attributes_override_the_defaults() {
+        let a = resource_attributes(&settings());
+        assert!(a.contains(&attr("service.name", "edge")), "{a:?}");
+        assert!(!a.contains(&attr("service.name", "weir")), "{a:?}");
+        if let Some(h) = hostname() {
+            assert!(a.contains(&attr("host.name", &h)), "{a:?}");
+        }
+    }
+
+    #[test]
+    fn the_body_is_a_gzipped_export_request_that_decodes_back() {
+        let s = settings();
+        let m = Metric {
+            name: "x".into(),
+            ..Default::default()
+        };
+        let (body, headers) = s.encode(std::slice::from_ref(&m)).expect("encode");
+        assert!(headers.contains(&("Content-Encoding", "gzip".to_string())));
+        let mut raw = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut raw)
+            .expect("gunzip");
+        let back = ExportMetricsServiceRequest::decode(&raw[..]).expect("decode");
+        assert_eq!(back, request(resource_attributes(&s), vec![m]));
+    }
+}

@@ -1,0 +1,487 @@
+//! Pushing by OTLP/HTTP: a receiver started here, written in Python with
+//! the official OpenTelemetry protobuf definitions (`opentelemetry-proto`
+//! from PyPI, installed by ./dev setup), decodes every request weir sends
+//! from a regex-log pipeline on a real file; every value, start time,
+//! attribute, bucket and flag is checked against what the test wrote. A
+//! receiver that answers 503 for a while loses nothing within the queue
+//! bound; one that answers 400 is not retried.
+use crate::support::*;
+use serde_json::Value as J;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// The receiver; killed when dropped.
+struct Receiver {
+    child: Child,
+    port: u16,
+    out: PathBuf,
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Receiver {
+    fn start(dir: &Path, args: &[&str]) -> Receiver {
+        let out = dir.join(format!("otlp-{}.jsonl", args.join("_")));
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/otlp_receiver.py");
+        let mut child = Command::new(crate::reexpose::python())
+            .arg(&script)
+            .arg(&out)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(dir.join("receiver.log")).expect("log"))
+            .spawn()
+            .expect("python");
+        let mut line = String::new();
+        let stdout = child.stdout.take().expect("stdout");
+        BufReader::new(stdout).read_line(&mut line).expect("port");
+        let port = line.trim().parse().unwrap_or_else(|_| {
+            panic!(
+                "the receiver did not start (is opentelemetry-proto installed? ./dev setup): {}",
+                std::fs::read_to_string(dir.join("receiver.log")).unwrap_or_default()
+            )
+        });
+        Receiver { child, port, out }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/v1/metrics", self.port)
+    }
+
+    fn target(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Every request so far, in arrival order.
+    fn requests(&self) -> Vec<J> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
+
+const LOG_CONFIG: &str = r#"
+[pipeline.app]
+plugin = "regex-log"
+source = { type = "file", paths = ["app.log"], start_at = "beginning" }
+
+[[pipeline.app.config.metrics]]
+name = "app_requests_total"
+type = "counter"
+help = "Requests by method."
+labels = ["method"]
+
+[[pipeline.app.config.metrics]]
+name = "app_request_duration_seconds"
+type = "histogram"
+unit = "seconds"
+help = "Request time."
+labels = ["method"]
+buckets = [0.1, 0.5, 2]
+
+[[pipeline.app.config.metrics]]
+name = "app_queue_depth"
+type = "gauge"
+help = "Queue depth at the last request."
+
+[[pipeline.app.config.rules]]
+regex = '^req (?P<method>[A-Z]+) (?P<took>[\d.]+) depth=(?P<depth>\d+)$'
+
+[[pipeline.app.config.rules.emit]]
+metric = "app_requests_total"
+
+[[pipeline.app.config.rules.emit]]
+metric = "app_request_duration_seconds"
+value = "took"
+
+[[pipeline.app.config.rules.emit]]
+metric = "app_queue_depth"
+value = "depth"
+"#;
+
+fn setup(otlp: &str) -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let conf = tmp.path().join("conf");
+    std::fs::create_dir_all(&conf).expect("mkdir");
+    std::fs::write(conf.join("weir.toml"), format!("{otlp}\n{LOG_CONFIG}")).expect("w");
+    (tmp, conf)
+}
+
+fn nanos(v: &J) -> u64 {
+    v.as_str()
+        .and_then(|s| s.parse().ok())
+        .or_else(|| v.as_u64())
+        .unwrap_or_else(|| panic!("not a uint64: {v}"))
+}
+
+fn attrs(list: &J) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = list
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|kv| {
+                    (
+                        kv["key"].as_str().unwrap_or("").to_string(),
+                        kv["value"]["string_value"]
+                            .as_str()
+                            .unwrap_or("?")
+                            .to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// The metrics of one request, by name.
+fn metrics(req: &J) -> Vec<&J> {
+    let rm = &req["request"]["resource_metrics"];
+    assert_eq!(rm.as_array().map(Vec::len), Some(1), "{req}");
+    let sm = &rm[0]["scope_metrics"];
+    assert_eq!(sm.as_array().map(Vec::len), Some(1), "{req}");
+    assert_eq!(sm[0]["scope"]["name"], "weir");
+    sm[0]["metrics"]
+        .as_array()
+        .map(|a| a.iter().collect())
+        .unwrap_or_default()
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .expect("hostname")
+        .trim()
+        .to_string()
+}
+
+/// The lines, and what they make: (method, took, depth).
+fn lines() -> (String, Vec<(&'static str, f64, u32)>) {
+    let mut rng = Rng(0x07_1b);
+    let mut out = String::new();
+    let mut recs = Vec::new();
+    for _ in 0..57 {
+        let method = ["GET", "POST"][rng.below(2) as usize];
+        // 0.05, 0.3, 1.0 or 7.0: one per bucket and one past the last.
+        let took = [0.05, 0.3, 1.0, 7.0][rng.below(4) as usize];
+        let depth = rng.below(20) as u32;
+        out.push_str(&format!("req {method} {took} depth={depth}\n"));
+        recs.push((method, took, depth));
+    }
+    // A line that matches nothing.
+    out.push_str("noise\n");
+    (out, recs)
+}
+
+#[test]
+fn collector_receives_every_value_start_time_and_attribute() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rx = Receiver::start(tmp.path(), &[]);
+    let (_t, conf) = setup(&format!(
+        r#"[[otlp]]
+endpoint = "{}"
+interval = "300ms"
+timeout = "2s"
+keep = ["^app_"]
+headers = {{ X-Tenant = "team-a" }}
+resource_attributes = {{ "deployment.environment" = "test", "service.instance.id" = "i-1" }}
+"#,
+        rx.endpoint()
+    ));
+    let (text, recs) = lines();
+    std::fs::write(conf.join("app.log"), &text).expect("w");
+    let before = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
+    let agent = Agent::start(&conf, &tmp.path().join("state"));
+    let target = rx.target();
+    agent.wait_for(30, "pushes accepted", |s| {
+        s.val(
+            "weir_otlp_requests_total",
+            &[("target", &target), ("code", "200")],
+        ) >= 4.0
+            && s.val("weir_source_lines_total", &[("pipeline", "app")]) == 58.0
+    });
+    // Two more pushes after every line was read.
+    let n0 = rx.requests().len();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while rx.requests().len() < n0 + 2 {
+        assert!(Instant::now() < deadline, "no further pushes");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let after = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_nanos() as u64;
+    let reqs = rx.requests();
+    let mut start: Option<u64> = None;
+    let mut last_time = 0u64;
+    for r in &reqs {
+        assert_eq!(r["status"], 200, "{r}");
+        assert!(r.get("error").is_none(), "{r}");
+        assert_eq!(r["path"], "/v1/metrics");
+        assert_eq!(r["content_type"], "application/x-protobuf");
+        assert_eq!(r["content_encoding"], "gzip");
+        assert_eq!(r["x_tenant"], "team-a");
+        let res = attrs(&r["request"]["resource_metrics"][0]["resource"]["attributes"]);
+        assert_eq!(
+            res,
+            [
+                ("deployment.environment".to_string(), "test".to_string()),
+                ("host.name".into(), hostname()),
+                ("service.instance.id".into(), "i-1".into()),
+                ("service.name".into(), "weir".into()),
+            ]
+        );
+        let ms = metrics(r);
+        // keep = ["^app_"]: the agent's own families are not sent.
+        assert!(
+            ms.iter()
+                .all(|m| m["name"].as_str().is_some_and(|n| n.starts_with("app_"))),
+            "{r}"
+        );
+        let mut times = Vec::new();
+        for m in &ms {
+            for kind in ["sum", "gauge", "histogram", "summary"] {
+                for p in m[kind]["data_points"].as_array().into_iter().flatten() {
+                    let (s, t) = (
+                        nanos(&p["start_time_unix_nano"]),
+                        nanos(&p["time_unix_nano"]),
+                    );
+                    assert!(s <= t, "start {s} after time {t}: {m}");
+                    // The agent's start: after the test began, the same in
+                    // every push.
+                    assert!(s >= before - 1_000_000_000 && s <= after, "{s}");
+                    assert_eq!(*start.get_or_insert(s), s, "start time changed: {m}");
+                    times.push(t);
+                }
+            }
+        }
+        // One collection per request here (few points): one time.
+        times.dedup();
+        assert!(times.len() <= 1, "{times:?}");
+        if let Some(t) = times.first() {
+            assert!(*t > last_time && *t <= after, "{t} after {last_time}");
+            last_time = *t;
+        }
+    }
+    // The last push has every line.
+    let last = reqs.last().expect("a request");
+    let ms = metrics(last);
+    let by_name = |n: &str| -> &J {
+        ms.iter()
+            .find(|m| m["name"] == n)
+            .unwrap_or_else(|| panic!("no {n} in {last}"))
+    };
+    // Counter: a monotonic cumulative Sum, named as in Prometheus.
+    let c = by_name("app_requests_total");
+    assert_eq!(c["description"], "Requests by method.");
+    assert_eq!(c["sum"]["is_monotonic"], true);
+    assert_eq!(
+        c["sum"]["aggregation_temporality"],
+        "AGGREGATION_TEMPORALITY_CUMULATIVE"
+    );
+    assert_eq!(
+        attrs(&c["metadata"]),
+        [("prometheus.type".into(), "counter".into())]
+    );
+    for method in ["GET", "POST"] {
+        let want = recs.iter().filter(|r| r.0 == method).count() as f64;
+        let p = c["sum"]["data_points"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| attrs(&p["attributes"]) == [("method".to_string(), method.to_string())])
+            .unwrap_or_else(|| panic!("no {method} point: {c}"));
+        assert_eq!(p["as_double"].as_f64(), Some(want), "{p}");
+    }
+    // Gauge: the last depth.
+    let g = by_name("app_queue_depth");
+    let gp = &g["gauge"]["data_points"][0];
+    assert_eq!(
+        gp["as_double"].as_f64(),
+        Some(recs[recs.len() - 1].2 as f64)
+    );
+    assert_eq!(attrs(&gp["attributes"]), []);
+    // Histogram: cumulative, bounds as declared, counts per bucket.
+    let h = by_name("app_request_duration_seconds");
+    assert_eq!(h["unit"], "s");
+    assert_eq!(
+        h["histogram"]["aggregation_temporality"],
+        "AGGREGATION_TEMPORALITY_CUMULATIVE"
+    );
+    for method in ["GET", "POST"] {
+        let mine: Vec<f64> = recs.iter().filter(|r| r.0 == method).map(|r| r.1).collect();
+        let bounds = [0.1, 0.5, 2.0];
+        let mut want = [0u64; 4];
+        for v in &mine {
+            let i = bounds.iter().position(|b| v <= b).unwrap_or(3);
+            want[i] += 1;
+        }
+        let p = h["histogram"]["data_points"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| attrs(&p["attributes"]) == [("method".to_string(), method.to_string())])
+            .unwrap_or_else(|| panic!("no {method} point: {h}"));
+        let got: Vec<f64> = p["explicit_bounds"]
+            .as_array()
+            .expect("bounds")
+            .iter()
+            .filter_map(J::as_f64)
+            .collect();
+        assert_eq!(got, bounds);
+        let counts: Vec<u64> = p["bucket_counts"]
+            .as_array()
+            .expect("counts")
+            .iter()
+            .map(nanos)
+            .collect();
+        assert_eq!(counts, want, "{p}");
+        assert_eq!(nanos(&p["count"]), mine.len() as u64);
+        let sum: f64 = mine.iter().sum();
+        assert!(
+            (p["sum"].as_f64().unwrap_or(f64::NAN) - sum).abs() < 1e-9,
+            "{p}"
+        );
+    }
+    let s = agent.scrape();
+    assert!(s.val("weir_otlp_points_sent_total", &[("target", &target)]) > 0.0);
+    assert_eq!(
+        s.val("weir_otlp_points_dropped_total", &[("target", &target)]),
+        0.0
+    );
+    assert_eq!(
+        s.val("weir_otlp_points_failed_total", &[("target", &target)]),
+        0.0
+    );
+}
+
+#[test]
+fn points_collected_while_the_receiver_answers_503_all_arrive() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    // 503 with Retry-After: 1 for the first 4 requests (about 4 s of
+    // collections at 250 ms: well within the queue bound).
+    let rx = Receiver::start(tmp.path(), &["--fail-first", "4"]);
+    let (_t, conf) = setup(&format!(
+        "[[otlp]]\nendpoint = \"{}\"\ninterval = \"250ms\"\ncompression = \"none\"\nkeep = [\"^app_\"]\nmax_queue_points = 100000\n",
+        rx.endpoint()
+    ));
+    let (text, _) = lines();
+    std::fs::write(conf.join("app.log"), &text).expect("w");
+    let agent = Agent::start(&conf, &tmp.path().join("state"));
+    let target = rx.target();
+    let s = agent.wait_for(40, "accepted after the outage", |s| {
+        s.val(
+            "weir_otlp_requests_total",
+            &[("target", &target), ("code", "200")],
+        ) >= 3.0
+            && s.val("weir_otlp_queue_points", &[("target", &target)]) < 10.0
+    });
+    assert_eq!(
+        s.val(
+            "weir_otlp_requests_total",
+            &[("target", &target), ("code", "503")]
+        ),
+        4.0
+    );
+    assert!(s.val("weir_otlp_points_retried_total", &[("target", &target)]) > 0.0);
+    assert_eq!(
+        s.val("weir_otlp_points_dropped_total", &[("target", &target)]),
+        0.0
+    );
+    assert_eq!(
+        s.val("weir_otlp_points_failed_total", &[("target", &target)]),
+        0.0
+    );
+    // Every collection a 503 answered arrived later in an accepted
+    // request: compare the (metric, time) pairs.
+    let reqs = rx.requests();
+    let pairs = |ok: bool| -> std::collections::BTreeSet<(String, u64)> {
+        reqs.iter()
+            .filter(|r| (r["status"] == 200) == ok)
+            .flat_map(|r| metrics(r).into_iter().cloned().collect::<Vec<_>>())
+            .flat_map(|m| {
+                let name = m["name"].as_str().unwrap_or("").to_string();
+                ["sum", "gauge", "histogram"]
+                    .iter()
+                    .flat_map(|k| m[*k]["data_points"].as_array().cloned().unwrap_or_default())
+                    .map(|p| (name.clone(), nanos(&p["time_unix_nano"])))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let refused = pairs(false);
+    let accepted = pairs(true);
+    assert!(refused.len() >= 3, "{refused:?}");
+    let lost: Vec<_> = refused.difference(&accepted).collect();
+    assert!(lost.is_empty(), "lost in the outage: {lost:?}");
+    // Retry-After: 1 was honoured (back-off alone would retry after 0.1,
+    // 0.2, 0.4, 0.8 s): the first accepted request carries collections
+    // from at least 3 s after the first refused one.
+    let first_refused = refused.iter().map(|p| p.1).min().unwrap_or(0);
+    let first_ok = reqs
+        .iter()
+        .find(|r| r["status"] == 200)
+        .expect("an accepted request");
+    let newest = metrics(first_ok)
+        .iter()
+        .flat_map(|m| {
+            ["sum", "gauge", "histogram"]
+                .iter()
+                .flat_map(|k| m[*k]["data_points"].as_array().cloned().unwrap_or_default())
+                .map(|p| nanos(&p["time_unix_nano"]))
+                .collect::<Vec<_>>()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        newest >= first_refused + 3_000_000_000,
+        "retried too soon: {} ms",
+        newest.saturating_sub(first_refused) / 1_000_000
+    );
+}
+
+#[test]
+fn a_receiver_that_answers_400_is_not_retried() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rx = Receiver::start(tmp.path(), &["--status", "400"]);
+    let (_t, conf) = setup(&format!(
+        "[[otlp]]\nendpoint = \"{}\"\ninterval = \"200ms\"\nkeep = [\"^app_\"]\n",
+        rx.endpoint()
+    ));
+    std::fs::write(conf.join("app.log"), lines().0).expect("w");
+    let agent = Agent::start(&conf, &tmp.path().join("state"));
+    let target = rx.target();
+    let s = agent.wait_for(30, "refusals counted", |s| {
+        s.val(
+            "weir_otlp_requests_total",
+            &[("target", &target), ("code", "400")],
+        ) >= 3.0
+    });
+    assert!(s.val("weir_otlp_points_failed_total", &[("target", &target)]) > 0.0);
+    assert_eq!(
+        s.val("weir_otlp_points_retried_total", &[("target", &target)]),
+        0.0
+    );
+    // One request per collection, never the same collection twice.
+    let reqs = rx.requests();
+    let mut times: Vec<u64> = reqs
+        .iter()
+        .flat_map(|r| metrics(r).into_iter().cloned().collect::<Vec<_>>())
+        .filter(|m| m["name"] == "app_queue_depth")
+        .map(|m| nanos(&m["gauge"]["data_points"][0]["time_unix_nano"]))
+        .collect();
+    let n = times.len();
+    times.dedup();
+    assert_eq!(times.len(), n, "a refused collection was sent again");
+}
