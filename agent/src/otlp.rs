@@ -133,7 +133,7 @@ impl crate::push::Target for OtlpSettings {
     fn collect(&self, agent: &Agent, now: SystemTime) -> Vec<Metric> {
         collect(agent, self, now)
     }
-    fn encode(&self, batch: &[Metric]) -> Result<(Vec<u8>, Vec<(&'static str, String)>), String> {
+    fn encode(&self, batch: &[Metric]) -> Result<crate::push::Body, String> {
         let body = request(resource_attributes(self), batch.to_vec()).encode_to_vec();
         let mut headers = vec![("Content-Type", "application/x-protobuf".to_string())];
         let body = match self.compression {
@@ -142,10 +142,7 @@ impl crate::push::Target for OtlpSettings {
                 let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
                 gz.write_all(&body)
                     .and_then(|_| gz.finish())
-                    .map(|b| {
-                        headers.push(("Content-Encoding", "gzip".to_string()));
-                        b
-                    })
+                    .inspect(|_| headers.push(("Content-Encoding", "gzip".to_string())))
                     .map_err(|e| format!("gzip: {e}"))?
             }
         };

@@ -30,6 +30,9 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 /// Least time between two log lines about refused requests of one target.
 pub const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(60);
 
+/// A request body and its headers (Content-Type, Content-Encoding, ...).
+pub type Body = (Vec<u8>, Vec<(&'static str, String)>);
+
 /// One kind of push target, implemented by its settings.
 pub trait Target: Clone + PartialEq + Send + Sync + 'static {
     /// What is queued.
@@ -61,10 +64,7 @@ pub trait Target: Clone + PartialEq + Send + Sync + 'static {
     /// The agent's series now, as items.
     fn collect(&self, agent: &Agent, now: SystemTime) -> Vec<Self::Item>;
     /// A request body for `batch`, and its headers (Content-Type, ...).
-    fn encode(
-        &self,
-        batch: &[Self::Item],
-    ) -> Result<(Vec<u8>, Vec<(&'static str, String)>), String>;
+    fn encode(&self, batch: &[Self::Item]) -> Result<Body, String>;
     /// The targets of this kind a configuration asks for.
     fn of(cfg: &AgentSettings) -> &[Self];
     /// Publish the running targets' figures on the agent.

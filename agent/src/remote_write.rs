@@ -78,7 +78,7 @@ impl crate::push::Target for RemoteWriteSettings {
             .unwrap_or(0);
         collect(agent, self, ts)
     }
-    fn encode(&self, batch: &[Series]) -> Result<(Vec<u8>, Vec<(&'static str, String)>), String> {
+    fn encode(&self, batch: &[Series]) -> Result<crate::push::Body, String> {
         let body = snap::raw::Encoder::new()
             .compress_vec(&encode_write_request(batch))
             .map_err(|e| format!("snappy: {e}"))?;
