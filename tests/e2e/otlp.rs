@@ -373,12 +373,14 @@ fn points_collected_while_the_receiver_answers_503_all_arrive() {
     // collections at 250 ms: well within the queue bound).
     let rx = Receiver::start(tmp.path(), &["--fail-first", "4"]);
     let (_t, conf) = setup(&format!(
-        "[[otlp]]\nendpoint = \"{}\"\ninterval = \"250ms\"\ncompression = \"none\"\nkeep = [\"^app_\"]\nmax_queue_points = 100000\n",
+        "[[otlp]]\nendpoint = \"{}\"\ninterval = \"250ms\"\ncompression = \"none\"\nkeep = [\"^app_\"]\nmax_queue_points = 100000\nbearer_token_env = \"WEIR_E2E_OTLP_TOKEN\"\n",
         rx.endpoint()
     ));
     let (text, _) = lines();
     std::fs::write(conf.join("app.log"), &text).expect("w");
-    let agent = Agent::start(&conf, &tmp.path().join("state"));
+    let state = tmp.path().join("state");
+    let agent = Agent::spawn_with(&conf, &state, &state, &[("WEIR_E2E_OTLP_TOKEN", "tok-3")]);
+    agent.wait_ready();
     let target = rx.target();
     let s = agent.wait_for(40, "accepted after the outage", |s| {
         s.val(
@@ -420,6 +422,10 @@ fn points_collected_while_the_receiver_answers_503_all_arrive() {
             })
             .collect()
     };
+    for r in &reqs {
+        assert_eq!(r["authorization"], "Bearer tok-3");
+        assert_eq!(r["content_encoding"], J::Null, "compression = \"none\"");
+    }
     let refused = pairs(false);
     let accepted = pairs(true);
     assert!(refused.len() >= 3, "{refused:?}");
@@ -484,4 +490,70 @@ fn a_receiver_that_answers_400_is_not_retried() {
     let n = times.len();
     times.dedup();
     assert_eq!(times.len(), n, "a refused collection was sent again");
+}
+
+#[test]
+fn a_target_added_by_a_reload_pushes_and_a_new_endpoint_starts_afresh() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let a = Receiver::start(tmp.path(), &[]);
+    let b = Receiver::start(tmp.path(), &["--status", "200"]);
+    let (_t, conf) = setup("");
+    std::fs::write(conf.join("app.log"), lines().0).expect("w");
+    let agent = Agent::start(&conf, &tmp.path().join("state"));
+    let with = |rx: &Receiver| {
+        std::fs::write(
+            conf.join("weir.toml"),
+            format!(
+                "[[otlp]]\nname = \"main\"\nendpoint = \"{}\"\ninterval = \"200ms\"\nbasic_auth = {{ username = \"u\", password_env = \"HOME\" }}\n\n{LOG_CONFIG}",
+                rx.endpoint()
+            ),
+        )
+        .expect("w");
+        agent.signal("HUP");
+    };
+    with(&a);
+    agent.wait_for(20, "pushes to the first endpoint", |s| {
+        s.val(
+            "weir_otlp_requests_total",
+            &[("target", "main"), ("code", "200")],
+        ) >= 2.0
+    });
+    assert!(
+        agent.log_text().contains("otlp_added=[\"main\"]"),
+        "{}",
+        agent.log_text()
+    );
+    let home = std::env::var("HOME").unwrap_or_default();
+    let want = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("u:{home}")
+        )
+    );
+    assert!(a
+        .requests()
+        .iter()
+        .all(|r| r["authorization"] == want.as_str()));
+    // Another endpoint: the target restarts with fresh figures.
+    with(&b);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while b.requests().len() < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "nothing pushed to the new endpoint"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(agent.log_text().contains("otlp_changed=[\"main\"]"));
+    let n = a.requests().len();
+    std::thread::sleep(Duration::from_millis(600));
+    assert_eq!(a.requests().len(), n, "the old endpoint still gets pushes");
+    // Removed: the figures go.
+    std::fs::write(conf.join("weir.toml"), LOG_CONFIG).expect("w");
+    agent.signal("HUP");
+    agent.wait_for(20, "target removed", |s| {
+        s.get("weir_otlp_queue_points", &[("target", "main")])
+            .is_none()
+    });
 }
