@@ -372,6 +372,7 @@ struct RawOtlp {
     max_queue_points: Option<usize>,
     max_points_per_send: Option<usize>,
     compression: Option<String>,
+    encoding: Option<String>,
     ca_file: Option<String>,
 }
 
@@ -1147,6 +1148,17 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                     Compression::Gzip
                 }
             };
+            let encoding = match o.encoding.as_deref() {
+                None | Some("protobuf") => OtlpEncoding::Protobuf,
+                Some("json") => OtlpEncoding::Json,
+                Some(other) => {
+                    bad(
+                        "encoding",
+                        format!("\"{other}\" is not an encoding: \"protobuf\" or \"json\""),
+                    );
+                    OtlpEncoding::Protobuf
+                }
+            };
             let mut dur = |k: &str, v: Option<toml::Value>, d: Duration| match v
                 .map(|v| parse_duration_key(&v))
             {
@@ -1197,6 +1209,7 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 max_queue_points,
                 max_points_per_send,
                 compression,
+                encoding,
                 ca_file: o.ca_file.map(|f| base.join(f)),
             });
         }
@@ -1969,7 +1982,7 @@ mod tests {
         write(
             d.path(),
             "a.toml",
-            "[server]\n\n[[otlp]]\nendpoint = \"http:///v1/metrics\"\nname = \"\"\nmax_points_per_send = 0\ncompression = \"zstd\"\nresource_attributes = { \"\" = \"x\" }\nbearer_token_env = \"WEIR_UNIT_SURELY_UNSET\"\nkeep = [\"(\"]\n\n[[otlp]]\nendpoint = \"http://127.0.0.1:4318/v1/metrics\"\nmax_queue_points = 0\ninterval = \"soon\"\nheaders = { \"Bad Name\" = \"v\" }\n\n[[otlp]]\nendpoint = \"http://127.0.0.1:4318/v1/metrics\"\n",
+            "[server]\n\n[[otlp]]\nendpoint = \"http:///v1/metrics\"\nname = \"\"\nmax_points_per_send = 0\ncompression = \"zstd\"\nresource_attributes = { \"\" = \"x\" }\nbearer_token_env = \"WEIR_UNIT_SURELY_UNSET\"\nkeep = [\"(\"]\n\n[[otlp]]\nendpoint = \"http://127.0.0.1:4318/v1/metrics\"\nmax_queue_points = 0\ninterval = \"soon\"\nheaders = { \"Bad Name\" = \"v\" }\nencoding = \"xml\"\n\n[[otlp]]\nendpoint = \"http://127.0.0.1:4318/v1/metrics\"\n",
         );
         let errs: Vec<String> = load_dir(d.path())
             .err()
@@ -1988,11 +2001,12 @@ mod tests {
             "a.toml:14: otlp[1].max_queue_points: must be at least 1",
             "a.toml:15: otlp[1].interval:",
             "a.toml:16: otlp[1].headers.Bad Name",
-            "a.toml:18: otlp[2].name: target name \"127.0.0.1:4318\" is already taken by otlp[1]",
+            "a.toml:17: otlp[1].encoding: \"xml\" is not an encoding",
+            "a.toml:19: otlp[2].name: target name \"127.0.0.1:4318\" is already taken by otlp[1]",
         ] {
             assert!(errs.iter().any(|e| e.contains(want)), "{want}\n{errs:#?}");
         }
-        assert_eq!(errs.len(), 11, "{errs:#?}");
+        assert_eq!(errs.len(), 12, "{errs:#?}");
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! configured `endpoint` (`.../v1/metrics`), `Content-Type:
 //! application/x-protobuf`, gzip unless `compression = "none"`.
 //!
+//! `encoding = "json"` sends the OTLP/JSON encoding (`application/json`)
+//! instead.
+//!
 //! The message types are the `opentelemetry-proto` crate's prost types;
 //! its generated code ships in the crate, so there is no protoc step, and
 //! only its messages are used (no tonic runtime, no SDK aggregation: weir
@@ -13,7 +16,7 @@
 //! per family; the queue, retries, back-off and reloads are those of
 //! remote write ([`crate::push`]), bounded in data points.
 use crate::agent::Agent;
-use crate::config::{Auth, Compression, OtlpSettings};
+use crate::config::{Auth, Compression, OtlpEncoding, OtlpSettings};
 use crate::push::PushStats;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
@@ -134,8 +137,17 @@ impl crate::push::Target for OtlpSettings {
         collect(agent, self, now)
     }
     fn encode(&self, batch: &[Metric]) -> Result<crate::push::Body, String> {
-        let body = request(resource_attributes(self), batch.to_vec()).encode_to_vec();
-        let mut headers = vec![("Content-Type", "application/x-protobuf".to_string())];
+        let req = request(resource_attributes(self), batch.to_vec());
+        let (body, content_type) = match self.encoding {
+            OtlpEncoding::Protobuf => (req.encode_to_vec(), "application/x-protobuf"),
+            // The crate's serde mapping is the OTLP/JSON one (camelCase
+            // names, 64-bit integers as strings, ids in hex).
+            OtlpEncoding::Json => (
+                serde_json::to_vec(&req).map_err(|e| format!("json: {e}"))?,
+                "application/json",
+            ),
+        };
+        let mut headers = vec![("Content-Type", content_type.to_string())];
         let body = match self.compression {
             Compression::None => body,
             Compression::Gzip => {
@@ -175,6 +187,7 @@ mod tests {
             max_queue_points: 10,
             max_points_per_send: 10,
             compression: Compression::Gzip,
+            encoding: OtlpEncoding::Protobuf,
             ca_file: None,
         }
     }
@@ -203,5 +216,40 @@ mod tests {
             .expect("gunzip");
         let back = ExportMetricsServiceRequest::decode(&raw[..]).expect("decode");
         assert_eq!(back, request(resource_attributes(&s), vec![m]));
+    }
+
+    #[test]
+    fn the_json_encoding_uses_otlp_json_names() {
+        let mut s = settings();
+        s.encoding = OtlpEncoding::Json;
+        s.compression = Compression::None;
+        let m = Metric {
+            name: "x_total".into(),
+            data: Some(opentelemetry_proto::tonic::metrics::v1::metric::Data::Sum(
+                opentelemetry_proto::tonic::metrics::v1::Sum {
+                    data_points: vec![opentelemetry_proto::tonic::metrics::v1::NumberDataPoint {
+                        start_time_unix_nano: 1,
+                        time_unix_nano: 2,
+                        value: Some(
+                            opentelemetry_proto::tonic::metrics::v1::number_data_point::Value::AsDouble(
+                                3.5,
+                            ),
+                        ),
+                        ..Default::default()
+                    }],
+                    aggregation_temporality: 2,
+                    is_monotonic: true,
+                },
+            )),
+            ..Default::default()
+        };
+        let (body, headers) = s.encode(&[m]).expect("encode");
+        assert_eq!(headers, [("Content-Type", "application/json".to_string())]);
+        let v: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        let p = &v["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["sum"];
+        assert_eq!(p["isMonotonic"], true);
+        assert_eq!(p["aggregationTemporality"], 2);
+        assert_eq!(p["dataPoints"][0]["asDouble"], 3.5);
+        assert_eq!(p["dataPoints"][0]["timeUnixNano"], "2");
     }
 }

@@ -183,10 +183,20 @@ fn lines() -> (String, Vec<(&'static str, f64, u32)>) {
 
 #[test]
 fn collector_receives_every_value_start_time_and_attribute() {
+    receives_every_value("", "application/x-protobuf");
+}
+
+#[test]
+fn the_json_encoding_carries_the_same() {
+    receives_every_value("encoding = \"json\"", "application/json");
+}
+
+fn receives_every_value(encoding: &str, content_type: &str) {
     let tmp = tempfile::tempdir().expect("tempdir");
     let rx = Receiver::start(tmp.path(), &[]);
     let (_t, conf) = setup(&format!(
         r#"[[otlp]]
+{encoding}
 endpoint = "{}"
 interval = "300ms"
 timeout = "2s"
@@ -229,7 +239,7 @@ resource_attributes = {{ "deployment.environment" = "test", "service.instance.id
         assert_eq!(r["status"], 200, "{r}");
         assert!(r.get("error").is_none(), "{r}");
         assert_eq!(r["path"], "/v1/metrics");
-        assert_eq!(r["content_type"], "application/x-protobuf");
+        assert_eq!(r["content_type"], content_type);
         assert_eq!(r["content_encoding"], "gzip");
         assert_eq!(r["x_tenant"], "team-a");
         let res = attrs(&r["request"]["resource_metrics"][0]["resource"]["attributes"]);

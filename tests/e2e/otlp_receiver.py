@@ -1,7 +1,8 @@
 """An OTLP/HTTP metrics receiver for tests/e2e/otlp.rs.
 
 Decodes each POST with the official OpenTelemetry protobuf definitions
-(the PyPI package opentelemetry-proto, installed by ./dev setup) and
+(the PyPI package opentelemetry-proto, installed by ./dev setup): binary
+protobuf, or OTLP/JSON when the Content-Type is application/json; and
 appends one JSON line per request to OUT: the status answered, the
 request's headers that matter, and the decoded ExportMetricsServiceRequest
 in the protobuf JSON mapping (field names as in the .proto; 64-bit
@@ -19,7 +20,7 @@ import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-from google.protobuf.json_format import MessageToDict
+from google.protobuf.json_format import MessageToDict, Parse
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
 out_path = sys.argv[1]
@@ -57,7 +58,12 @@ class Handler(BaseHTTPRequestHandler):
             if self.headers.get("Content-Encoding") == "gzip":
                 body = gzip.decompress(body)
             req = metrics_service_pb2.ExportMetricsServiceRequest()
-            req.ParseFromString(body)
+            if self.headers.get("Content-Type") == "application/json":
+                # The OTLP/JSON encoding, read by protobuf's own JSON parser
+                # (which refuses unknown fields).
+                Parse(body.decode("utf-8"), req)
+            else:
+                req.ParseFromString(body)
             record["request"] = MessageToDict(
                 req,
                 preserving_proto_field_name=True,

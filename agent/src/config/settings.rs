@@ -162,6 +162,15 @@ pub enum Compression {
     None,
 }
 
+/// Body encoding of OTLP requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpEncoding {
+    /// Binary protobuf, `application/x-protobuf` (the default).
+    Protobuf,
+    /// The OTLP JSON encoding, `application/json`.
+    Json,
+}
+
 /// Settings of one OTLP/HTTP target.
 #[derive(Debug, Clone)]
 pub struct OtlpSettings {
@@ -190,6 +199,8 @@ pub struct OtlpSettings {
     pub max_points_per_send: usize,
     /// Body compression.
     pub compression: Compression,
+    /// Body encoding.
+    pub encoding: OtlpEncoding,
     /// PEM CA bundle for https receivers.
     pub ca_file: Option<PathBuf>,
 }
@@ -211,6 +222,7 @@ impl PartialEq for OtlpSettings {
             && self.max_queue_points == o.max_queue_points
             && self.max_points_per_send == o.max_points_per_send
             && self.compression == o.compression
+            && self.encoding == o.encoding
             && self.ca_file == o.ca_file
     }
 }
