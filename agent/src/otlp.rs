@@ -77,6 +77,42 @@ pub fn collect(agent: &Agent, s: &OtlpSettings, now: SystemTime) -> Vec<Metric> 
     w.out
 }
 
+/// The metrics of several readings as one metric per family: a batch that
+/// holds readings queued during an outage sends each family once, its
+/// points from every reading in order (they differ in `time_unix_nano`).
+pub fn merge(batch: &[Metric]) -> Vec<Metric> {
+    use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+    let mut out: Vec<Metric> = Vec::new();
+    let mut at: std::collections::HashMap<&str, usize> = std::collections::HashMap::new();
+    for m in batch {
+        let into = at.get(m.name.as_str()).and_then(|&i| out.get_mut(i));
+        let merged = match (into.and_then(|o| o.data.as_mut()), &m.data) {
+            (Some(Data::Sum(a)), Some(Data::Sum(b))) => {
+                a.data_points.extend(b.data_points.iter().cloned());
+                true
+            }
+            (Some(Data::Gauge(a)), Some(Data::Gauge(b))) => {
+                a.data_points.extend(b.data_points.iter().cloned());
+                true
+            }
+            (Some(Data::Histogram(a)), Some(Data::Histogram(b))) => {
+                a.data_points.extend(b.data_points.iter().cloned());
+                true
+            }
+            (Some(Data::Summary(a)), Some(Data::Summary(b))) => {
+                a.data_points.extend(b.data_points.iter().cloned());
+                true
+            }
+            _ => false,
+        };
+        if !merged {
+            at.insert(m.name.as_str(), out.len());
+            out.push(m.clone());
+        }
+    }
+    out
+}
+
 /// One request's message: one resource, one scope (`weir`), `metrics`.
 pub fn request(resource: Vec<KeyValue>, metrics: Vec<Metric>) -> ExportMetricsServiceRequest {
     ExportMetricsServiceRequest {
@@ -137,7 +173,7 @@ impl crate::push::Target for OtlpSettings {
         collect(agent, self, now)
     }
     fn encode(&self, batch: &[Metric]) -> Result<crate::push::Body, String> {
-        let req = request(resource_attributes(self), batch.to_vec());
+        let req = request(resource_attributes(self), merge(batch));
         let (body, content_type) = match self.encoding {
             OtlpEncoding::Protobuf => (req.encode_to_vec(), "application/x-protobuf"),
             // The crate's serde mapping is the OTLP/JSON one (camelCase
@@ -216,6 +252,30 @@ mod tests {
             .expect("gunzip");
         let back = ExportMetricsServiceRequest::decode(&raw[..]).expect("decode");
         assert_eq!(back, request(resource_attributes(&s), vec![m]));
+    }
+
+    #[test]
+    fn readings_of_one_family_are_sent_as_one_metric() {
+        use opentelemetry_proto::tonic::metrics::v1::{metric::Data, Gauge, NumberDataPoint};
+        let g = |name: &str, t: u64| Metric {
+            name: name.into(),
+            data: Some(Data::Gauge(Gauge {
+                data_points: vec![NumberDataPoint {
+                    time_unix_nano: t,
+                    ..Default::default()
+                }],
+            })),
+            ..Default::default()
+        };
+        let m = merge(&[g("a", 1), g("b", 1), g("a", 2), g("b", 2), g("a", 3)]);
+        assert_eq!(m.len(), 2);
+        assert_eq!((m[0].name.as_str(), points(&m[0])), ("a", 3));
+        assert_eq!((m[1].name.as_str(), points(&m[1])), ("b", 2));
+        let Some(Data::Gauge(a)) = &m[0].data else {
+            panic!()
+        };
+        let times: Vec<u64> = a.data_points.iter().map(|p| p.time_unix_nano).collect();
+        assert_eq!(times, [1, 2, 3]);
     }
 
     #[test]

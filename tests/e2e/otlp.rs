@@ -276,12 +276,11 @@ resource_attributes = {{ "deployment.environment" = "test", "service.instance.id
                 }
             }
         }
-        // One collection per request here (few points): one time.
-        times.dedup();
-        assert!(times.len() <= 1, "{times:?}");
-        if let Some(t) = times.first() {
-            assert!(*t > last_time && *t <= after, "{t} after {last_time}");
-            last_time = *t;
+        // Readings arrive in order: every time of a request is later than
+        // those of the one before.
+        if let (Some(lo), Some(hi)) = (times.iter().min(), times.iter().max()) {
+            assert!(*lo > last_time && *hi <= after, "{lo} after {last_time}");
+            last_time = *hi;
         }
     }
     // The last push has every line.
@@ -436,6 +435,17 @@ fn points_collected_while_the_receiver_answers_503_all_arrive() {
         assert_eq!(r["authorization"], "Bearer tok-3");
         assert_eq!(r["content_encoding"], J::Null, "compression = \"none\"");
     }
+    // The first accepted request carries every reading refused before it,
+    // one metric per family.
+    let first = reqs.iter().find(|r| r["status"] == 200).expect("accepted");
+    let mut names: Vec<&str> = metrics(first)
+        .iter()
+        .filter_map(|m| m["name"].as_str())
+        .collect();
+    let n = names.len();
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), n, "a family twice in one request: {names:?}");
     let refused = pairs(false);
     let accepted = pairs(true);
     assert!(refused.len() >= 3, "{refused:?}");
