@@ -18,7 +18,9 @@
 use crate::agent::Agent;
 use crate::config::{Auth, Compression, OtlpEncoding, OtlpSettings};
 use crate::push::PushStats;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{Metric, ResourceMetrics, ScopeMetrics};
 use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -196,6 +198,29 @@ impl crate::push::Target for OtlpSettings {
         };
         Ok((body, headers))
     }
+    fn rejected(&self, content_type: Option<&str>, body: &[u8]) -> Option<(u64, String)> {
+        if body.is_empty() {
+            return None;
+        }
+        let (n, why) = if content_type.is_some_and(|c| c.starts_with("application/json")) {
+            // OTLP/JSON writes an int64 as a string or a number.
+            let v: serde_json::Value = serde_json::from_slice(body).ok()?;
+            let p = v.get("partialSuccess")?;
+            let n = match p.get("rejectedDataPoints")? {
+                serde_json::Value::String(s) => s.parse::<i64>().ok()?,
+                other => other.as_i64()?,
+            };
+            let why = p.get("errorMessage").and_then(|m| m.as_str()).unwrap_or("");
+            (n, why.to_string())
+        } else {
+            let p = ExportMetricsServiceResponse::decode(body)
+                .ok()?
+                .partial_success?;
+            (p.rejected_data_points, p.error_message)
+        };
+        let n = u64::try_from(n).unwrap_or(0);
+        (n > 0).then(|| (n, why.chars().take(300).collect()))
+    }
     fn of(cfg: &crate::config::AgentSettings) -> &[Self] {
         &cfg.otlp
     }
@@ -252,6 +277,36 @@ mod tests {
             .expect("gunzip");
         let back = ExportMetricsServiceRequest::decode(&raw[..]).expect("decode");
         assert_eq!(back, request(resource_attributes(&s), vec![m]));
+    }
+
+    #[test]
+    fn a_partial_success_names_the_rejected_points() {
+        use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsPartialSuccess;
+        let s = settings();
+        let r = ExportMetricsServiceResponse {
+            partial_success: Some(ExportMetricsPartialSuccess {
+                rejected_data_points: 3,
+                error_message: "too old".into(),
+            }),
+        };
+        let b = r.encode_to_vec();
+        assert_eq!(
+            s.rejected(Some("application/x-protobuf"), &b),
+            Some((3, "too old".to_string()))
+        );
+        for j in [
+            &br#"{"partialSuccess":{"rejectedDataPoints":"2","errorMessage":"x"}}"#[..],
+            br#"{"partialSuccess":{"rejectedDataPoints":2,"errorMessage":"x"}}"#,
+        ] {
+            assert_eq!(
+                s.rejected(Some("application/json"), j),
+                Some((2, "x".to_string()))
+            );
+        }
+        assert_eq!(s.rejected(None, b""), None);
+        assert_eq!(s.rejected(None, b"not protobuf \xff"), None);
+        let ok = ExportMetricsServiceResponse::default().encode_to_vec();
+        assert_eq!(s.rejected(None, &ok), None);
     }
 
     #[test]

@@ -65,6 +65,11 @@ pub trait Target: Clone + PartialEq + Send + Sync + 'static {
     fn collect(&self, agent: &Agent, now: SystemTime) -> Vec<Self::Item>;
     /// A request body for `batch`, and its headers (Content-Type, ...).
     fn encode(&self, batch: &[Self::Item]) -> Result<Body, String>;
+    /// Points a 2xx answer says were rejected, and why (OTLP's
+    /// `partial_success`); none by default.
+    fn rejected(&self, _content_type: Option<&str>, _body: &[u8]) -> Option<(u64, String)> {
+        None
+    }
     /// The targets of this kind a configuration asks for.
     fn of(cfg: &AgentSettings) -> &[Self];
     /// Publish the running targets' figures on the agent.
@@ -73,7 +78,8 @@ pub trait Target: Clone + PartialEq + Send + Sync + 'static {
 
 /// What a send did.
 enum Sent {
-    Ok,
+    /// Accepted; some points may have been rejected (count, why).
+    Ok(Option<(u64, String)>),
     /// Refused for good (4xx other than 429).
     Refused(String),
     /// Try again later, not before the `Retry-After` if one was given.
@@ -158,7 +164,13 @@ fn send<T: Target>(
             let st = r.status();
             count(st.as_u16().to_string());
             if st.is_success() {
-                Sent::Ok
+                let ct = r
+                    .headers()
+                    .get(reqwest::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(str::to_string);
+                let body = r.bytes().unwrap_or_default();
+                Sent::Ok(s.rejected(ct.as_deref(), &body))
             } else {
                 let after = retry_after(r.headers());
                 let body: String = r.text().unwrap_or_default().chars().take(300).collect();
@@ -263,10 +275,24 @@ pub fn run<T: Target>(
             stats.retried.fetch_add(points as u64, Ordering::Relaxed);
         }
         match send(&client, &s, &stats, body, &headers) {
-            Sent::Ok => {
+            Sent::Ok(rejected) => {
                 queue.drain(..n);
                 queued -= points;
-                stats.sent.fetch_add(points as u64, Ordering::Relaxed);
+                // A partial success: the rejected points are failed, not
+                // retried (the receiver has seen them).
+                let bad = rejected.as_ref().map_or(0, |r| (r.0 as usize).min(points));
+                stats
+                    .sent
+                    .fetch_add((points - bad) as u64, Ordering::Relaxed);
+                stats.failed.fetch_add(bad as u64, Ordering::Relaxed);
+                if let Some((_, why)) = rejected.filter(|_| bad > 0) {
+                    if last_refusal_log.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
+                        tracing::warn!(target = %name, "{what}: the receiver accepted the request but rejected {bad} of its {points} points: {why}");
+                        last_refusal_log = Some(Instant::now());
+                    } else {
+                        unlogged_refusals += 1;
+                    }
+                }
                 let now = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .map(|d| d.as_secs_f64())

@@ -367,7 +367,7 @@ self_metrics! {
     OtlpSent: "weir_otlp_points_sent_total", Counter, ["target"],
         "OTLP data points the receiver accepted.";
     OtlpFailed: "weir_otlp_points_failed_total", Counter, ["target"],
-        "OTLP data points the receiver refused (4xx other than 429); not retried.";
+        "OTLP data points the receiver refused (4xx other than 429, or rejected in a partial success); not retried.";
     OtlpRetried: "weir_otlp_points_retried_total", Counter, ["target"],
         "OTLP data points sent again after a 5xx, 429 or connection failure.";
     OtlpDropped: "weir_otlp_points_dropped_total", Counter, ["target"],

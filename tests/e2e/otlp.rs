@@ -513,6 +513,51 @@ fn a_receiver_that_answers_400_is_not_retried() {
 }
 
 #[test]
+fn a_partial_success_counts_the_rejected_points_as_failed() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rx = Receiver::start(tmp.path(), &["--partial", "2"]);
+    let (_t, conf) = setup(&format!(
+        "[[otlp]]\nendpoint = \"{}\"\ninterval = \"200ms\"\nkeep = [\"^app_\"]\n",
+        rx.endpoint()
+    ));
+    std::fs::write(conf.join("app.log"), lines().0).expect("w");
+    let agent = Agent::start(&conf, &tmp.path().join("state"));
+    let target = rx.target();
+    agent.wait_for(20, "partial successes", |s| {
+        s.val(
+            "weir_otlp_requests_total",
+            &[("target", &target), ("code", "200")],
+        ) >= 3.0
+    });
+    // Compare the figures: every accepted request rejected 2 points.
+    let mut agent = agent;
+    let s = agent.scrape();
+    let requests = s.val(
+        "weir_otlp_requests_total",
+        &[("target", &target), ("code", "200")],
+    );
+    let failed = s.val("weir_otlp_points_failed_total", &[("target", &target)]);
+    let sent = s.val("weir_otlp_points_sent_total", &[("target", &target)]);
+    // Every request counted up to this scrape rejected 2 (a request may be
+    // in flight between the two readings of the figures).
+    assert!(
+        failed >= 2.0 * (requests - 1.0) && failed <= 2.0 * (requests + 1.0),
+        "{failed} failed for {requests} requests"
+    );
+    assert!(sent > 0.0);
+    assert_eq!(
+        s.val("weir_otlp_points_retried_total", &[("target", &target)]),
+        0.0
+    );
+    assert!(
+        agent.log_text().contains("rejected 2 of its"),
+        "{}",
+        agent.log_text()
+    );
+    agent.stop();
+}
+
+#[test]
 fn a_target_added_by_a_reload_pushes_and_a_new_endpoint_starts_afresh() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let a = Receiver::start(tmp.path(), &[]);

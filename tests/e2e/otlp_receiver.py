@@ -8,11 +8,12 @@ request's headers that matter, and the decoded ExportMetricsServiceRequest
 in the protobuf JSON mapping (field names as in the .proto; 64-bit
 integers as strings; enums by name).
 
-    python otlp_receiver.py OUT [--fail-first N] [--status CODE]
+    python otlp_receiver.py OUT [--fail-first N] [--status CODE] [--partial N]
 
 Prints the port it listens on (127.0.0.1, chosen by the system), then
 serves until killed. --fail-first N answers 503 with `Retry-After: 1` to
-the first N requests; --status CODE answers CODE to every request.
+the first N requests; --status CODE answers CODE to every request;
+--partial N answers 200 with a partial_success rejecting N data points.
 """
 import gzip
 import json
@@ -26,11 +27,14 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 out_path = sys.argv[1]
 fail_first = 0
 always = None
+partial = 0
 args = sys.argv[2:]
 while args:
     a = args.pop(0)
     if a == "--fail-first":
         fail_first = int(args.pop(0))
+    elif a == "--partial":
+        partial = int(args.pop(0))
     elif a == "--status":
         always = int(args.pop(0))
     else:
@@ -86,7 +90,11 @@ class Handler(BaseHTTPRequestHandler):
             with open(out_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
         if status == 200:
-            resp = metrics_service_pb2.ExportMetricsServiceResponse().SerializeToString()
+            r = metrics_service_pb2.ExportMetricsServiceResponse()
+            if partial:
+                r.partial_success.rejected_data_points = partial
+                r.partial_success.error_message = "points too old"
+            resp = r.SerializeToString()
         else:
             resp = b"not now"
         self.send_response(status)
