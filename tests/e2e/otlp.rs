@@ -513,6 +513,31 @@ fn a_receiver_that_answers_400_is_not_retried() {
 }
 
 #[test]
+fn past_the_queue_bound_the_oldest_points_are_dropped_and_counted() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rx = Receiver::start(tmp.path(), &["--status", "503"]);
+    let (_t, conf) = setup(&format!(
+        "[[otlp]]\nendpoint = \"{}\"\ninterval = \"100ms\"\nkeep = [\"^app_\"]\nmax_queue_points = 20\n",
+        rx.endpoint()
+    ));
+    std::fs::write(conf.join("app.log"), lines().0).expect("w");
+    let agent = Agent::start(&conf, &tmp.path().join("state"));
+    let target = rx.target();
+    let s = agent.wait_for(20, "points dropped", |s| {
+        s.val("weir_otlp_points_dropped_total", &[("target", &target)]) >= 20.0
+    });
+    assert!(s.val("weir_otlp_queue_points", &[("target", &target)]) <= 20.0);
+    assert_eq!(
+        s.val("weir_otlp_points_sent_total", &[("target", &target)]),
+        0.0
+    );
+    assert_eq!(
+        s.val("weir_otlp_points_failed_total", &[("target", &target)]),
+        0.0
+    );
+}
+
+#[test]
 fn a_partial_success_counts_the_rejected_points_as_failed() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let rx = Receiver::start(tmp.path(), &["--partial", "2"]);
