@@ -207,6 +207,21 @@ pub fn client<T: Target>(s: &T) -> Result<reqwest::blocking::Client, String> {
     b.build().map_err(|e| e.to_string())
 }
 
+/// How many items from the front of the queue the next request takes, and
+/// their points: at most `max` points, and at least one item (an item
+/// larger than `max` goes alone).
+fn next_batch(points: impl Iterator<Item = usize>, max: usize) -> (usize, usize) {
+    let (mut n, mut total) = (0usize, 0usize);
+    for p in points {
+        if n > 0 && total + p > max {
+            break;
+        }
+        n += 1;
+        total += p;
+    }
+    (n, total)
+}
+
 /// Run a target until `stop`: collect every interval, send from the
 /// queue. Returns what is still queued.
 pub fn run<T: Target>(
@@ -250,16 +265,7 @@ pub fn run<T: Target>(
             std::thread::sleep(Duration::from_millis(20));
             continue;
         }
-        // At most max_per_send points, at least one item.
-        let (mut n, mut points) = (0usize, 0usize);
-        for item in &queue {
-            let p = T::points(item);
-            if n > 0 && points + p > s.max_per_send() {
-                break;
-            }
-            n += 1;
-            points += p;
-        }
+        let (n, points) = next_batch(queue.iter().map(T::points), s.max_per_send());
         let batch: Vec<T::Item> = queue.iter().take(n).cloned().collect();
         let (body, headers) = match s.encode(&batch) {
             Ok(b) => b,
@@ -527,6 +533,15 @@ fn stop<T: Target>(r: Running<T>) -> (Arc<PushStats>, VecDeque<T::Item>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_batch_holds_at_most_max_points_and_at_least_one_item() {
+        assert_eq!(next_batch([1, 1, 1].into_iter(), 2), (2, 2));
+        assert_eq!(next_batch([5, 1].into_iter(), 2), (1, 5));
+        assert_eq!(next_batch([1, 5].into_iter(), 2), (1, 1));
+        assert_eq!(next_batch([2, 3, 4].into_iter(), 100), (3, 9));
+        assert_eq!(next_batch(std::iter::empty(), 10), (0, 0));
+    }
 
     #[test]
     fn retry_after_takes_seconds_or_a_date_and_is_capped() {

@@ -647,3 +647,35 @@ fn a_target_added_by_a_reload_pushes_and_a_new_endpoint_starts_afresh() {
             .is_none()
     });
 }
+
+#[test]
+fn weir_check_names_file_line_and_key_of_a_bad_otlp_table() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let check = |text: &str| -> String {
+        std::fs::write(tmp.path().join("push.toml"), text).expect("w");
+        let out = Command::new(WEIR)
+            .args(["check", "--config-dir"])
+            .arg(tmp.path())
+            .output()
+            .expect("weir check");
+        assert!(!out.status.success(), "{text}");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let ok = "[[otlp]]\nendpoint = \"http://127.0.0.1:4318/v1/metrics\"\n\n";
+    // An unknown key is refused at its line, like every table's.
+    let err = check(&format!("{ok}[[otlp]]\nname = \"b\"\nendpoint = \"http://127.0.0.1:1/v1/metrics\"\ncompresion = \"gzip\"\n"));
+    assert!(
+        err.contains("push.toml:7") && err.contains("compresion"),
+        "{err}"
+    );
+    let err = check(&format!(
+        "{ok}[[otlp]]\nendpoint = \"ftp://x/v1/metrics\"\n"
+    ));
+    assert!(err.contains("push.toml:5: otlp[1].endpoint"), "{err}");
+    // A ca_file that cannot be read: at the table's line.
+    let err = check(&format!("{ok}[[otlp]]\nname = \"b\"\nendpoint = \"https://127.0.0.1:1/v1/metrics\"\nca_file = \"missing.pem\"\n"));
+    assert!(
+        err.contains("push.toml:4: otlp[1]") && err.contains("missing.pem"),
+        "{err}"
+    );
+}
