@@ -679,3 +679,94 @@ fn weir_check_names_file_line_and_key_of_a_bad_otlp_table() {
         "{err}"
     );
 }
+
+/// Serves `body` as Prometheus text on 127.0.0.1 until the test ends.
+fn upstream(body: &'static str) -> u16 {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(mut s) = s else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut buf = [0u8; 4096];
+            let _ = s.read(&mut buf);
+            let _ = write!(
+                s,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    port
+}
+
+/// Summaries (which only an upstream's exposition brings: prometheus-text
+/// over the http source) arrive as OTLP Summaries with every quantile.
+#[test]
+fn an_upstream_summary_arrives_as_an_otlp_summary() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let rx = Receiver::start(tmp.path(), &[]);
+    let up = upstream(
+        "# HELP rpc_duration_seconds RPC latency.\n# TYPE rpc_duration_seconds summary\n\
+         rpc_duration_seconds{service=\"auth\",quantile=\"0.5\"} 0.25\n\
+         rpc_duration_seconds{service=\"auth\",quantile=\"0.99\"} 1.5\n\
+         rpc_duration_seconds_sum{service=\"auth\"} 42.5\n\
+         rpc_duration_seconds_count{service=\"auth\"} 17\n",
+    );
+    let conf = tmp.path().join("conf");
+    std::fs::create_dir_all(&conf).expect("mkdir");
+    std::fs::write(
+        conf.join("weir.toml"),
+        format!(
+            "[[otlp]]\nendpoint = \"{}\"\ninterval = \"200ms\"\nkeep = [\"^rpc_\"]\n\n\
+             [pipeline.up]\nplugin = \"prometheus-text\"\n\
+             source = {{ type = \"http\", url = \"http://127.0.0.1:{up}/metrics\", interval = \"200ms\" }}\n",
+            rx.endpoint()
+        ),
+    )
+    .expect("w");
+    let _agent = Agent::start(&conf, &tmp.path().join("state"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let summary = loop {
+        let found = rx.requests().iter().find_map(|r| {
+            metrics(r)
+                .into_iter()
+                .find(|m| m["name"] == "rpc_duration_seconds")
+                .cloned()
+        });
+        if let Some(m) = found {
+            break m;
+        }
+        assert!(Instant::now() < deadline, "no summary pushed");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(summary["description"], "RPC latency.");
+    // The 0.0.4 text has no UNIT line: no unit (one is never guessed from
+    // the name).
+    assert_eq!(summary["unit"], "");
+    assert_eq!(
+        attrs(&summary["metadata"]),
+        [("prometheus.type".into(), "summary".into())]
+    );
+    let p = &summary["summary"]["data_points"][0];
+    assert_eq!(
+        attrs(&p["attributes"]),
+        [("service".to_string(), "auth".to_string())]
+    );
+    let q: Vec<(f64, f64)> = p["quantile_values"]
+        .as_array()
+        .expect("quantiles")
+        .iter()
+        .map(|v| {
+            (
+                v["quantile"].as_f64().unwrap_or(f64::NAN),
+                v["value"].as_f64().unwrap_or(f64::NAN),
+            )
+        })
+        .collect();
+    assert_eq!(q, [(0.5, 0.25), (0.99, 1.5)]);
+    assert_eq!(p["sum"].as_f64(), Some(42.5));
+    assert_eq!(nanos(&p["count"]), 17);
+    assert!(nanos(&p["start_time_unix_nano"]) <= nanos(&p["time_unix_nano"]));
+}
