@@ -75,6 +75,11 @@ pub struct Agent {
     ready: AtomicBool,
     /// Remote-write targets and their figures.
     pub remote_write: Mutex<Vec<(String, Arc<crate::stats::RemoteWriteStats>)>>,
+    /// OTLP targets and their figures.
+    pub otlp: Mutex<Vec<(String, Arc<crate::stats::RemoteWriteStats>)>>,
+    /// When the agent started: the start time of every series it pushes
+    /// by OTLP (it keeps none per series).
+    pub started: std::time::SystemTime,
 }
 
 /// Read a plugin's bytes: built-in or file.
@@ -127,6 +132,8 @@ impl Agent {
             stats: AgentStats::default(),
             ready: AtomicBool::new(false),
             remote_write: Mutex::new(Vec::new()),
+            otlp: Mutex::new(Vec::new()),
+            started: std::time::SystemTime::now(),
         })
     }
 
@@ -435,6 +442,22 @@ impl Agent {
             m.set(M::RwDropped, &l, ld(&rw.dropped));
             m.set(M::RwQueue, &l, ld(&rw.queued));
             m.set(M::RwLastSuccess, &l, rw.last_success.get());
+        }
+        for (target, o) in self.otlp.lock().iter() {
+            let l = [target.as_str()];
+            m.set(M::OtlpSent, &l, ld(&o.sent));
+            m.set(M::OtlpFailed, &l, ld(&o.failed));
+            m.set(M::OtlpRetried, &l, ld(&o.retried));
+            m.set(M::OtlpDropped, &l, ld(&o.dropped));
+            m.set(M::OtlpQueue, &l, ld(&o.queued));
+            m.set(M::OtlpLastSuccess, &l, o.last_success.get());
+            for (code, n) in o.requests.lock().iter() {
+                m.set(
+                    M::OtlpRequests,
+                    &[target.as_str(), code.as_str()],
+                    *n as f64,
+                );
+            }
         }
         for (p, store) in pipelines.iter().zip(stores) {
             let name = p.spec.name.as_str();

@@ -238,6 +238,8 @@ pub struct AgentSettings {
     pub limits: ServerLimits,
     /// Remote-write targets.
     pub remote_write: Vec<RemoteWriteSettings>,
+    /// OTLP/HTTP targets.
+    pub otlp: Vec<OtlpSettings>,
     /// Where the agent-wide keys were written: the file holding `[server]`,
     /// `[agent]` and `[[remote_write]]`, and the line of each key
     /// (`server`, `server.listen`, `server.tls`, `agent.state_dir`,
@@ -307,6 +309,8 @@ struct RawFile {
     #[serde(default)]
     remote_write: Vec<Spanned<RawRemoteWrite>>,
     #[serde(default)]
+    otlp: Vec<Spanned<RawOtlp>>,
+    #[serde(default)]
     pipeline: BTreeMap<Spanned<String>, Spanned<RawPipeline>>,
 }
 
@@ -349,6 +353,31 @@ struct RawRemoteWrite {
     drop: Vec<String>,
     max_queue_samples: Option<usize>,
     max_samples_per_send: Option<usize>,
+    ca_file: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOtlp {
+    endpoint: String,
+    name: Option<String>,
+    interval: Option<toml::Value>,
+    timeout: Option<toml::Value>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    basic_auth: Option<RawBasicAuth>,
+    bearer_token_env: Option<String>,
+    bearer_token_file: Option<String>,
+    #[serde(default)]
+    resource_attributes: BTreeMap<String, String>,
+    #[serde(default)]
+    keep: Vec<String>,
+    #[serde(default)]
+    drop: Vec<String>,
+    max_queue_points: Option<usize>,
+    max_points_per_send: Option<usize>,
+    compression: Option<String>,
+    encoding: Option<String>,
     ca_file: Option<String>,
 }
 
@@ -838,6 +867,85 @@ fn valid_pipeline_name(n: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
 }
 
+/// A push target's name when none is given: the URL's host and port
+/// (a label value and in every log line, so never the path or
+/// credentials), or `fallback`.
+fn host_port(url: &str, fallback: &str) -> String {
+    reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| {
+            let host = u.host_str()?.to_string();
+            Some(match u.port() {
+                Some(p) => format!("{host}:{p}"),
+                None => host,
+            })
+        })
+        .unwrap_or_else(|| fallback.to_string())
+}
+
+/// A push target's `keep` or `drop` patterns; an invalid one is an error
+/// at its key.
+fn push_regexes(
+    ctx: &mut FileCtx<'_>,
+    span: &std::ops::Range<usize>,
+    key: &str,
+    k: &str,
+    v: &[String],
+) -> Vec<regex::Regex> {
+    v.iter()
+        .filter_map(|r| match regex::Regex::new(r) {
+            Ok(x) => Some(x),
+            Err(e) => {
+                ctx.err(
+                    Some(key_span(ctx.text, span, k)),
+                    &format!("{key}.{k}"),
+                    format!("invalid regex: {e}"),
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+/// A push target's auth. A target is pushed to from the moment it loads:
+/// a secret that cannot be read now is a config error at its key, not a
+/// stream of refused pushes. It is read again at each push, so a rotated
+/// secret is picked up.
+fn push_auth(
+    ctx: &mut FileCtx<'_>,
+    span: &std::ops::Range<usize>,
+    key: &str,
+    auth: Result<Option<Auth>, (&'static str, String)>,
+) -> Option<Auth> {
+    let text = ctx.text;
+    match auth {
+        Ok(Some(a)) => {
+            let (secret, k) = match &a {
+                Auth::Basic { password, .. } => (password, "basic_auth"),
+                Auth::Bearer(s) => (
+                    s,
+                    match s {
+                        Secret::Env(_) => "bearer_token_env",
+                        Secret::File(_) => "bearer_token_file",
+                    },
+                ),
+            };
+            match secret.read() {
+                Ok(_) => Some(a),
+                Err(m) => {
+                    ctx.err(Some(key_span(text, span, k)), &format!("{key}.{k}"), m);
+                    None
+                }
+            }
+        }
+        Ok(None) => None,
+        Err((k, m)) => {
+            ctx.err(Some(key_span(text, span, k)), &format!("{key}.{k}"), m);
+            None
+        }
+    }
+}
+
 struct FileCtx<'a> {
     path: &'a Path,
     text: &'a str,
@@ -873,6 +981,7 @@ struct AgentSettingsPart {
     security: SecuritySettings,
     limits: ServerLimits,
     remote_write: Vec<RemoteWriteSettings>,
+    otlp: Vec<OtlpSettings>,
     lines: BTreeMap<String, usize>,
 }
 
@@ -893,7 +1002,11 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
         }
     };
     let base = path.parent().unwrap_or(Path::new("."));
-    if raw.server.is_some() || raw.agent.is_some() || !raw.remote_write.is_empty() {
+    if raw.server.is_some()
+        || raw.agent.is_some()
+        || !raw.remote_write.is_empty()
+        || !raw.otlp.is_empty()
+    {
         let mut part = AgentSettingsPart::default();
         for (i, rw) in raw.remote_write.into_iter().enumerate() {
             let span = rw.span();
@@ -956,72 +1069,22 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                     e,
                 );
             }
-            let mut regexes = |k: &str, v: &[String]| -> Vec<regex::Regex> {
-                v.iter()
-                    .filter_map(|r| match regex::Regex::new(r) {
-                        Ok(x) => Some(x),
-                        Err(e) => {
-                            ctx.err(
-                                Some(key_span(text, &span, k)),
-                                &format!("{key}.{k}"),
-                                format!("invalid regex: {e}"),
-                            );
-                            None
-                        }
-                    })
-                    .collect()
-            };
-            let keep = regexes("keep", &rw.keep);
-            let drop = regexes("drop", &rw.drop);
-            let auth = match client_auth(
-                base,
-                rw.basic_auth,
-                rw.bearer_token_env,
-                rw.bearer_token_file,
-            ) {
-                // A target is pushed to from the moment it loads: a secret
-                // that cannot be read now is a config error at its key,
-                // not a stream of refused pushes. It is read again at each
-                // push, so a rotated secret is picked up.
-                Ok(Some(a)) => {
-                    let (secret, k) = match &a {
-                        Auth::Basic { password, .. } => (password, "basic_auth"),
-                        Auth::Bearer(s) => (
-                            s,
-                            match s {
-                                Secret::Env(_) => "bearer_token_env",
-                                Secret::File(_) => "bearer_token_file",
-                            },
-                        ),
-                    };
-                    match secret.read() {
-                        Ok(_) => Some(a),
-                        Err(m) => {
-                            ctx.err(Some(key_span(text, &span, k)), &format!("{key}.{k}"), m);
-                            None
-                        }
-                    }
-                }
-                Ok(None) => None,
-                Err((k, m)) => {
-                    ctx.err(Some(key_span(text, &span, k)), &format!("{key}.{k}"), m);
-                    None
-                }
-            };
+            let keep = push_regexes(&mut ctx, &span, &key, "keep", &rw.keep);
+            let drop = push_regexes(&mut ctx, &span, &key, "drop", &rw.drop);
+            let auth = push_auth(
+                &mut ctx,
+                &span,
+                &key,
+                client_auth(
+                    base,
+                    rw.basic_auth,
+                    rw.bearer_token_env,
+                    rw.bearer_token_file,
+                ),
+            );
             // The name is a label value and in every log line: from the
             // host and port only.
-            let name = rw.name.unwrap_or_else(|| {
-                reqwest::Url::parse(&rw.url)
-                    .ok()
-                    .and_then(|u| {
-                        let host = u.host_str()?.to_string();
-                        Some(match u.port() {
-                            Some(p) => format!("{host}:{p}"),
-                            None => host,
-                        })
-                    })
-                    .unwrap_or_else(|| "remote".to_string())
-            });
+            let name = rw.name.unwrap_or_else(|| host_port(&rw.url, "remote"));
             // The name keys the target's figures (label `target`) and its
             // identity across reloads: two with one name would be one.
             if let Some(j) = part.remote_write.iter().position(|o| o.name == name) {
@@ -1046,6 +1109,114 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                 max_queue_samples,
                 max_samples_per_send,
                 ca_file: rw.ca_file.map(|f| base.join(f)),
+            });
+        }
+        for (i, o) in raw.otlp.into_iter().enumerate() {
+            let span = o.span();
+            let o = o.into_inner();
+            let key = format!("otlp[{i}]");
+            part.lines.insert(key.clone(), line_of(text, span.start));
+            let mut bad = |k: &str, m: String| {
+                ctx.err(Some(key_span(text, &span, k)), &format!("{key}.{k}"), m)
+            };
+            if let Err(e) = redact::check_url(&o.endpoint) {
+                bad("endpoint", e);
+            }
+            if o.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+                bad(
+                    "name",
+                    "is empty; leave it out to take the endpoint's host and port, or give the target a name".into(),
+                );
+            }
+            for k in o.resource_attributes.keys() {
+                if k.is_empty() {
+                    bad("resource_attributes", "an attribute name is empty".into());
+                }
+            }
+            let mut count = |k: &str, v: Option<usize>, d: usize| match v {
+                None => d,
+                Some(0) => {
+                    bad(k, "must be at least 1".into());
+                    d
+                }
+                Some(n) => n,
+            };
+            let max_queue_points = count("max_queue_points", o.max_queue_points, 500_000);
+            let max_points_per_send = count("max_points_per_send", o.max_points_per_send, 2_000);
+            let compression = match o.compression.as_deref() {
+                None | Some("gzip") => Compression::Gzip,
+                Some("none") => Compression::None,
+                Some(other) => {
+                    bad(
+                        "compression",
+                        format!("\"{other}\" is not a compression: \"gzip\" or \"none\""),
+                    );
+                    Compression::Gzip
+                }
+            };
+            let encoding = match o.encoding.as_deref() {
+                None | Some("protobuf") => OtlpEncoding::Protobuf,
+                Some("json") => OtlpEncoding::Json,
+                Some(other) => {
+                    bad(
+                        "encoding",
+                        format!("\"{other}\" is not an encoding: \"protobuf\" or \"json\""),
+                    );
+                    OtlpEncoding::Protobuf
+                }
+            };
+            let mut dur = |k: &str, v: Option<toml::Value>, d: Duration| match v
+                .map(|v| parse_duration_key(&v))
+            {
+                None => d,
+                Some(Ok(x)) => x,
+                Some(Err(e)) => {
+                    bad(k, e);
+                    d
+                }
+            };
+            let interval = dur("interval", o.interval, Duration::from_secs(15));
+            let timeout = dur("timeout", o.timeout, Duration::from_secs(10));
+            if let Err((name, e)) = check_headers(&o.headers) {
+                ctx.err(
+                    Some(key_span(text, &span, "headers")),
+                    &format!("{key}.headers.{name}"),
+                    e,
+                );
+            }
+            let keep = push_regexes(&mut ctx, &span, &key, "keep", &o.keep);
+            let drop = push_regexes(&mut ctx, &span, &key, "drop", &o.drop);
+            let auth = push_auth(
+                &mut ctx,
+                &span,
+                &key,
+                client_auth(base, o.basic_auth, o.bearer_token_env, o.bearer_token_file),
+            );
+            let name = o.name.unwrap_or_else(|| host_port(&o.endpoint, "otlp"));
+            if let Some(j) = part.otlp.iter().position(|t| t.name == name) {
+                ctx.err(
+                    Some(key_span(text, &span, "name")),
+                    &format!("{key}.name"),
+                    format!(
+                        "target name \"{name}\" is already taken by otlp[{j}]; give each [[otlp]] its own name"
+                    ),
+                );
+            }
+            part.otlp.push(OtlpSettings {
+                name,
+                endpoint: o.endpoint,
+                interval,
+                timeout,
+                headers: o.headers,
+                auth,
+                resource_attributes: o.resource_attributes,
+                keep,
+                drop,
+                max_queue_points,
+                max_points_per_send,
+                compression,
+                encoding,
+                ca_file: o.ca_file.map(|f| base.join(f)),
             });
         }
         if let Some(server) = raw.server {
@@ -1757,6 +1928,7 @@ pub fn load_dir(dir: &Path) -> Result<AgentConfig, Vec<ConfigError>> {
             security: part.security,
             limits: part.limits,
             remote_write: part.remote_write,
+            otlp: part.otlp,
             origin: Origin {
                 file: origin_file,
                 lines: part.lines,
@@ -1829,6 +2001,56 @@ mod tests {
             assert!(errs.iter().any(|e| e.contains(want)), "{want}\n{errs:#?}");
         }
         assert_eq!(errs.len(), 8, "{errs:#?}");
+    }
+
+    #[test]
+    fn otlp_errors_are_at_the_line_of_their_key() {
+        let d = tempfile::tempdir().expect("tempdir");
+        write(
+            d.path(),
+            "a.toml",
+            "[server]\n\n[[otlp]]\nendpoint = \"http:///v1/metrics\"\nname = \"\"\nmax_points_per_send = 0\ncompression = \"zstd\"\nresource_attributes = { \"\" = \"x\" }\nbearer_token_env = \"WEIR_UNIT_SURELY_UNSET\"\nkeep = [\"(\"]\n\n[[otlp]]\nendpoint = \"http://127.0.0.1:4318/v1/metrics\"\nmax_queue_points = 0\ninterval = \"soon\"\nheaders = { \"Bad Name\" = \"v\" }\nencoding = \"xml\"\n\n[[otlp]]\nendpoint = \"http://127.0.0.1:4318/v1/metrics\"\n",
+        );
+        let errs: Vec<String> = load_dir(d.path())
+            .err()
+            .unwrap_or_default()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        for want in [
+            "a.toml:4: otlp[0].endpoint: \"http:///v1/metrics\" has no host",
+            "a.toml:5: otlp[0].name: is empty",
+            "a.toml:6: otlp[0].max_points_per_send: must be at least 1",
+            "a.toml:7: otlp[0].compression: \"zstd\" is not a compression",
+            "a.toml:8: otlp[0].resource_attributes: an attribute name is empty",
+            "a.toml:9: otlp[0].bearer_token_env: environment variable WEIR_UNIT_SURELY_UNSET is not set",
+            "a.toml:10: otlp[0].keep: invalid regex",
+            "a.toml:14: otlp[1].max_queue_points: must be at least 1",
+            "a.toml:15: otlp[1].interval:",
+            "a.toml:16: otlp[1].headers.Bad Name",
+            "a.toml:17: otlp[1].encoding: \"xml\" is not an encoding",
+            "a.toml:19: otlp[2].name: target name \"127.0.0.1:4318\" is already taken by otlp[1]",
+        ] {
+            assert!(errs.iter().any(|e| e.contains(want)), "{want}\n{errs:#?}");
+        }
+        assert_eq!(errs.len(), 12, "{errs:#?}");
+    }
+
+    #[test]
+    fn otlp_defaults() {
+        let d = tempfile::tempdir().expect("tempdir");
+        write(
+            d.path(),
+            "a.toml",
+            "[[otlp]]\nendpoint = \"http://127.0.0.1:4318/v1/metrics\"\nresource_attributes = { \"service.name\" = \"edge\" }\n",
+        );
+        let cfg = load_dir(d.path()).expect("valid");
+        let o = &cfg.settings.otlp[0];
+        assert_eq!(o.name, "127.0.0.1:4318");
+        assert_eq!(o.interval, Duration::from_secs(15));
+        assert_eq!(o.compression, Compression::Gzip);
+        assert_eq!(o.max_queue_points, 500_000);
+        assert_eq!(o.resource_attributes["service.name"], "edge");
     }
 
     #[test]

@@ -547,6 +547,16 @@ fn check(dir: &Path) -> ExitCode {
             );
         }
     }
+    for (i, o) in cfg.settings.otlp.iter().enumerate() {
+        if let Err(e) = weir::push::client(o) {
+            errors.push(
+                cfg.settings
+                    .origin
+                    .error(&format!("otlp[{i}]"), e)
+                    .to_string(),
+            );
+        }
+    }
     if errors.is_empty() {
         outln!(
             "{}: {} pipeline(s) valid",

@@ -15,13 +15,15 @@
 //! One file per format holds that format's naming rules, its escaping and
 //! its value rules, tested against the format's own rules:
 //! [`text`] (Prometheus text 0.0.4), [`openmetrics`] (OpenMetrics 1.0
-//! text) and [`remote_write`] (Prometheus remote write 1.0 series). What
+//! text), [`remote_write`] (Prometheus remote write 1.0 series) and
+//! [`otlp`] (OpenTelemetry metrics). What
 //! a format cannot carry is counted as a [`Conflict`] by reason, so the
 //! rest of the scrape is always valid.
 use crate::store::{FamilyDecl, FamilyState, Kind, PipelineStore, Value};
 use std::collections::{BTreeMap, HashSet};
 
 pub mod openmetrics;
+pub mod otlp;
 pub mod remote_write;
 pub mod text;
 
@@ -34,6 +36,8 @@ pub enum Format {
     OpenMetrics,
     /// Prometheus remote write 1.0.
     RemoteWrite,
+    /// OTLP metrics.
+    Otlp,
 }
 
 impl Format {
@@ -43,11 +47,17 @@ impl Format {
             Format::Text => "text",
             Format::OpenMetrics => "openmetrics",
             Format::RemoteWrite => "remote_write",
+            Format::Otlp => "otlp",
         }
     }
 
     /// Every format, for pre-registered series.
-    pub const ALL: [Format; 3] = [Format::Text, Format::OpenMetrics, Format::RemoteWrite];
+    pub const ALL: [Format; 4] = [
+        Format::Text,
+        Format::OpenMetrics,
+        Format::RemoteWrite,
+        Format::Otlp,
+    ];
 }
 
 /// What had to be changed or left out so that a scrape stays valid.

@@ -21,6 +21,7 @@
 use crate::agent::{Agent, ReloadSummary};
 use crate::config::{self, AgentConfig, PluginRef};
 use crate::remote_write::Writers;
+type OtlpWriters = crate::push::Writers<crate::config::OtlpSettings>;
 use crate::server::Server;
 use notify::{RecursiveMode, Watcher};
 use parking_lot::Mutex;
@@ -48,24 +49,30 @@ pub struct Outcome {
     pub server_changed: Vec<&'static str>,
     /// Remote-write targets started, changed, stopped.
     pub remote_write: (Vec<String>, Vec<String>, Vec<String>),
+    /// OTLP targets started, changed, stopped.
+    pub otlp: (Vec<String>, Vec<String>, Vec<String>),
 }
 
 impl Outcome {
     /// Whether the reload changed nothing.
     pub fn is_noop(&self) -> bool {
         let (a, c, r) = &self.remote_write;
+        let (oa, oc, or) = &self.otlp;
         self.pipelines.is_noop()
             && self.server_changed.is_empty()
             && a.is_empty()
             && c.is_empty()
             && r.is_empty()
+            && oa.is_empty()
+            && oc.is_empty()
+            && or.is_empty()
     }
 
     /// One line for `POST /-/reload`.
     pub fn line(&self) -> String {
         let p = &self.pipelines;
         format!(
-            "reloaded: {} added, {} changed, {} removed, {} unchanged; server: {}; remote write: {} added, {} changed, {} removed\n",
+            "reloaded: {} added, {} changed, {} removed, {} unchanged; server: {}; remote write: {} added, {} changed, {} removed{}\n",
             p.added.len(),
             p.changed.len(),
             p.removed.len(),
@@ -78,6 +85,16 @@ impl Outcome {
             self.remote_write.0.len(),
             self.remote_write.1.len(),
             self.remote_write.2.len(),
+            if self.otlp == Default::default() {
+                String::new()
+            } else {
+                format!(
+                    "; otlp: {} added, {} changed, {} removed",
+                    self.otlp.0.len(),
+                    self.otlp.1.len(),
+                    self.otlp.2.len()
+                )
+            },
         )
     }
 }
@@ -87,6 +104,7 @@ pub struct Reloader {
     agent: Arc<Agent>,
     server: Option<Arc<Server>>,
     writers: Writers,
+    otlp: OtlpWriters,
     /// `[agent] state_dir` as the agent started with it (a restart is
     /// needed to change it), or None when `--state-dir` or
     /// `WEIR_STATE_DIR` overrides the key, so that changing it changes
@@ -106,6 +124,7 @@ impl Reloader {
     ) -> Arc<Self> {
         Arc::new(Reloader {
             writers: Writers::new(agent.clone()),
+            otlp: OtlpWriters::new(agent.clone()),
             agent,
             server,
             started_state_dir,
@@ -165,6 +184,11 @@ impl Reloader {
             .plan(&cfg.settings)
             .map_err(|e| errors.extend(e))
             .ok();
+        let otlp = self
+            .otlp
+            .plan(&cfg.settings)
+            .map_err(|e| errors.extend(e))
+            .ok();
         if !errors.is_empty() {
             // Dropping the plans closes a newly bound socket and the
             // instances built aside.
@@ -186,15 +210,24 @@ impl Reloader {
             );
             self.writers.commit(plan);
         }
+        if let Some(plan) = otlp {
+            out.otlp = (
+                plan.added.clone(),
+                plan.changed.clone(),
+                plan.removed.clone(),
+            );
+            self.otlp.commit(plan);
+        }
         if let Some(plan) = pipelines {
             out.pipelines = self.agent.commit(plan);
         }
         Ok(out)
     }
 
-    /// Stop the remote-write targets (at shutdown).
+    /// Stop the remote-write and OTLP targets (at shutdown).
     pub fn shutdown(&self) {
         self.writers.stop_all();
+        self.otlp.stop_all();
     }
 }
 
@@ -243,6 +276,9 @@ fn log_outcome(o: &Outcome) {
         remote_write_added = ?rw_added,
         remote_write_changed = ?rw_changed,
         remote_write_removed = ?rw_removed,
+        otlp_added = ?o.otlp.0,
+        otlp_changed = ?o.otlp.1,
+        otlp_removed = ?o.otlp.2,
         "configuration loaded"
     );
     if !p.families_kept.is_empty() {

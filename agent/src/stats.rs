@@ -364,6 +364,20 @@ self_metrics! {
         "Samples waiting to be sent.";
     RwLastSuccess: "weir_remote_write_last_success_timestamp_seconds", Gauge, ["target"],
         "Unix time of the last request the receiver accepted.";
+    OtlpSent: "weir_otlp_points_sent_total", Counter, ["target"],
+        "OTLP data points the receiver accepted.";
+    OtlpFailed: "weir_otlp_points_failed_total", Counter, ["target"],
+        "OTLP data points the receiver refused (4xx other than 429, or rejected in a partial success); not retried.";
+    OtlpRetried: "weir_otlp_points_retried_total", Counter, ["target"],
+        "OTLP data points sent again after a 5xx, 429 or connection failure.";
+    OtlpDropped: "weir_otlp_points_dropped_total", Counter, ["target"],
+        "OTLP data points dropped because the queue was full.";
+    OtlpQueue: "weir_otlp_queue_points", Gauge, ["target"],
+        "OTLP data points waiting to be sent.";
+    OtlpLastSuccess: "weir_otlp_last_success_timestamp_seconds", Gauge, ["target"],
+        "Unix time of the last OTLP request the receiver accepted.";
+    OtlpRequests: "weir_otlp_requests_total", Counter, ["target", "code"],
+        "OTLP requests by HTTP status code of the answer (\"error\": no answer).";
     PipelineUp: "weir_pipeline_up", Gauge, ["pipeline", "plugin"],
         "Whether the pipeline's plugin instance is running (1) or restarting (0).";
     SourceLines: "weir_source_lines_total", Counter, ["pipeline"],
@@ -508,6 +522,8 @@ pub struct RemoteWriteStats {
     pub queued: AtomicU64,
     /// Unix time of the last accepted request.
     pub last_success: AtomicF64,
+    /// Requests by HTTP status code (`error` when no response came).
+    pub requests: Mutex<BTreeMap<String, u64>>,
 }
 
 #[cfg(test)]

@@ -11,8 +11,10 @@
 pub mod agent;
 pub mod builtin;
 pub mod config;
+pub mod otlp;
 pub mod outputs;
 pub mod pipeline;
+pub mod push;
 pub mod reload;
 pub mod remote_write;
 pub mod runtime;

@@ -16,6 +16,7 @@ mod logs;
 mod long_lines;
 mod multiline;
 mod nginx;
+mod otlp;
 mod persist;
 mod poison;
 mod process;

@@ -175,7 +175,7 @@ fn promtool_parses(text: &str) {
 
 /// The Python with prometheus_client that `./dev setup` installs:
 /// `$WEIR_PYTHON`, its virtualenv, or the python3 on PATH.
-fn python() -> std::path::PathBuf {
+pub fn python() -> std::path::PathBuf {
     if let Some(p) = std::env::var_os("WEIR_PYTHON") {
         return p.into();
     }

@@ -152,6 +152,81 @@ impl PartialEq for RemoteWriteSettings {
     }
 }
 
+/// Body compression of OTLP requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    /// `Content-Encoding: gzip` (the default, as for the OpenTelemetry
+    /// Collector's otlphttp exporter).
+    Gzip,
+    /// No compression.
+    None,
+}
+
+/// Body encoding of OTLP requests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpEncoding {
+    /// Binary protobuf, `application/x-protobuf` (the default).
+    Protobuf,
+    /// The OTLP JSON encoding, `application/json`.
+    Json,
+}
+
+/// Settings of one OTLP/HTTP target.
+#[derive(Debug, Clone)]
+pub struct OtlpSettings {
+    /// Name for metrics and logs (defaults to the endpoint's host:port).
+    pub name: String,
+    /// Full URL, e.g. `http://127.0.0.1:4318/v1/metrics`.
+    pub endpoint: String,
+    /// Time between collections.
+    pub interval: Duration,
+    /// Request timeout.
+    pub timeout: Duration,
+    /// Extra headers.
+    pub headers: BTreeMap<String, String>,
+    /// Basic or bearer auth.
+    pub auth: Option<Auth>,
+    /// Resource attributes given in the config; `service.name = "weir"`
+    /// and `host.name` (the host name) are added unless given here.
+    pub resource_attributes: BTreeMap<String, String>,
+    /// Keep only families whose name matches one of these (empty: all).
+    pub keep: Vec<Regex>,
+    /// Drop families whose name matches one of these.
+    pub drop: Vec<Regex>,
+    /// Most data points held while the receiver is unreachable.
+    pub max_queue_points: usize,
+    /// Most data points per request.
+    pub max_points_per_send: usize,
+    /// Body compression.
+    pub compression: Compression,
+    /// Body encoding.
+    pub encoding: OtlpEncoding,
+    /// PEM CA bundle for https receivers.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl PartialEq for OtlpSettings {
+    fn eq(&self, o: &Self) -> bool {
+        let re = |a: &[Regex], b: &[Regex]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.as_str() == y.as_str())
+        };
+        self.name == o.name
+            && self.endpoint == o.endpoint
+            && self.interval == o.interval
+            && self.timeout == o.timeout
+            && self.headers == o.headers
+            && self.auth == o.auth
+            && self.resource_attributes == o.resource_attributes
+            && re(&self.keep, &o.keep)
+            && re(&self.drop, &o.drop)
+            && self.max_queue_points == o.max_queue_points
+            && self.max_points_per_send == o.max_points_per_send
+            && self.compression == o.compression
+            && self.encoding == o.encoding
+            && self.ca_file == o.ca_file
+    }
+}
+
 /// How a line source joins lines into multi-line records (a pipeline's
 /// `multiline`): a Java or Python stack trace, a Go panic, a multi-line
 /// statement reaches the plugin as one string, its lines joined by `\n`.
