@@ -495,6 +495,9 @@ impl Agent {
                 .copied()
                 .unwrap_or(0);
             m.set(M::SeriesDropped, &l, dropped as f64);
+            for (family, n) in st.overflowed.lock().iter() {
+                m.set(M::SeriesOverflow, &[name, family.as_str()], *n as f64);
+            }
             m.set(M::Series, &l, store.series_count() as f64);
             m.set(M::SeriesLimit, &l, p.spec.max_series as f64);
             m.histogram(M::CallDuration, &l, &st.call_duration.lock());

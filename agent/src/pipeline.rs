@@ -450,7 +450,18 @@ impl Worker {
             }
         }
         let applied = store.apply_with(convert(out.updates), semantics, source_values);
+        let overflowed: Vec<(String, u64)> = applied
+            .overflowed
+            .iter()
+            .filter_map(|(fi, n)| Some((store.family(*fi as usize)?.decl.name.clone(), *n)))
+            .collect();
         drop(store);
+        if !overflowed.is_empty() {
+            let mut o = self.stats.overflowed.lock();
+            for (family, n) in overflowed {
+                *o.entry(family).or_insert(0) += n;
+            }
+        }
         if !applied.rejected.is_empty()
             && self
                 .refusals_told
@@ -461,9 +472,12 @@ impl Worker {
                 .rejected
                 .iter()
                 .map(|(reason, n)| match reason {
-                    Reject::SeriesLimit => {
-                        format!("{n} new series past max_series ({})", self.spec.max_series)
-                    }
+                    Reject::SeriesLimit => format!(
+                        "{n} updates for new series past max_series ({}) folded into \
+                         their family's overflow series (labels \"{}\")",
+                        self.spec.max_series,
+                        crate::store::OVERFLOW_VALUE
+                    ),
                     r => format!("{n} {}", r.as_str()),
                 })
                 .collect();

@@ -138,6 +138,9 @@ pub struct PipelineStats {
     pub errors: Mutex<BTreeMap<&'static str, u64>>,
     /// Refused updates by reason.
     pub updates_rejected: Mutex<BTreeMap<&'static str, u64>>,
+    /// Updates folded into an overflow series, by family name (at most
+    /// one entry per declared family).
+    pub overflowed: Mutex<BTreeMap<String, u64>>,
     /// Call durations.
     pub call_duration: Mutex<Hist>,
     /// Per-file figures, by path: files followed, and files let go of in
@@ -405,7 +408,9 @@ self_metrics! {
     UpdatesRejected: "weir_plugin_updates_rejected_total", Counter, ["pipeline", "reason"],
         "Updates the host refused as invalid, by reason.";
     SeriesDropped: "weir_pipeline_series_dropped_total", Counter, ["pipeline"],
-        "New series refused because the pipeline reached max_series.";
+        "Updates for new label sets past max_series (folded into their family's overflow series).";
+    SeriesOverflow: "weir_pipeline_series_overflow_total", Counter, ["pipeline", "family"],
+        "Updates past max_series folded into the family's overflow series (labels at \"__overflow__\"), by family.";
     Series: "weir_pipeline_series", Gauge, ["pipeline"],
         "Series the pipeline holds.";
     SeriesLimit: "weir_pipeline_series_limit", Gauge, ["pipeline"],

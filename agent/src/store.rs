@@ -351,13 +351,25 @@ pub struct PipelineStore {
     absent: usize,
 }
 
+/// The label value that every label of a family's overflow series has
+/// (except the pipeline's constant labels): past `max_series`, updates for
+/// new label sets go to that one series per family, so that `sum()` over
+/// the family stays right while the number of series stays bounded. (The
+/// OpenTelemetry SDKs do the same past their cardinality limit, with an
+/// `otel.metric.overflow` attribute; a Prometheus family has fixed label
+/// names, so the values carry the mark.)
+pub const OVERFLOW_VALUE: &str = "__overflow__";
+
 /// The result of applying one call's updates.
 #[derive(Default, Debug)]
 pub struct Applied {
-    /// Updates applied.
+    /// Updates applied (those folded into an overflow series included).
     pub applied: u64,
-    /// Refused updates by reason.
+    /// Refused updates by reason; `SeriesLimit` counts the updates folded
+    /// into an overflow series.
     pub rejected: Vec<(Reject, u64)>,
+    /// (family index, updates) folded into the family's overflow series.
+    pub overflowed: Vec<(u32, u64)>,
 }
 
 impl Applied {
@@ -601,13 +613,26 @@ impl PipelineStore {
             let nb = decl.buckets.len();
             let kind = decl.kind;
             let instance = self.instance;
+            // Past the cap, a new label set is folded into the family's
+            // overflow series (its own labels at OVERFLOW_VALUE), which may
+            // be created past the cap, one per family: what it counts stays
+            // in sum(), and nothing new is made per label set.
+            let key = if !fam.series.contains_key(&key) && self.series >= self.max_series {
+                res.reject_n(Reject::SeriesLimit, weight);
+                match res.overflowed.iter_mut().find(|(f, _)| *f == fi) {
+                    Some((_, n)) => *n += weight,
+                    None => res.overflowed.push((fi, weight)),
+                }
+                let own = decl.labels.len() - self.const_values.len();
+                let mut k = self.const_values.clone();
+                k.extend(std::iter::repeat_n(OVERFLOW_VALUE.to_string(), own));
+                k
+            } else {
+                key
+            };
             let value = match fam.series.get_mut(&key) {
                 Some(v) => v,
                 None => {
-                    if self.series >= self.max_series {
-                        res.reject_n(Reject::SeriesLimit, weight);
-                        continue;
-                    }
                     self.series += 1;
                     let back = fam.absent.remove(&key).map(|(v, _)| v);
                     if back.is_some() {
@@ -965,19 +990,33 @@ mod tests {
     }
 
     #[test]
-    fn series_cap_drops_new_series_only() {
-        let mut s = PipelineStore::new(vec![], 2);
-        s.declare(vec![decl("c_total", Kind::Counter, &["a"], &[])]);
+    fn past_the_series_cap_new_label_sets_fold_into_one_overflow_series() {
+        let mut s = PipelineStore::new(vec!["web1".into()], 2);
+        let mut d = decl("c_total", Kind::Counter, &["a", "b"], &[]);
+        d.labels.insert(0, "host".into());
+        s.declare(vec![d]);
         let r = s.apply(
             (0..5)
-                .map(|i| (0, l(&[&i.to_string()]), Change::Add(1.0)))
-                .chain([(0, l(&["0"]), Change::Add(1.0))])
+                .map(|i| (0, l(&[&i.to_string(), "x"]), Change::Add(1.0)))
+                .chain([(0, l(&["0", "x"]), Change::Add(1.0))])
                 .collect(),
             Semantics::Events,
         );
-        assert_eq!(s.series_count(), 2);
-        assert_eq!(r.applied, 3);
+        // Two series of their own, one overflow series past the cap.
+        assert_eq!(s.series_count(), 3);
+        assert_eq!(r.applied, 6);
         assert_eq!(r.rejected, vec![(Reject::SeriesLimit, 3)]);
+        assert_eq!(r.overflowed, vec![(0, 3)]);
+        let f = s.family(0).expect("family");
+        let total: f64 = f.series.values().map(Value::counter_value).sum();
+        assert_eq!(total, 6.0, "sum() stays right");
+        let over = l(&["web1", OVERFLOW_VALUE, OVERFLOW_VALUE]);
+        assert_eq!(f.series[&over].counter_value(), 3.0);
+        assert_eq!(f.series[&l(&["web1", "0", "x"])].counter_value(), 2.0);
+        // More new label sets: still one overflow series.
+        s.apply(vec![(0, l(&["9", "y"]), Change::Add(4.0))], Semantics::Events);
+        assert_eq!(s.series_count(), 3);
+        assert_eq!(s.family(0).expect("f").series[&over].counter_value(), 7.0);
     }
 
     /// Prometheus' `increase()` over a sequence of exposed samples: a

@@ -425,11 +425,12 @@ fn invalid_updates_cardinality_and_long_strings_are_refused_and_counted() {
         assert_eq!(errors(&s, p, "trap"), 0.0, "{p}");
     }
 
-    // The series cap holds; what it refused is counted; the series kept go
-    // on counting.
+    // The series cap holds: past it, new label sets fold into one overflow
+    // series of the family (its labels at "__overflow__"), so the family's
+    // sum stays the number of lines; what was folded is counted, by family.
     assert_eq!(
         s.val("weir_pipeline_series", &[("pipeline", "cardinal")]),
-        1000.0
+        1001.0
     );
     assert_eq!(
         s.val(
@@ -438,12 +439,25 @@ fn invalid_updates_cardinality_and_long_strings_are_refused_and_counted() {
         ),
         4001.0
     );
-    let by_line = s
+    assert_eq!(
+        s.val(
+            "weir_pipeline_series_overflow_total",
+            &[("pipeline", "cardinal"), ("family", "test_by_line_total")]
+        ),
+        4001.0
+    );
+    let by_line: Vec<(&String, &f64)> = s
         .series
-        .keys()
-        .filter(|k| k.starts_with("test_by_line_total{p=\"cardinal\""))
-        .count();
-    assert_eq!(by_line, 999);
+        .iter()
+        .filter(|(k, _)| k.starts_with("test_by_line_total{p=\"cardinal\""))
+        .collect();
+    assert_eq!(by_line.len(), 1000);
+    assert_eq!(by_line.iter().map(|(_, v)| **v).sum::<f64>(), 5000.0);
+    let overflow = by_line
+        .iter()
+        .find(|(k, _)| k.contains("\"__overflow__\""))
+        .unwrap_or_else(|| panic!("no overflow series: {by_line:?}"));
+    assert_eq!(*overflow.1, 4001.0);
 
     // A label value of 1 MiB is refused and counted; the short lines'
     // series are kept, and the exposition stays small.
