@@ -190,6 +190,10 @@ pub struct PipelineSpec {
     /// default true; file and journald sources only, the others have no
     /// positions to pair them with).
     pub persist_values: bool,
+    /// Series without an update for this long are dropped
+    /// (`expire_after`; log sources only, `None` by default: kept until
+    /// the pipeline goes).
+    pub expire_after: Option<Duration>,
 }
 
 impl PipelineSpec {
@@ -515,6 +519,7 @@ struct RawPipeline {
     batch_lines: Option<usize>,
     multiline: Option<Spanned<toml::Value>>,
     persist_values: Option<Spanned<bool>>,
+    expire_after: Option<Spanned<toml::Value>>,
     labels: Option<Spanned<BTreeMap<String, String>>>,
 }
 
@@ -1703,6 +1708,32 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
             Some(v) => *v.get_ref(),
             None => checkpointed,
         };
+        let expire_after = match &p.expire_after {
+            None => None,
+            Some(v) => {
+                let k = format!("{key}.expire_after");
+                let snapshot = matches!(source, SourceSpec::Http(_) | SourceSpec::Process { .. });
+                match parse_duration_key(v.get_ref()) {
+                    Err(e) => {
+                        ctx.err(Some(v.span()), &k, e);
+                        None
+                    }
+                    Ok(_) if snapshot => {
+                        ctx.err(
+                            Some(v.span()),
+                            &k,
+                            format!(
+                                "a {} source's series already leave when it stops reporting them: \
+                                 expire_after is for sources of lines",
+                                source.kind()
+                            ),
+                        );
+                        None
+                    }
+                    Ok(d) => Some(d),
+                }
+            }
+        };
         let multiline = match &p.multiline {
             None => None,
             Some(m) => {
@@ -1796,6 +1827,7 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
             batch_lines: p.batch_lines.unwrap_or(4096).clamp(1, 1 << 16),
             multiline,
             persist_values,
+            expire_after,
         });
     }
     out
@@ -2120,6 +2152,51 @@ mod tests {
             let got = errs[0].to_string();
             assert!(got.contains(want), "{text}: {got}");
         }
+    }
+
+    #[test]
+    fn expire_after_and_persist_values_and_their_errors() {
+        let d = tempfile::tempdir().expect("tempdir");
+        let file = "[pipeline.app]\nplugin = \"regex-log\"\nsource = { type = \"file\", paths = [\"x.log\"] }\n";
+        write(
+            d.path(),
+            "a.toml",
+            &format!("{file}expire_after = \"90m\"\n"),
+        );
+        let cfg = load_dir(d.path()).expect("valid");
+        let p = &cfg.pipelines["app"];
+        assert_eq!(p.expire_after, Some(Duration::from_secs(5400)));
+        assert!(p.persist_values, "on by default for a file source");
+        let http = "[pipeline.app]\nplugin = \"json-stats\"\nsource = { type = \"http\", url = \"http://127.0.0.1:1/\" }\n";
+        for (text, want) in [
+            (
+                format!("{file}expire_after = \"0s\"\n"),
+                "a.toml:4: pipeline.app.expire_after: at least 10ms",
+            ),
+            (
+                format!("{file}expire_after = \"soon\"\n"),
+                "a.toml:4: pipeline.app.expire_after:",
+            ),
+            (
+                format!("{http}expire_after = \"1h\"\n"),
+                "a.toml:4: pipeline.app.expire_after: a http source's series already leave",
+            ),
+            (
+                format!("{http}persist_values = true\n"),
+                "a.toml:4: pipeline.app.persist_values: a http source has no read positions",
+            ),
+        ] {
+            write(d.path(), "a.toml", &text);
+            let errs = load_dir(d.path()).expect_err("invalid");
+            let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+            assert!(all.iter().any(|e| e.contains(want)), "{text}: {all:?}");
+        }
+        write(d.path(), "a.toml", http);
+        let cfg = load_dir(d.path()).expect("valid");
+        assert!(
+            !cfg.pipelines["app"].persist_values,
+            "off for a polled source"
+        );
     }
 
     #[test]

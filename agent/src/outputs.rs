@@ -388,7 +388,7 @@ pub fn walk_families(plan: &mut Plan<'_>, sink: &mut impl Sink) {
         let mut seen: HashSet<Vec<(&str, &str)>> = HashSet::new();
         let many = f.parts.len() > 1;
         for part in &f.parts {
-            let mut series: Vec<(&Vec<String>, &Value)> = part.series.iter().collect();
+            let mut series: Vec<(&Vec<String>, &Value)> = part.live_series().collect();
             series.sort_unstable_by(|a, b| a.0.cmp(b.0));
             let names = &part.decl.labels;
             for (values, value) in series {

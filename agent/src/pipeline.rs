@@ -576,7 +576,10 @@ impl Worker {
         match result {
             Ok(out) => self.apply(out, Semantics::Events, &[]),
             Err(e) => {
-                tracing::debug!("{}: the call with no lines at start failed: {e}", self.desc());
+                tracing::debug!(
+                    "{}: the call with no lines at start failed: {e}",
+                    self.desc()
+                );
                 self.failed(slot, &e);
             }
         }
@@ -1039,6 +1042,8 @@ impl Pipeline {
                 cp.keep_values(None);
             }
         }
+        // After the restore: restored series count as updated now.
+        store.lock().set_expire_after(spec.expire_after);
         let mut child = None;
         let name = spec.name.clone();
         let spawn = |what: &str, f: Box<dyn FnOnce() + Send>| {

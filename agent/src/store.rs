@@ -314,6 +314,11 @@ pub struct FamilyState {
     /// Counter series absent from the last snapshot whose host-side offset
     /// is kept (see [`Value::Counter`]), with when they left.
     absent: HashMap<Vec<String>, (Value, Instant)>,
+    /// When each series was last updated: kept only with the pipeline's
+    /// `expire_after` (see [`PipelineStore::set_expire_after`]).
+    last_update: HashMap<Vec<String>, Instant>,
+    /// The pipeline's `expire_after`.
+    expire_after: Option<Duration>,
 }
 
 impl FamilyState {
@@ -322,7 +327,48 @@ impl FamilyState {
             decl: Arc::new(decl),
             series: HashMap::new(),
             absent: HashMap::new(),
+            last_update: HashMap::new(),
+            expire_after: None,
         }
+    }
+
+    /// Whether the series `key` got no update for the pipeline's
+    /// `expire_after` (never without one).
+    fn idle(&self, key: &[String], now: Instant) -> bool {
+        self.expire_after.is_some_and(|d| {
+            self.last_update
+                .get(key)
+                .is_some_and(|t| now.saturating_duration_since(*t) >= d)
+        })
+    }
+
+    /// The series to expose: all of them, less those idle past the
+    /// pipeline's `expire_after` (removed at the next update of the
+    /// pipeline; a series updated again before that starts afresh).
+    pub fn live_series(&self) -> impl Iterator<Item = (&Vec<String>, &Value)> {
+        let now = Instant::now();
+        self.series.iter().filter(move |(k, _)| !self.idle(k, now))
+    }
+}
+
+/// A new series' value: zero of its kind (a counter made by `instance`).
+fn zero(kind: Kind, buckets: usize, instance: u64) -> Value {
+    match kind {
+        Kind::Counter => Value::Counter {
+            offset: 0.0,
+            raw: 0.0,
+            instance,
+        },
+        Kind::Gauge => Value::Gauge(0.0),
+        Kind::Histogram => Value::Histogram {
+            counts: vec![0; buckets + 1],
+            sum: 0.0,
+        },
+        Kind::Summary => Value::Summary {
+            quantiles: Vec::new(),
+            sum: 0.0,
+            count: 0,
+        },
     }
 }
 
@@ -349,6 +395,10 @@ pub struct PipelineStore {
     instance: u64,
     /// Entries in the families' `absent` maps.
     absent: usize,
+    /// The pipeline's `expire_after`: series idle that long are dropped.
+    expire_after: Option<Duration>,
+    /// When idle series were last looked for.
+    swept: Instant,
 }
 
 /// The label value that every label of a family's overflow series has
@@ -408,7 +458,52 @@ impl PipelineStore {
             series: 0,
             instance: 0,
             absent: 0,
+            expire_after: None,
+            swept: Instant::now(),
         }
+    }
+
+    /// Drop series that got no update for `d` (`expire_after`; `None`:
+    /// keep every series until the pipeline goes). A series updated again
+    /// after that starts afresh, from zero, as a new series would: never a
+    /// counter that is still updated. Series held now count as updated
+    /// now.
+    pub fn set_expire_after(&mut self, d: Option<Duration>) {
+        if self.expire_after == d {
+            return;
+        }
+        self.expire_after = d;
+        let now = Instant::now();
+        for f in self.families.iter_mut().flatten() {
+            f.expire_after = d;
+            f.last_update = match d {
+                Some(_) => f.series.keys().map(|k| (k.clone(), now)).collect(),
+                None => HashMap::new(),
+            };
+        }
+    }
+
+    /// Remove the series idle past `expire_after`, at most once a second.
+    fn sweep_idle(&mut self, now: Instant) {
+        if self.expire_after.is_none()
+            || now.saturating_duration_since(self.swept) < Duration::from_secs(1)
+        {
+            return;
+        }
+        self.swept = now;
+        for f in self.families.iter_mut().flatten() {
+            let idle: Vec<Vec<String>> = f
+                .series
+                .keys()
+                .filter(|k| f.idle(k, now))
+                .cloned()
+                .collect();
+            for k in idle {
+                f.series.remove(&k);
+                f.last_update.remove(&k);
+            }
+        }
+        self.series = self.families().map(|f| f.series.len()).sum();
     }
 
     /// Install a plugin's declarations, keeping the constant label values;
@@ -467,6 +562,12 @@ impl PipelineStore {
         }
         out.removed = old.into_keys().collect();
         out.removed.sort();
+        // Families declared anew take the pipeline's expire_after; kept
+        // ones keep their series' times.
+        let d = self.expire_after;
+        for f in self.families.iter_mut().flatten() {
+            f.expire_after = d;
+        }
         self.series = self.families().map(|f| f.series.len()).sum();
         self.absent = self.families().map(|f| f.absent.len()).sum();
         out
@@ -483,7 +584,9 @@ impl PipelineStore {
             }
         }
         for d in decls {
-            self.families.push(Some(FamilyState::new(d)));
+            let mut f = FamilyState::new(d);
+            f.expire_after = self.expire_after;
+            self.families.push(Some(f));
         }
         Ok(())
     }
@@ -530,6 +633,8 @@ impl PipelineStore {
         source_values: &[String],
     ) -> Applied {
         let mut res = Applied::default();
+        let now = Instant::now();
+        self.sweep_idle(now);
         let mut touched: Vec<HashSet<Vec<String>>> = match semantics {
             Semantics::Snapshot => vec![HashSet::new(); self.families.len()],
             Semantics::Events => Vec::new(),
@@ -630,6 +735,16 @@ impl PipelineStore {
             } else {
                 key
             };
+            if fam.expire_after.is_some() {
+                // Idle past expire_after and not swept yet: it comes back
+                // as a new series would, from zero.
+                if fam.idle(&key, now) {
+                    if let Some(v) = fam.series.get_mut(&key) {
+                        *v = zero(kind, nb, instance);
+                    }
+                }
+                fam.last_update.insert(key.clone(), now);
+            }
             let value = match fam.series.get_mut(&key) {
                 Some(v) => v,
                 None => {
@@ -638,22 +753,9 @@ impl PipelineStore {
                     if back.is_some() {
                         self.absent -= 1;
                     }
-                    let init = match kind {
-                        Kind::Counter => back.unwrap_or(Value::Counter {
-                            offset: 0.0,
-                            raw: 0.0,
-                            instance,
-                        }),
-                        Kind::Gauge => Value::Gauge(0.0),
-                        Kind::Histogram => Value::Histogram {
-                            counts: vec![0; nb + 1],
-                            sum: 0.0,
-                        },
-                        Kind::Summary => Value::Summary {
-                            quantiles: Vec::new(),
-                            sum: 0.0,
-                            count: 0,
-                        },
+                    let init = match (kind, back) {
+                        (Kind::Counter, Some(back)) => back,
+                        _ => zero(kind, nb, instance),
                     };
                     fam.series.entry(key.clone()).or_insert(init)
                 }
@@ -1014,7 +1116,10 @@ mod tests {
         assert_eq!(f.series[&over].counter_value(), 3.0);
         assert_eq!(f.series[&l(&["web1", "0", "x"])].counter_value(), 2.0);
         // More new label sets: still one overflow series.
-        s.apply(vec![(0, l(&["9", "y"]), Change::Add(4.0))], Semantics::Events);
+        s.apply(
+            vec![(0, l(&["9", "y"]), Change::Add(4.0))],
+            Semantics::Events,
+        );
         assert_eq!(s.series_count(), 3);
         assert_eq!(s.family(0).expect("f").series[&over].counter_value(), 7.0);
     }

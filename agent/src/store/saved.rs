@@ -299,6 +299,12 @@ fn restore_family(
         }
         match restore_value(v, &state.decl) {
             Some(v) => {
+                if state.expire_after.is_some() {
+                    // Restored now: idle from now on.
+                    state
+                        .last_update
+                        .insert(labels.clone(), std::time::Instant::now());
+                }
                 if state.series.insert(labels, v).is_none() {
                     *count += 1;
                     kept += 1;
