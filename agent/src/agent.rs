@@ -114,6 +114,12 @@ fn build_error(spec: &PipelineSpec, e: &str) -> String {
 }
 
 impl Agent {
+    /// The state directory's `checkpoints` directory, if the agent has a
+    /// state directory: pipeline checkpoints and push queues live there.
+    pub fn state_files(&self) -> Option<&Arc<crate::state::StateDir>> {
+        self.checkpoint_dir.as_ref()
+    }
+
     /// An agent with no pipelines yet; file checkpoints go to
     /// `checkpoint_dir` (the state directory's `checkpoints`), if any.
     /// `config_dir` is made absolute here (see [`config::absolute_dir`]),

@@ -221,6 +221,23 @@ impl crate::push::Target for OtlpSettings {
         let n = u64::try_from(n).unwrap_or(0);
         (n > 0).then(|| (n, why.chars().take(300).collect()))
     }
+    /// The metrics as length-delimited protobuf messages, one after the
+    /// other (what `Metric::encode_length_delimited` writes).
+    fn save_items(items: &std::collections::VecDeque<Metric>) -> Vec<u8> {
+        let mut out = Vec::new();
+        for m in items {
+            // Writing into a Vec cannot run out of room.
+            let _ = m.encode_length_delimited(&mut out);
+        }
+        out
+    }
+    fn load_items(mut bytes: &[u8]) -> Result<Vec<Metric>, String> {
+        let mut out = Vec::new();
+        while !bytes.is_empty() {
+            out.push(Metric::decode_length_delimited(&mut bytes).map_err(|e| e.to_string())?);
+        }
+        Ok(out)
+    }
     fn of(cfg: &crate::config::AgentSettings) -> &[Self] {
         &cfg.otlp
     }

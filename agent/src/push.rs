@@ -70,6 +70,11 @@ pub trait Target: Clone + PartialEq + Send + Sync + 'static {
     fn rejected(&self, _content_type: Option<&str>, _body: &[u8]) -> Option<(u64, String)> {
         None
     }
+    /// The queue as bytes, for the file that keeps it across restarts.
+    fn save_items(items: &VecDeque<Self::Item>) -> Vec<u8>;
+    /// The queue from [`Target::save_items`]'s bytes, or why they cannot
+    /// be read.
+    fn load_items(bytes: &[u8]) -> Result<Vec<Self::Item>, String>;
     /// The targets of this kind a configuration asks for.
     fn of(cfg: &AgentSettings) -> &[Self];
     /// Publish the running targets' figures on the agent.
@@ -224,6 +229,85 @@ fn next_batch(points: impl Iterator<Item = usize>, max: usize) -> (usize, usize)
 
 /// Run a target until `stop`: collect every interval, send from the
 /// queue. Returns what is still queued.
+/// How often a queue that changed is written to its file: what a SIGKILL
+/// (or a power loss) can lose of what was queued, at most.
+pub const QUEUE_SAVE_EVERY: Duration = Duration::from_secs(5);
+
+/// Largest queue file read back.
+const MAX_QUEUE_FILE_BYTES: u64 = 512 << 20;
+
+/// The file of target `name`'s queue in the state directory's
+/// `checkpoints` directory: `KEY-NAME.queue`, the name's characters other
+/// than letters, digits, `-` and `_` replaced, and a hash of the whole name
+/// so that two names never share a file.
+fn queue_file<T: Target>(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .take(64)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let hash = crc32fast::hash(name.as_bytes());
+    format!("{}-{clean}-{hash:08x}.queue", T::KEY)
+}
+
+/// What target `s` had queued when the agent last stopped (or last wrote
+/// its queue file), if anything; a file that cannot be read is logged and
+/// removed.
+pub fn load_queue<T: Target>(agent: &Agent, s: &T) -> VecDeque<T::Item> {
+    let Some(dir) = agent.state_files() else {
+        return VecDeque::new();
+    };
+    let file = queue_file::<T>(s.name());
+    let bytes = match dir.read(&file, MAX_QUEUE_FILE_BYTES) {
+        Ok(Some(b)) => b,
+        Ok(None) => return VecDeque::new(),
+        Err(why) => {
+            tracing::warn!(target = %s.name(), file = %file, "{}: ignoring an untrusted queue file ({why})", T::WHAT);
+            let _ = dir.discard(&file);
+            return VecDeque::new();
+        }
+    };
+    match crate::sources::checkpoint::decode(&bytes).and_then(T::load_items) {
+        Ok(items) => {
+            let points: usize = items.iter().map(T::points).sum();
+            if points > 0 {
+                tracing::info!(target = %s.name(), points, "{}: queue of the last run restored", T::WHAT);
+            }
+            items.into_iter().collect()
+        }
+        Err(e) => {
+            tracing::warn!(target = %s.name(), file = %file, "{}: ignoring the queue file: {e}", T::WHAT);
+            let _ = dir.discard(&file);
+            VecDeque::new()
+        }
+    }
+}
+
+/// Write target `name`'s queue to its file (removed when empty).
+fn save_queue<T: Target>(agent: &Agent, name: &str, queue: &VecDeque<T::Item>) {
+    let Some(dir) = agent.state_files() else {
+        return;
+    };
+    let file = queue_file::<T>(name);
+    let res = if queue.is_empty() {
+        dir.discard(&file)
+    } else {
+        dir.write(
+            &file,
+            &crate::sources::checkpoint::encode(&T::save_items(queue)),
+        )
+    };
+    if let Err(e) = res {
+        tracing::warn!(target = %name, file = %file, "{}: cannot write the queue file: {e}", T::WHAT);
+    }
+}
+
 pub fn run<T: Target>(
     agent: Arc<Agent>,
     s: T,
@@ -234,6 +318,10 @@ pub fn run<T: Target>(
 ) -> VecDeque<T::Item> {
     let what = T::WHAT;
     let name = s.name().to_string();
+    // The queue on disk: written when it changed, every QUEUE_SAVE_EVERY
+    // and when the target stops.
+    let mut changed = false;
+    let mut saved_at = Instant::now();
     let mut queued: usize = queue.iter().map(T::points).sum();
     let mut next_collect = Instant::now();
     let mut backoff = Duration::from_millis(100);
@@ -246,7 +334,13 @@ pub fn run<T: Target>(
     let mut last_refusal_log: Option<Instant> = None;
     let mut unlogged_refusals: u64 = 0;
     while !stop.load(Ordering::Relaxed) {
+        if changed && saved_at.elapsed() >= QUEUE_SAVE_EVERY {
+            save_queue::<T>(&agent, &name, &queue);
+            saved_at = Instant::now();
+            changed = false;
+        }
         if Instant::now() >= next_collect {
+            changed = true;
             next_collect = Instant::now() + s.interval();
             for item in s.collect(&agent, SystemTime::now()) {
                 queued += T::points(&item);
@@ -272,6 +366,7 @@ pub fn run<T: Target>(
             Err(e) => {
                 tracing::error!(target = %name, "{what}: cannot encode {points} points: {e}");
                 queue.drain(..n);
+                changed = true;
                 queued -= points;
                 stats.failed.fetch_add(points as u64, Ordering::Relaxed);
                 continue;
@@ -283,6 +378,7 @@ pub fn run<T: Target>(
         match send(&client, &s, &stats, body, &headers) {
             Sent::Ok(rejected) => {
                 queue.drain(..n);
+                changed = true;
                 queued -= points;
                 // A partial success: the rejected points are failed, not
                 // retried (the receiver has seen them).
@@ -313,6 +409,7 @@ pub fn run<T: Target>(
             }
             Sent::Refused(msg) => {
                 queue.drain(..n);
+                changed = true;
                 queued -= points;
                 stats.failed.fetch_add(points as u64, Ordering::Relaxed);
                 if last_refusal_log.is_none_or(|t| t.elapsed() >= REFUSAL_LOG_EVERY) {
@@ -341,6 +438,7 @@ pub fn run<T: Target>(
         }
         stats.queued.store(queued as u64, Ordering::Relaxed);
     }
+    save_queue::<T>(&agent, &name, &queue);
     queue
 }
 
@@ -472,7 +570,9 @@ impl<T: Target> Writers<T> {
                         (Arc::new(PushStats::default()), VecDeque::new())
                     }
                 }
-                None => (Arc::new(PushStats::default()), VecDeque::new()),
+                // A new target (or the agent's start): what its last run
+                // left queued.
+                None => (Arc::new(PushStats::default()), load_queue(&self.agent, &s)),
             };
             match self.spawn(s.clone(), client, stats.clone(), queue) {
                 Ok(r) => running.push(r),
@@ -516,8 +616,15 @@ impl<T: Target> Writers<T> {
     /// Tell every target to stop (at shutdown); does not wait for a
     /// request in flight, so a hung receiver cannot delay the exit.
     pub fn stop_all(&self) {
-        for r in self.running.lock().iter() {
+        let running = self.running.lock();
+        for r in running.iter() {
             r.stop.store(true, Ordering::Relaxed);
+        }
+        // Each writes its queue file as it stops: wait a little for that,
+        // not for a request in flight.
+        let until = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < until && running.iter().any(|r| !r.thread.is_finished()) {
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 }

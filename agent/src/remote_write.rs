@@ -91,6 +91,32 @@ impl crate::push::Target for RemoteWriteSettings {
             ],
         ))
     }
+    /// JSON: `[[labels, [[value bits, ms], ...]], ...]`, each value as the
+    /// bits of its `f64` so that NaN (a staleness marker) and every other
+    /// value come back exactly.
+    fn save_items(items: &std::collections::VecDeque<Series>) -> Vec<u8> {
+        let v: Vec<(&[(String, String)], Vec<(u64, i64)>)> = items
+            .iter()
+            .map(|s| {
+                let samples = s.samples.iter().map(|(v, t)| (v.to_bits(), *t)).collect();
+                (s.labels.as_slice(), samples)
+            })
+            .collect();
+        serde_json::to_vec(&v).unwrap_or_default()
+    }
+    fn load_items(bytes: &[u8]) -> Result<Vec<Series>, String> {
+        type Saved = Vec<(Vec<(String, String)>, Vec<(u64, i64)>)>;
+        let v: Saved = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        Ok(v.into_iter()
+            .map(|(labels, samples)| Series {
+                labels,
+                samples: samples
+                    .into_iter()
+                    .map(|(b, t)| (f64::from_bits(b), t))
+                    .collect(),
+            })
+            .collect())
+    }
     fn of(cfg: &crate::config::AgentSettings) -> &[Self] {
         &cfg.remote_write
     }

@@ -28,7 +28,12 @@ impl Drop for Receiver {
 
 impl Receiver {
     fn start(dir: &Path, args: &[&str]) -> Receiver {
-        let out = dir.join(format!("otlp-{}.jsonl", args.join("_")));
+        let tag: String = args
+            .join("_")
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+            .collect();
+        let out = dir.join(format!("otlp-{tag}.jsonl"));
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/e2e/otlp_receiver.py");
         let mut child = Command::new(crate::reexpose::python())
             .arg(&script)
@@ -769,4 +774,95 @@ fn an_upstream_summary_arrives_as_an_otlp_summary() {
     assert_eq!(p["sum"].as_f64(), Some(42.5));
     assert_eq!(nanos(&p["count"]), 17);
     assert!(nanos(&p["start_time_unix_nano"]) <= nanos(&p["time_unix_nano"]));
+}
+
+/// The push queue is kept on disk (issue 16): a receiver down across a
+/// SIGKILL and a SIGTERM of the agent, then up again: every reading the
+/// receiver refused arrives once it is back, except, for the SIGKILL, the
+/// last `QUEUE_SAVE_EVERY` (5 s) before the kill (the documented bound).
+#[test]
+fn the_push_queue_survives_a_sigkill_and_a_restart_during_an_outage() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let down = tmp.path().join("down");
+    std::fs::write(&down, "").expect("down");
+    let rx = Receiver::start(
+        tmp.path(),
+        &["--fail-while", down.to_str().expect("utf-8 path")],
+    );
+    let (_t, conf) = setup(&format!(
+        "[[otlp]]\nname = \"central\"\nendpoint = \"{}\"\ninterval = \"250ms\"\ncompression = \"none\"\nkeep = [\"^app_\"]\nmax_queue_points = 100000\n",
+        rx.endpoint()
+    ));
+    let (text, _) = lines();
+    std::fs::write(conf.join("app.log"), &text).expect("w");
+    let state = tmp.path().join("state");
+    let now_ns = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos() as u64
+    };
+    // Run 1: 7 s of refusals (a queue file written at about 5 s), SIGKILL.
+    let mut a = Agent::start(&conf, &state);
+    std::thread::sleep(Duration::from_secs(7));
+    let killed_at = now_ns();
+    a.kill();
+    // Run 2: restores what run 1 wrote, goes on queueing, SIGTERM.
+    let run2_from = now_ns();
+    let mut a = Agent::start(&conf, &state);
+    std::thread::sleep(Duration::from_secs(2));
+    let log2 = a.log_text();
+    assert!(a.stop().success());
+    assert!(
+        log2.contains("queue of the last run restored"),
+        "run 2 did not restore the queue:\n{log2}"
+    );
+    // Run 3: the receiver is back.
+    std::fs::remove_file(&down).expect("up");
+    let a = Agent::start(&conf, &state);
+    a.wait_for(40, "the backlog accepted", |s| {
+        s.val("weir_otlp_points_sent_total", &[("target", "central")]) > 0.0
+            && s.val("weir_otlp_queue_points", &[("target", "central")]) < 10.0
+    });
+    let reqs = rx.requests();
+    let pairs = |ok: bool| -> std::collections::BTreeSet<(String, u64)> {
+        reqs.iter()
+            .filter(|r| (r["status"] == 200) == ok)
+            .flat_map(|r| metrics(r).into_iter().cloned().collect::<Vec<_>>())
+            .flat_map(|m| {
+                let name = m["name"].as_str().unwrap_or("").to_string();
+                ["sum", "gauge", "histogram"]
+                    .iter()
+                    .flat_map(|k| m[*k]["data_points"].as_array().cloned().unwrap_or_default())
+                    .map(|p| (name.clone(), nanos(&p["time_unix_nano"])))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let refused = pairs(false);
+    let accepted = pairs(true);
+    let bound = killed_at - 6_000_000_000;
+    let must: Vec<&(String, u64)> = refused
+        .iter()
+        .filter(|p| p.1 <= bound || p.1 >= run2_from)
+        .collect();
+    let from_run1 = must.iter().filter(|p| p.1 <= bound).count();
+    let from_run2 = must.iter().filter(|p| p.1 >= run2_from).count();
+    assert!(
+        from_run1 > 0 && from_run2 > 0,
+        "{from_run1} {from_run2}: {refused:?}"
+    );
+    let lost: Vec<_> = must.iter().filter(|p| !accepted.contains(p)).collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} readings refused during the outage never arrived: {lost:?}\nlog:\n{}",
+        lost.len(),
+        must.len(),
+        a.log_text()
+    );
+    eprintln!(
+        "{} readings refused, {} accepted; of those that must arrive, {from_run1} from before the kill, {from_run2} from the SIGTERM run",
+        refused.len(),
+        accepted.len()
+    );
 }

@@ -8,15 +8,17 @@ request's headers that matter, and the decoded ExportMetricsServiceRequest
 in the protobuf JSON mapping (field names as in the .proto; 64-bit
 integers as strings; enums by name).
 
-    python otlp_receiver.py OUT [--fail-first N] [--status CODE] [--partial N]
+    python otlp_receiver.py OUT [--fail-first N] [--fail-while PATH] [--status CODE] [--partial N]
 
 Prints the port it listens on (127.0.0.1, chosen by the system), then
 serves until killed. --fail-first N answers 503 with `Retry-After: 1` to
-the first N requests; --status CODE answers CODE to every request;
+the first N requests; --fail-while PATH answers 503 while PATH exists;
+--status CODE answers CODE to every request;
 --partial N answers 200 with a partial_success rejecting N data points.
 """
 import gzip
 import json
+import os
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,6 +28,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2
 
 out_path = sys.argv[1]
 fail_first = 0
+fail_while = None
 always = None
 partial = 0
 args = sys.argv[2:]
@@ -33,6 +36,8 @@ while args:
     a = args.pop(0)
     if a == "--fail-first":
         fail_first = int(args.pop(0))
+    elif a == "--fail-while":
+        fail_while = args.pop(0)
     elif a == "--partial":
         partial = int(args.pop(0))
     elif a == "--status":
@@ -78,6 +83,8 @@ class Handler(BaseHTTPRequestHandler):
                 n = seen
             if always is not None:
                 status = always
+            elif fail_while is not None and os.path.exists(fail_while):
+                status = 503
             elif n <= fail_first:
                 status = 503
             else:
