@@ -751,6 +751,12 @@ pub fn parse_size(v: &toml::Value) -> Result<usize, String> {
     }
 }
 
+/// `kind` with its indefinite article, for messages: "an exec", "a file".
+fn with_article(kind: &str) -> String {
+    let vowel = kind.starts_with(['a', 'e', 'i', 'o', 'u']);
+    format!("{} {kind}", if vowel { "an" } else { "a" })
+}
+
 /// Defaults of `multiline`: a trace of 500 lines (deep Java stacks are
 /// shorter), 256 KiB, and a writer that finishes a record within 1 s.
 pub const MULTILINE_MAX_LINES: usize = 500;
@@ -1698,9 +1704,9 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                     Some(v.span()),
                     &format!("{key}.persist_values"),
                     format!(
-                        "a {} source has no read positions to keep values with: \
+                        "{} source has no read positions to keep values with: \
                          persist_values is for file and journald sources",
-                        source.kind()
+                        with_article(source.kind())
                     ),
                 );
                 false
@@ -1723,9 +1729,9 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                             Some(v.span()),
                             &k,
                             format!(
-                                "a {} source's series already leave when it stops reporting them: \
+                                "{} source's series already leave when it stops reporting them: \
                                  expire_after is for sources of lines",
-                                source.kind()
+                                with_article(source.kind())
                             ),
                         );
                         None

@@ -362,3 +362,106 @@ fn persist_values_on_an_exec_source_is_refused_at_its_line() {
         "{text}"
     );
 }
+
+/// A counting pipeline on `paths` (TOML array items), default `start_at`.
+fn counter_on(name: &str, paths: &str, start_at: &str) -> String {
+    format!(
+        r#"[pipeline.{name}]
+plugin = "regex-log"
+source = {{ type = "file", paths = [{paths}]{start_at} }}
+
+[[pipeline.{name}.config.metrics]]
+name = "{name}_lines_total"
+type = "counter"
+help = "Lines."
+
+[[pipeline.{name}.config.rules]]
+regex = '^line \d+$'
+emit = [{{ metric = "{name}_lines_total" }}]
+"#
+    )
+}
+
+fn numbered(from: u64, to: u64) -> String {
+    (from..to).map(|i| format!("line {i}\n")).collect()
+}
+
+fn wait_lines(agent: &Agent, name: &str, n: u64) {
+    agent.wait_for(30, &format!("{n} lines"), |s| {
+        s.get(&format!("{name}_lines_total"), &[]) == Some(n as f64)
+    });
+}
+
+/// The rotations that take a file's lines out of the followed paths, each
+/// followed by a SIGKILL before the next checkpoint interval: copytruncate
+/// (the checkpoint is written as soon as the old content's lines are
+/// applied) and a rename to a name no pattern matches (found again by
+/// inode at the next start). Every line counted once.
+#[test]
+fn a_sigkill_right_after_a_rotation_out_of_the_paths_loses_nothing() {
+    for how in ["copytruncate", "rename"] {
+        let name = if how == "rename" { "renamed" } else { "copied" };
+        let (tmp, dir) = setup(&counter_on(
+            name,
+            "\"app.log\"",
+            ", start_at = \"beginning\"",
+        ));
+        let state = tmp.path().join("state");
+        let log = dir.join("app.log");
+        std::fs::write(&log, numbered(0, 1000)).expect("w");
+        let mut a = Agent::start(&dir, &state);
+        wait_lines(&a, name, 1000);
+        // A checkpoint with 1000 lines, then 500 more counted but not yet
+        // in a periodic checkpoint.
+        std::thread::sleep(Duration::from_millis(1500));
+        append(&log, &numbered(1000, 1500));
+        wait_lines(&a, name, 1500);
+        let rotated = dir.join("app.log.1");
+        if how == "copytruncate" {
+            std::fs::copy(&log, &rotated).expect("copy");
+            std::fs::File::create(&log).expect("truncate");
+            append(&log, &numbered(1500, 1600));
+            wait_lines(&a, name, 1600);
+        } else {
+            std::fs::rename(&log, &rotated).expect("rename");
+            append(&log, &numbered(1500, 1600));
+        }
+        a.kill();
+        let a = Agent::start(&dir, &state);
+        wait_lines(&a, name, 1600);
+        std::thread::sleep(Duration::from_millis(700));
+        let n = a.scrape().val(&format!("{name}_lines_total"), &[]);
+        assert_eq!(n, 1600.0, "{how}: counted twice\n{}", a.log_text());
+        if how == "rename" {
+            assert!(
+                a.log_text().contains("rotated away since the checkpoint"),
+                "{}",
+                a.log_text()
+            );
+        }
+    }
+}
+
+/// With the default `start_at = "end"`, a file created while the agent
+/// was down is read whole at the next start: all of it is new.
+#[test]
+fn a_file_created_while_the_agent_was_down_is_read_whole() {
+    let name = "created";
+    let (tmp, dir) = setup(&counter_on(name, "\"*.log\"", ""));
+    let state = tmp.path().join("state");
+    std::fs::write(dir.join("old.log"), numbered(0, 100)).expect("w");
+    let mut a = Agent::start(&dir, &state);
+    append(&dir.join("old.log"), &numbered(100, 110));
+    wait_lines(&a, name, 10);
+    assert!(a.stop().success());
+    std::thread::sleep(Duration::from_millis(50));
+    std::fs::write(dir.join("new.log"), numbered(0, 500)).expect("w");
+    let a = Agent::start(&dir, &state);
+    wait_lines(&a, name, 510);
+    assert!(
+        a.log_text()
+            .contains("created since the agent last wrote its checkpoint"),
+        "{}",
+        a.log_text()
+    );
+}

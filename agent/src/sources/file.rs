@@ -72,6 +72,10 @@ impl FileKey {
     fn same_inode(&self, md: &std::fs::Metadata) -> bool {
         self.dev == md.dev() && self.ino == md.ino()
     }
+
+    fn same_ino(&self, other: &FileKey) -> bool {
+        self.dev == other.dev && self.ino == other.ino
+    }
 }
 
 fn fnv(bytes: &[u8]) -> u64 {
@@ -189,6 +193,13 @@ pub struct Checkpoints {
     /// Saved entries the tailer has not found a file for (see
     /// [`Checkpoints::with_initial`]).
     carried: Mutex<Vec<Entry>>,
+    /// Entries the tailer is done with, by id: removed once acknowledged
+    /// up to the offset given (see [`Checkpoints::retire`]).
+    retiring: Mutex<HashMap<u64, u64>>,
+    /// Write at the next chance, whatever the interval.
+    urgent: AtomicBool,
+    /// When the checkpoint file read at the start was written.
+    initial_mtime: Mutex<Option<std::time::SystemTime>>,
     /// The checkpoint file as read at the pipeline's start, read once so
     /// that offsets, cursor and values all come from the same file.
     initial: Mutex<Option<OnDisk>>,
@@ -261,6 +272,9 @@ impl Checkpoints {
             values: Mutex::new(None),
             gate: Mutex::new(()),
             carried: Mutex::new(Vec::new()),
+            retiring: Mutex::new(HashMap::new()),
+            urgent: AtomicBool::new(false),
+            initial_mtime: Mutex::new(None),
             initial: Mutex::new(None),
             too_large_told: AtomicBool::new(false),
         })
@@ -329,6 +343,20 @@ impl Checkpoints {
         self.dirty.store(true, Ordering::Relaxed);
     }
 
+    /// Whether the file of `md` was created after the checkpoint file was
+    /// last written (by the agent's previous run): such a file appeared
+    /// while the agent was down, or just before it crashed, so all of it
+    /// is new and it is read from its start even with `start_at = "end"`.
+    /// False on a first start (no checkpoint file) and where the file
+    /// system keeps no creation time.
+    fn created_since_last_run(&self, md: &std::fs::Metadata) -> bool {
+        self.with_initial(|_| ());
+        let Some(last) = *self.initial_mtime.lock() else {
+            return false;
+        };
+        md.created().is_ok_and(|born| born > last)
+    }
+
     /// The series values saved with the offsets, once (a pipeline starting
     /// with an empty store restores them).
     pub fn saved_series(&self) -> Option<SavedSeries> {
@@ -346,6 +374,12 @@ impl Checkpoints {
         let Some(p) = &self.path else {
             return OnDisk::default();
         };
+        // When the previous run last wrote it (a stat of the path: only a
+        // time, nothing in the file is trusted from it).
+        *self.initial_mtime.lock() = std::fs::symlink_metadata(p.path())
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok());
         match p.dir.read(&p.name, MAX_CHECKPOINT_BYTES) {
             Ok(Some(b)) => match parse_checkpoint(&b) {
                 Ok(d) => d,
@@ -390,13 +424,25 @@ impl Checkpoints {
             self.persist_if_due();
             return;
         }
-        if let Some(e) = self.entries.lock().get_mut(&id) {
+        let mut entries = self.entries.lock();
+        if let Some(e) = entries.get_mut(&id) {
             if at.offset > e.offset {
                 e.offset = at.offset;
                 e.skip = at.skip;
                 self.dirty.store(true, Ordering::Relaxed);
             }
+            let done = self
+                .retiring
+                .lock()
+                .get(&id)
+                .is_some_and(|end| e.offset >= *end);
+            if done {
+                entries.remove(&id);
+                self.retiring.lock().remove(&id);
+                self.urgent.store(true, Ordering::Relaxed);
+            }
         }
+        drop(entries);
         self.persist_if_due();
     }
 
@@ -474,9 +520,28 @@ impl Checkpoints {
         }
     }
 
-    fn forget(&self, id: u64) {
-        self.entries.lock().remove(&id);
+    /// The tailer is done with entry `id` (a rotated file let go, a file
+    /// truncated and read again under a new entry), having passed on its
+    /// bytes up to `end`. The entry stays until they are applied; then it
+    /// goes and a checkpoint is written at once, not at the next interval:
+    /// the lines of a file no longer followed cannot be read again after a
+    /// crash, so the values that count them must reach the disk before the
+    /// values of what comes next.
+    fn retire(&self, id: u64, end: u64) {
+        let mut entries = self.entries.lock();
+        match entries.get(&id) {
+            Some(e) if e.offset < end => {
+                self.retiring.lock().insert(id, end);
+            }
+            Some(_) => {
+                entries.remove(&id);
+                self.urgent.store(true, Ordering::Relaxed);
+            }
+            None => {}
+        }
+        drop(entries);
         self.dirty.store(true, Ordering::Relaxed);
+        self.persist_if_due();
     }
 
     /// Write if anything changed and the last write is [`CHECKPOINT_EVERY`]
@@ -488,10 +553,12 @@ impl Checkpoints {
             return;
         }
         if let Some(mut last) = self.written.try_lock() {
-            if last.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY) {
+            let urgent = self.urgent.load(Ordering::Relaxed);
+            if urgent || last.is_none_or(|t| t.elapsed() >= CHECKPOINT_EVERY) {
                 let Some(_gate) = self.gate.try_lock() else {
                     return;
                 };
+                self.urgent.store(false, Ordering::Relaxed);
                 *last = Some(Instant::now());
                 self.write();
             }
@@ -783,6 +850,47 @@ impl Tailer {
         }
     }
 
+    /// At the start, a saved entry whose file no pattern matches any more
+    /// may be of a file rotated away while the agent was down, or just
+    /// before it crashed (`app.log` renamed `app.log.1`, which no glob
+    /// covers): its last lines were read, and maybe counted, but not yet
+    /// in the values the checkpoint kept. Looked for by inode in the
+    /// directory it was in; found, with the same first bytes, it is read
+    /// from its offset to its end and let go as a rotated file is.
+    fn find_rotated_away(&mut self) {
+        let wanted: Vec<(String, FileKey)> = self
+            .saved
+            .iter()
+            .filter(|e| !self.files.iter().any(|t| t.key.same_ino(&e.key)))
+            .map(|e| (e.path.clone(), e.key.clone()))
+            .collect();
+        for (path, key) in wanted {
+            let Some(dir) = Path::new(&path).parent() else {
+                continue;
+            };
+            let Ok(rd) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            // Bounded: a directory of many thousands of files is not
+            // searched whole.
+            let found = rd.flatten().take(10_000).find_map(|d| {
+                let md = d.metadata().ok()?;
+                (md.is_file() && md.dev() == key.dev && md.ino() == key.ino).then(|| d.path())
+            });
+            let Some(found) = found.and_then(|p| p.to_str().map(str::to_string)) else {
+                continue;
+            };
+            let before = self.files.len();
+            self.open(&found);
+            if self.files.len() > before {
+                if let Some(t) = self.files.last_mut() {
+                    tracing::info!(from = %path, to = %found, "a file rotated away since the checkpoint: reading the rest of it");
+                    t.moved = Some(Instant::now());
+                }
+            }
+        }
+    }
+
     /// Followed file `i` is at `p`.
     fn found_at(&mut self, i: usize, p: &str) {
         let t = &mut self.files[i];
@@ -857,6 +965,14 @@ impl Tailer {
                     0
                 }
             }
+            None if self.first_scan
+                && self.settings.start_at == StartAt::End
+                && self.checkpoints.created_since_last_run(&md) =>
+            {
+                from = "the beginning: created since the agent last wrote its checkpoint \
+                        (start_at = \"end\" applies on a first start)";
+                0
+            }
             None if self.first_scan && self.settings.start_at == StartAt::End => {
                 let (offset, skip_rest) = line_start_near_end(&file, size);
                 skip = skip_rest;
@@ -918,6 +1034,9 @@ impl Tailer {
                     );
                 }
                 self.scan(paths);
+                if self.first_scan {
+                    self.find_rotated_away();
+                }
                 self.first_scan = false;
             } else {
                 // The file that took a rotated file's name, or that is
@@ -1022,13 +1141,17 @@ impl Tailer {
         }
         let decoder = self.decoder();
         let t = &mut self.files[i];
+        // Where the acknowledgements of what was passed on will end.
+        let old_end = t.framer.resume().offset;
         let _ = t.file.seek(SeekFrom::Start(0));
         t.framer = Framer::new(self.settings.max_line_bytes, Resume::default());
         t.decoder = decoder;
         if let Ok(key) = identify(&t.file) {
             t.key = key;
         }
-        self.checkpoints.forget(t.id);
+        // The old content's entry goes once its lines are applied, with a
+        // checkpoint written then (it cannot be read again).
+        self.checkpoints.retire(t.id, old_end);
         t.id = self.next_id;
         self.next_id += 1;
         self.checkpoints
@@ -1074,9 +1197,9 @@ impl Tailer {
             }
             self.flush_partial(i)?;
             let t = self.files.remove(i);
-            // Its last batch may still be in flight: a late
-            // acknowledgement of a forgotten entry is ignored.
-            self.checkpoints.forget(t.id);
+            // Its last batch may still be in flight: the entry goes once
+            // it is acknowledged, and a checkpoint is written then.
+            self.checkpoints.retire(t.id, t.framer.resume().offset);
             // Its figures go after a while, unless its name is followed
             // still (the file that took its place).
             if !self.files.iter().any(|o| o.path == t.path) {
@@ -1265,7 +1388,14 @@ pub fn read_saved_series_count(dir: &crate::state::StateDir, name: &str) -> Opti
 /// [`super::checkpoint`]), its body parsed.
 fn parse_checkpoint(bytes: &[u8]) -> Result<OnDisk, String> {
     let body = super::checkpoint::decode(bytes)?;
-    serde_json::from_slice(body).map_err(|e| format!("it is not a valid checkpoint: {e}"))
+    let mut d: OnDisk =
+        serde_json::from_slice(body).map_err(|e| format!("it is not a valid checkpoint: {e}"))?;
+    if bytes.first() == Some(&b'{') {
+        // Version 1 (no header, so no checksum) never held values: values
+        // in such a file were not written by weir, and are not trusted.
+        d.series = None;
+    }
+    Ok(d)
 }
 
 /// Where the checkpoints of a pipeline live: `PIPELINE.json` in the state
