@@ -95,7 +95,8 @@ impl crate::push::Target for RemoteWriteSettings {
     /// bits of its `f64` so that NaN (a staleness marker) and every other
     /// value come back exactly.
     fn save_items(items: &std::collections::VecDeque<Series>) -> Vec<u8> {
-        let v: Vec<(&[(String, String)], Vec<(u64, i64)>)> = items
+        type Saved<'a> = Vec<(&'a [(String, String)], Vec<(u64, i64)>)>;
+        let v: Saved = items
             .iter()
             .map(|s| {
                 let samples = s.samples.iter().map(|(v, t)| (v.to_bits(), *t)).collect();
