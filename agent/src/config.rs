@@ -896,6 +896,78 @@ fn host_port(url: &str, fallback: &str) -> String {
 
 /// A push target's `keep` or `drop` patterns; an invalid one is an error
 /// at its key.
+/// The keys every push target (`[[remote_write]]`, `[[otlp]]`) has, as
+/// written.
+struct RawPushCommon<'a> {
+    interval: Option<toml::Value>,
+    timeout: Option<toml::Value>,
+    headers: &'a BTreeMap<String, String>,
+    keep: &'a [String],
+    drop: &'a [String],
+    basic_auth: Option<RawBasicAuth>,
+    bearer_token_env: Option<String>,
+    bearer_token_file: Option<String>,
+}
+
+/// Those keys checked; errors at each key's line.
+struct PushCommon {
+    interval: Duration,
+    timeout: Duration,
+    keep: Vec<regex::Regex>,
+    drop: Vec<regex::Regex>,
+    auth: Option<Auth>,
+}
+
+/// Check the keys every push target has: `interval` (default 15 s),
+/// `timeout` (10 s), `headers`, `keep`, `drop` and the client auth.
+fn push_common(
+    ctx: &mut FileCtx<'_>,
+    span: &std::ops::Range<usize>,
+    key: &str,
+    base: &Path,
+    raw: RawPushCommon<'_>,
+) -> PushCommon {
+    let text = ctx.text;
+    let mut dur =
+        |k: &str, v: Option<toml::Value>, d: Duration| match v.map(|v| parse_duration_key(&v)) {
+            None => d,
+            Some(Ok(x)) => x,
+            Some(Err(e)) => {
+                ctx.err(Some(key_span(text, span, k)), &format!("{key}.{k}"), e);
+                d
+            }
+        };
+    let interval = dur("interval", raw.interval, Duration::from_secs(15));
+    let timeout = dur("timeout", raw.timeout, Duration::from_secs(10));
+    if let Err((name, e)) = check_headers(raw.headers) {
+        ctx.err(
+            Some(key_span(text, span, "headers")),
+            &format!("{key}.headers.{name}"),
+            e,
+        );
+    }
+    let keep = push_regexes(ctx, span, key, "keep", raw.keep);
+    let drop = push_regexes(ctx, span, key, "drop", raw.drop);
+    let auth = push_auth(
+        ctx,
+        span,
+        key,
+        client_auth(
+            base,
+            raw.basic_auth,
+            raw.bearer_token_env,
+            raw.bearer_token_file,
+        ),
+    );
+    PushCommon {
+        interval,
+        timeout,
+        keep,
+        drop,
+        auth,
+    }
+}
+
 fn push_regexes(
     ctx: &mut FileCtx<'_>,
     span: &std::ops::Range<usize>,
@@ -1061,37 +1133,27 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
             let max_queue_samples = count("max_queue_samples", rw.max_queue_samples, 500_000);
             let max_samples_per_send =
                 count("max_samples_per_send", rw.max_samples_per_send, 2_000);
-            let mut dur = |k: &str, v: Option<toml::Value>, d: Duration| match v
-                .map(|v| parse_duration_key(&v))
-            {
-                None => d,
-                Some(Ok(x)) => x,
-                Some(Err(e)) => {
-                    bad(k, e);
-                    d
-                }
-            };
-            let interval = dur("interval", rw.interval, Duration::from_secs(15));
-            let timeout = dur("timeout", rw.timeout, Duration::from_secs(10));
-            if let Err((name, e)) = check_headers(&rw.headers) {
-                ctx.err(
-                    Some(key_span(text, &span, "headers")),
-                    &format!("{key}.headers.{name}"),
-                    e,
-                );
-            }
-            let keep = push_regexes(&mut ctx, &span, &key, "keep", &rw.keep);
-            let drop = push_regexes(&mut ctx, &span, &key, "drop", &rw.drop);
-            let auth = push_auth(
+            let PushCommon {
+                interval,
+                timeout,
+                keep,
+                drop,
+                auth,
+            } = push_common(
                 &mut ctx,
                 &span,
                 &key,
-                client_auth(
-                    base,
-                    rw.basic_auth,
-                    rw.bearer_token_env,
-                    rw.bearer_token_file,
-                ),
+                base,
+                RawPushCommon {
+                    interval: rw.interval,
+                    timeout: rw.timeout,
+                    headers: &rw.headers,
+                    keep: &rw.keep,
+                    drop: &rw.drop,
+                    basic_auth: rw.basic_auth,
+                    bearer_token_env: rw.bearer_token_env,
+                    bearer_token_file: rw.bearer_token_file,
+                },
             );
             // The name is a label value and in every log line: from the
             // host and port only.
@@ -1176,32 +1238,27 @@ fn parse_file(path: &Path, text: &str, errors: &mut Vec<ConfigError>) -> Parsed 
                     OtlpEncoding::Protobuf
                 }
             };
-            let mut dur = |k: &str, v: Option<toml::Value>, d: Duration| match v
-                .map(|v| parse_duration_key(&v))
-            {
-                None => d,
-                Some(Ok(x)) => x,
-                Some(Err(e)) => {
-                    bad(k, e);
-                    d
-                }
-            };
-            let interval = dur("interval", o.interval, Duration::from_secs(15));
-            let timeout = dur("timeout", o.timeout, Duration::from_secs(10));
-            if let Err((name, e)) = check_headers(&o.headers) {
-                ctx.err(
-                    Some(key_span(text, &span, "headers")),
-                    &format!("{key}.headers.{name}"),
-                    e,
-                );
-            }
-            let keep = push_regexes(&mut ctx, &span, &key, "keep", &o.keep);
-            let drop = push_regexes(&mut ctx, &span, &key, "drop", &o.drop);
-            let auth = push_auth(
+            let PushCommon {
+                interval,
+                timeout,
+                keep,
+                drop,
+                auth,
+            } = push_common(
                 &mut ctx,
                 &span,
                 &key,
-                client_auth(base, o.basic_auth, o.bearer_token_env, o.bearer_token_file),
+                base,
+                RawPushCommon {
+                    interval: o.interval,
+                    timeout: o.timeout,
+                    headers: &o.headers,
+                    keep: &o.keep,
+                    drop: &o.drop,
+                    basic_auth: o.basic_auth,
+                    bearer_token_env: o.bearer_token_env,
+                    bearer_token_file: o.bearer_token_file,
+                },
             );
             let name = o.name.unwrap_or_else(|| host_port(&o.endpoint, "otlp"));
             if let Some(j) = part.otlp.iter().position(|t| t.name == name) {
