@@ -917,7 +917,8 @@ fn keep_absent(fam: &mut FamilyState, key: Vec<String>, v: Value, now: Instant) 
 mod tests {
     use super::*;
 
-    fn decl(name: &str, kind: Kind, labels: &[&str], buckets: &[f64]) -> FamilyDecl {
+    /// A valid declaration (also for the tests of `saved`).
+    pub(super) fn decl(name: &str, kind: Kind, labels: &[&str], buckets: &[f64]) -> FamilyDecl {
         FamilyDecl::validate(
             name.into(),
             kind,
@@ -930,7 +931,8 @@ mod tests {
         .expect("valid")
     }
 
-    fn l(v: &[&str]) -> Vec<String> {
+    /// Label values from strs.
+    pub(super) fn l(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| s.to_string()).collect()
     }
 

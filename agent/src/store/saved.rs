@@ -318,25 +318,9 @@ fn restore_family(
 
 #[cfg(test)]
 mod tests {
+    use super::super::tests::{decl, l};
     use super::super::{Change, Semantics};
     use super::*;
-
-    fn decl(name: &str, kind: Kind, labels: &[&str], buckets: &[f64]) -> FamilyDecl {
-        FamilyDecl::validate(
-            name.into(),
-            kind,
-            "h".into(),
-            String::new(),
-            labels.iter().map(|s| s.to_string()).collect(),
-            buckets.to_vec(),
-            &[],
-        )
-        .expect("valid")
-    }
-
-    fn l(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| s.to_string()).collect()
-    }
 
     fn families() -> Vec<FamilyDecl> {
         vec![
