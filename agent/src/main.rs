@@ -509,8 +509,24 @@ fn run_command() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            for r in &imported.reports {
-                err!("{r}");
+            // Reports and notes of each file, in line order.
+            let mut all: Vec<(&str, usize, String)> = imported
+                .reports
+                .iter()
+                .map(|r| (r.file.as_str(), r.line, r.to_string()))
+                .chain(imported.notes.iter().map(|n| {
+                    (
+                        n.file.as_str(),
+                        n.line,
+                        format!("{}:{}: note: {}", n.file, n.line, n.what),
+                    )
+                }))
+                .collect();
+            all.sort_by_key(|(f, l, _)| {
+                (files.iter().position(|p| p.display().to_string() == *f), *l)
+            });
+            for (_, _, line) in &all {
+                err!("{line}");
             }
             match output {
                 Some(f) => {

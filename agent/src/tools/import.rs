@@ -38,6 +38,9 @@ pub struct Imported {
     pub toml: String,
     /// Every construct not translated, in input order.
     pub reports: Vec<Report>,
+    /// Translations that hold with a caveat (shown as `FILE:LINE: note:`;
+    /// they do not change the exit code).
+    pub notes: Vec<Report>,
 }
 
 /// The tool whose rules are imported.
@@ -53,6 +56,7 @@ pub enum From {
 pub fn import(from: From, files: &[&Path]) -> Result<Imported> {
     let mut pipelines = Vec::new();
     let mut reports = Vec::new();
+    let mut notes = Vec::new();
     for f in files {
         let text = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
         let text = String::from_utf8_lossy(&text);
@@ -61,6 +65,9 @@ pub fn import(from: From, files: &[&Path]) -> Result<Imported> {
             From::Mtail => mtail::translate(&shown, &text),
             From::GrokExporter => grok_exporter::translate(&shown, &text),
         };
+        for pl in &p {
+            notes.extend(pl.caveats.iter().cloned());
+        }
         pipelines.extend(p);
         reports.extend(r);
     }
@@ -68,6 +75,7 @@ pub fn import(from: From, files: &[&Path]) -> Result<Imported> {
     Ok(Imported {
         toml: render(from, &pipelines),
         reports,
+        notes,
     })
 }
 
@@ -79,6 +87,7 @@ pub fn import_text(from: From, file: &str, text: &str) -> Imported {
     };
     Imported {
         toml: render(from, &pipelines),
+        notes: pipelines.iter().flat_map(|p| p.caveats.clone()).collect(),
         reports,
     }
 }
@@ -98,6 +107,8 @@ struct Pipeline {
     rules: Vec<Rule>,
     /// Comments after the last rule (constructs with no better place).
     trailer: Vec<String>,
+    /// Translations with a caveat, for stderr.
+    caveats: Vec<Report>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -240,6 +251,17 @@ fn toml_num(n: f64) -> String {
 fn comment_lines(out: &mut String, notes: &[String]) {
     for n in notes {
         for l in n.lines() {
+            // A comment holds no control characters (TOML refuses them).
+            let l: String = l
+                .chars()
+                .map(|c| {
+                    if c.is_control() && c != '\t' {
+                        '\u{FFFD}'
+                    } else {
+                        c
+                    }
+                })
+                .collect();
             let _ = writeln!(out, "# {l}");
         }
     }

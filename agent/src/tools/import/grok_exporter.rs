@@ -363,7 +363,7 @@ pub(super) fn translate(file: &str, text: &str) -> (Vec<Pipeline>, Vec<Report>) 
                         emit.labels.push((lk, t));
                     }
                     Err(w) => {
-                        report(at("labels"), format!("label {lk}: {w}"), &mut notes);
+                        report(at(&lk), format!("label {lk}: {w}"), &mut notes);
                         ok = false;
                     }
                 }
@@ -474,6 +474,7 @@ pub(super) fn translate(file: &str, text: &str) -> (Vec<Pipeline>, Vec<Report>) 
         patterns,
         rules,
         trailer: Vec::new(),
+        caveats: Vec::new(),
     };
     (vec![p], reports)
 }
@@ -574,7 +575,7 @@ metrics:
         assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(got[0].0, 22, "{got:?}");
         assert!(got[0].1.starts_with("retention"), "{got:?}");
-        assert_eq!(got[1].0, 24, "{got:?}");
+        assert_eq!(got[1].0, 23, "{got:?}");
         assert!(i.toml.contains("source = { type = \"file\", paths = ['/var/log/jobs.log'], start_at = \"beginning\" }"), "{}", i.toml);
         assert!(i.toml.contains("JOB = '[a-z-]+'"), "{}", i.toml);
         assert!(

@@ -318,6 +318,14 @@ impl Parser<'_> {
         }
     }
     fn shown(&self) -> String {
+        let s = self.shown_full();
+        if s.chars().count() > 60 {
+            format!("{}...", s.chars().take(57).collect::<String>())
+        } else {
+            s
+        }
+    }
+    fn shown_full(&self) -> String {
         match self.peek() {
             None => "the end of the file".into(),
             Some(Tok::Newline) => "the end of the line".into(),
@@ -915,6 +923,9 @@ enum Cond {
     /// A capture of the enclosing regex equal to a literal: the group is
     /// narrowed to the literal.
     CapEq(String, String),
+    /// A capture of digits compared `> 0` or `!= 0`: the group is
+    /// narrowed to digits that are not all zeros.
+    CapNonZero(String),
     /// Not translatable: why.
     No(String),
     /// `getfilename() =~ ...`: reported, the block translated as if it held.
@@ -942,6 +953,7 @@ struct Tr<'a> {
     top_notes: Vec<String>,
     trailer: Vec<String>,
     reports: Vec<Report>,
+    caveats: Vec<Report>,
     inline_depth: usize,
 }
 
@@ -1003,6 +1015,12 @@ impl Tr<'_> {
                     show(e)
                 )),
             },
+            Expr::Bin(">" | "!=", a, b) if matches!((&**a, &**b), (Expr::Cap(_), Expr::Num(n)) if n == "0") => {
+                match &**a {
+                    Expr::Cap(c) => Cond::CapNonZero(c.clone()),
+                    _ => Cond::No(show(e)),
+                }
+            }
             Expr::Bin("=~" | "!~", a, _) if matches!(&**a, Expr::Cap(_)) => Cond::No(format!(
                 "condition `{}`: a regex on one capture (write it into the line's regex)",
                 show(e)
@@ -1430,8 +1448,10 @@ impl Tr<'_> {
         }
         let outer = ctx.regex.clone().unwrap_or_default();
         let mut numbered = ctx.numbered.clone();
+        let mut approx = false;
         let combined = match self.cond_of(cond) {
             Cond::Regex(r) => {
+                approx = !outer.is_empty() && !r.is_empty();
                 let (r, names) = name_numbered(&r, ctx.depth + 1);
                 numbered.push(names);
                 match combine(&outer, &r) {
@@ -1451,6 +1471,21 @@ impl Tr<'_> {
                         format!(
                             "condition `${c} == {lit:?}`: `${c}` is no named capture of the \
                              enclosing regex"
+                        ),
+                    );
+                    self.note_at(parent, n);
+                    return None;
+                }
+            },
+            Cond::CapNonZero(c) => match narrow_nonzero(&outer, &c) {
+                Some(r) => r,
+                None => {
+                    let n = self.report(
+                        line,
+                        format!(
+                            "condition `{}`: `${c}` is no capture of digits (`\\d+`) of the \
+                             enclosing regex",
+                            show(cond)
                         ),
                     );
                     self.note_at(parent, n);
@@ -1481,12 +1516,15 @@ impl Tr<'_> {
         }
         let idx = self.rules.len();
         let mut notes = Vec::new();
-        if ctx.regex.as_deref().is_some_and(|o| !o.is_empty()) {
-            notes.push(format!(
-                "{}:{line}: nested condition: its regex is looked for after the enclosing one's \
-                 match",
-                self.file
-            ));
+        if approx {
+            let what = "nested condition: its regex is looked for after the enclosing one's \
+                        match (a line where the two overlap is not counted)";
+            notes.push(format!("note: {}:{line}: {what}", self.file));
+            self.caveats.push(Report {
+                file: self.file.to_string(),
+                line,
+                what: what.to_string(),
+            });
         }
         self.rules.push(Rule {
             name: format!("{}:{line}", short(self.file)),
@@ -1527,6 +1565,26 @@ fn balanced(s: &str) -> bool {
         }
     }
     d == 0
+}
+
+/// The line of each declaration, by its exposed name.
+fn decl_lines(stmts: &[Stmt]) -> HashMap<String, usize> {
+    let mut out = HashMap::new();
+    for s in stmts {
+        match s {
+            Stmt::Decl {
+                line, name, alias, ..
+            } => {
+                out.insert(metric_name(alias.as_deref().unwrap_or(name)), *line);
+            }
+            Stmt::Cond { body, .. }
+            | Stmt::Otherwise { body, .. }
+            | Stmt::Def { body, .. }
+            | Stmt::Deco { body, .. } => out.extend(decl_lines(body)),
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The def's body with every `next` replaced by the decorated block.
@@ -1617,6 +1675,65 @@ fn narrow(outer: &str, cap: &str, lit: &str) -> Option<String> {
     ))
 }
 
+/// `outer` with the group named `cap`, written `\d+`, narrowed to
+/// numbers other than 0.
+fn narrow_nonzero(outer: &str, cap: &str) -> Option<String> {
+    let gs = groups(outer)?;
+    let g = gs.iter().find(|g| g.name.as_deref() == Some(cap))?;
+    if outer.get(g.body..g.close)? != "\\d+" {
+        return None;
+    }
+    Some(format!(
+        "{}0*[1-9]\\d*{}",
+        &outer[..g.body],
+        &outer[g.close..]
+    ))
+}
+
+/// A counter `x` exposed as `x_total` clashes with a family declared
+/// `x_total` (mtail allows both): the one without the suffix is renamed.
+fn rename_clashes(tr: &mut Tr<'_>, lines: &HashMap<String, usize>) {
+    let names: Vec<String> = tr.metrics.iter().map(|m| m.name.clone()).collect();
+    for i in 0..tr.metrics.len() {
+        let m = &tr.metrics[i];
+        if m.kind != "counter" || m.name.ends_with("_total") {
+            continue;
+        }
+        let exposed = format!("{}_total", m.name);
+        if !names.contains(&exposed) {
+            continue;
+        }
+        let old = m.name.clone();
+        let mut new = if m.labels.is_empty() {
+            format!("{old}_count")
+        } else {
+            format!("{old}_by_{}", m.labels.join("_"))
+        };
+        while names.contains(&new) || names.contains(&format!("{new}_total")) {
+            new.push('_');
+        }
+        let line = lines.get(&old).copied().unwrap_or(1);
+        let note = tr.report(
+            line,
+            format!(
+                "counter \"{old}\" would be exposed as \"{exposed}\", the name of another \
+                 family: written as \"{new}\""
+            ),
+        );
+        if let Some(m) = tr.metrics.get_mut(i) {
+            m.name = new.clone();
+            m.notes.push(note);
+        }
+        for r in &mut tr.rules {
+            for e in &mut r.emits {
+                if e.metric == old {
+                    e.metric = new.clone();
+                }
+            }
+        }
+    }
+}
+
 /// Parse and translate one mtail program.
 pub(super) fn translate(file: &str, text: &str) -> (Vec<Pipeline>, Vec<Report>) {
     let mut reports = Vec::new();
@@ -1640,6 +1757,7 @@ pub(super) fn translate(file: &str, text: &str) -> (Vec<Pipeline>, Vec<Report>) 
         top_notes: Vec::new(),
         trailer: Vec::new(),
         reports: Vec::new(),
+        caveats: Vec::new(),
         inline_depth: 0,
     };
     // Syntax reports first, with notes in the output.
@@ -1649,6 +1767,8 @@ pub(super) fn translate(file: &str, text: &str) -> (Vec<Pipeline>, Vec<Report>) 
         .collect();
     tr.top_notes.extend(syntax);
     tr.walk(&prog, &Ctx::default(), None);
+    let lines: HashMap<String, usize> = decl_lines(&prog);
+    rename_clashes(&mut tr, &lines);
     if !tr.top_emits.is_empty() {
         let emits = std::mem::take(&mut tr.top_emits);
         tr.rules.push(Rule {
@@ -1689,6 +1809,7 @@ pub(super) fn translate(file: &str, text: &str) -> (Vec<Pipeline>, Vec<Report>) 
         patterns: Vec::new(),
         rules: tr.rules,
         trailer: tr.trailer,
+        caveats: tr.caveats,
     };
     (vec![pipeline], reports)
 }
@@ -1717,11 +1838,11 @@ const VERB /(?P<verb>[A-Z]+)/
   hits[$verb][$code]++
   bytes_sent += $size
   latency = $ms / 1000
-  depth = $1
+  depth = $5
 }
 "#);
         assert!(r.is_empty(), "{r:?}");
-        assert!(t.contains(r#"regex = '^(?P<verb>[A-Z]+) (?P<code>\d+) (?P<size>\d+) (?P<ms>\d+)ms q=(?P<g1>\d+)$'"#), "{t}");
+        assert!(t.contains(r#"regex = '^(?P<verb>[A-Z]+) (?P<code>\d+) (?P<size>\d+) (?P<ms>\d+)ms q=(?P<g5>\d+)$'"#), "{t}");
         assert!(
             t.contains(r#"{ metric = 'hits', labels = { verb = '${verb}', code = '${code}' } }"#),
             "{t}"
@@ -1735,7 +1856,8 @@ const VERB /(?P<verb>[A-Z]+)/
             "{t}"
         );
         assert!(
-            t.contains("{ metric = 'depth', value = 'g2' }") || t.contains("value = 'g1'"),
+            // Groups are numbered as in Go, named ones too: `$5` is the fifth.
+            t.contains("{ metric = 'depth', value = 'g5' }"),
             "{t}"
         );
         assert!(t.contains("buckets = [0.1, 1, 10]"), "{t}");
