@@ -127,6 +127,7 @@ struct Rule {
     regex: Option<String>,
     grok: Option<String>,
     else_: bool,
+    stop: bool,
     emits: Vec<Emit>,
     notes: Vec<String>,
 }
@@ -331,6 +332,9 @@ fn render(from: From, pipelines: &[Pipeline]) -> String {
             }
             if r.else_ {
                 let _ = writeln!(out, "else = true");
+            }
+            if r.stop {
+                let _ = writeln!(out, "stop = true");
             }
             if !r.emits.is_empty() {
                 let _ = writeln!(out, "emit = [");

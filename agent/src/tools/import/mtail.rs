@@ -955,6 +955,10 @@ struct Tr<'a> {
     reports: Vec<Report>,
     caveats: Vec<Report>,
     inline_depth: usize,
+    /// The rules of one nested `otherwise`, written after all others.
+    deferred: Vec<Rule>,
+    /// A nested `otherwise` was written (there can be one).
+    deferred_used: bool,
 }
 
 /// The enclosing conditions of a block.
@@ -1281,6 +1285,7 @@ impl Tr<'_> {
         let mut sibling_skipped = false;
         let mut conds_seen = 0usize;
         let mut last_cond_rule: Option<usize> = None;
+        let mut sibling_regexes: Vec<String> = Vec::new();
         for s in stmts {
             match s {
                 Stmt::Decl { .. } => self.declare(s),
@@ -1349,8 +1354,16 @@ impl Tr<'_> {
                 } => {
                     conds_seen += 1;
                     let made = self.cond_block(*line, cond, body, ctx, rule);
-                    if made.is_none() {
-                        sibling_skipped = true;
+                    match made {
+                        // `getfilename()`: translated as if it held, so no
+                        // regex says which lines it took.
+                        Some(m) if Some(m) == rule => sibling_skipped = true,
+                        Some(m) => {
+                            if let Some(re) = self.rules.get(m).and_then(|r| r.regex.clone()) {
+                                sibling_regexes.push(re);
+                            }
+                        }
+                        None => sibling_skipped = true,
                     }
                     last_cond_rule = made;
                     if let Some((eline, ebody)) = else_body {
@@ -1374,11 +1387,24 @@ impl Tr<'_> {
                     }
                 }
                 Stmt::Otherwise { line, body } => {
-                    if ctx.regex.is_some() || rule.is_some() {
+                    let nested = ctx.regex.is_some() || rule.is_some();
+                    let enclosing = ctx.regex.clone().filter(|r| !r.is_empty());
+                    if let (true, Some(re), false, true, false) = (
+                        nested,
+                        enclosing,
+                        sibling_skipped,
+                        !self.deferred_used,
+                        ctx.in_else,
+                    ) {
+                        self.nested_otherwise(*line, body, ctx, re, &sibling_regexes);
+                        continue;
+                    }
+                    if nested {
                         let n = self.report(
                             *line,
-                            "nested `otherwise` (regex-log's `else = true` follows every \
-                             earlier rule; only a top-level otherwise translates)"
+                            "nested `otherwise` (only one nested otherwise per program, after \
+                             conditions that all translated, can be written: its rules go \
+                             last)"
                                 .into(),
                         );
                         self.note_at(rule, n);
@@ -1399,6 +1425,55 @@ impl Tr<'_> {
                 }
             }
         }
+    }
+
+    /// A nested `otherwise`: after every other rule, one `stop` rule per
+    /// sibling condition (the lines they matched go no further), then the
+    /// enclosing regex with the otherwise block's actions. Written last,
+    /// the stops keep those lines from nothing else.
+    fn nested_otherwise(
+        &mut self,
+        line: usize,
+        body: &[Stmt],
+        ctx: &Ctx,
+        enclosing: String,
+        siblings: &[String],
+    ) {
+        self.deferred_used = true;
+        let start = self.rules.len();
+        for re in siblings {
+            self.rules.push(Rule {
+                name: format!("{}:{line}:sibling", short(self.file)),
+                regex: Some(re.clone()),
+                stop: true,
+                notes: vec![format!(
+                    "for the `otherwise` at {}:{line}: a line its sibling condition matched \
+                     stops here",
+                    self.file
+                )],
+                ..Default::default()
+            });
+        }
+        let idx = self.rules.len();
+        self.rules.push(Rule {
+            name: format!("{}:{line}", short(self.file)),
+            regex: Some(enclosing.clone()),
+            notes: vec![format!(
+                "`otherwise` at {}:{line}: the enclosing regex, reached only by lines no \
+                 sibling condition matched (these rules are written last)",
+                self.file
+            )],
+            ..Default::default()
+        });
+        let inner = Ctx {
+            regex: Some(enclosing),
+            numbered: ctx.numbered.clone(),
+            depth: ctx.depth + 1,
+            in_else: false,
+        };
+        self.walk(body, &inner, Some(idx));
+        let group: Vec<Rule> = self.rules.drain(start..).collect();
+        self.deferred.extend(group);
     }
 
     fn note_at(&mut self, rule: Option<usize>, note: String) {
@@ -1759,6 +1834,8 @@ pub(super) fn translate(file: &str, text: &str) -> (Vec<Pipeline>, Vec<Report>) 
         reports: Vec::new(),
         caveats: Vec::new(),
         inline_depth: 0,
+        deferred: Vec::new(),
+        deferred_used: false,
     };
     // Syntax reports first, with notes in the output.
     let syntax: Vec<String> = reports
@@ -1779,12 +1856,15 @@ pub(super) fn translate(file: &str, text: &str) -> (Vec<Pipeline>, Vec<Report>) 
             ..Default::default()
         });
     }
+    let deferred = std::mem::take(&mut tr.deferred);
+    tr.rules.extend(deferred);
     // Rules that record nothing are needed only before an `else` rule.
     let last_else = tr.rules.iter().rposition(|r| r.else_);
     let mut i = 0;
     tr.rules.retain(|r| {
         let keep = !r.emits.is_empty()
             || !r.notes.is_empty()
+            || r.stop
             || last_else.is_some_and(|e| i < e)
             || r.else_;
         i += 1;
@@ -1923,6 +2003,32 @@ getfilename() =~ /foo/ {
         );
         // The getfilename body is still translated.
         assert!(t.contains("labels = { x = '1' }"), "{t}");
+    }
+
+    #[test]
+    fn a_nested_otherwise_goes_last_behind_stop_rules() {
+        let (t, r) = run(r#"counter hits by path
+counter other
+/^(?P<method>\w+) (?P<path>\S+)$/ {
+  $path == "/healthz" {
+  }
+  otherwise {
+    hits[$path]++
+  }
+}
+/x/ {
+  other++
+}
+"#);
+        assert!(r.is_empty(), "{r:?}");
+        let x = t.find("regex = 'x'").expect("the /x/ rule");
+        let stop = t
+            .find("regex = '^(?P<method>\\w+) (?P<path>/healthz)$'\nstop = true")
+            .unwrap_or_else(|| panic!("{t}"));
+        let body = t
+            .find("regex = '^(?P<method>\\w+) (?P<path>\\S+)$'\nemit = [\n  { metric = 'hits'")
+            .unwrap_or_else(|| panic!("{t}"));
+        assert!(x < stop && stop < body, "{t}");
     }
 
     #[test]
