@@ -614,10 +614,7 @@ impl Parser<'_> {
 
     fn expr_inner(&mut self, min: u8) -> PResult<Expr> {
         let mut lhs = self.unary()?;
-        loop {
-            let Some(Tok::Punct(op)) = self.peek() else {
-                break;
-            };
+        while let Some(Tok::Punct(op)) = self.peek() {
             let op: &'static str = op;
             let prec = match op {
                 "=" | "+=" | "-=" | "*=" | "/=" => 1,
@@ -884,7 +881,7 @@ fn ends_anchored(re: &str) -> bool {
         .rev()
         .take_while(|c| *c == '\\')
         .count();
-    backslashes % 2 == 0
+    backslashes.is_multiple_of(2)
 }
 
 /// A top-level `|` outside groups and classes?
@@ -955,6 +952,9 @@ struct Tr<'a> {
     reports: Vec<Report>,
     caveats: Vec<Report>,
     inline_depth: usize,
+    /// Decorated blocks inlined so far (bounded: a hostile program could
+    /// ask for exponentially many).
+    inlined: usize,
     /// The rules of one nested `otherwise`, written after all others.
     deferred: Vec<Rule>,
     /// A nested `otherwise` was written (there can be one).
@@ -1307,9 +1307,12 @@ impl Tr<'_> {
                         self.top_notes.push(n);
                         continue;
                     };
-                    if self.inline_depth > 8 {
-                        let n =
-                            self.report(*line, format!("`@{name}`: decorators nested too deeply"));
+                    self.inlined += 1;
+                    if self.inline_depth > 8 || self.inlined > 1000 {
+                        let n = self.report(
+                            *line,
+                            format!("`@{name}`: decorators nested too deeply or used too often"),
+                        );
                         self.top_notes.push(n);
                         continue;
                     }
@@ -1834,6 +1837,7 @@ pub(super) fn translate(file: &str, text: &str) -> (Vec<Pipeline>, Vec<Report>) 
         reports: Vec::new(),
         caveats: Vec::new(),
         inline_depth: 0,
+        inlined: 0,
         deferred: Vec::new(),
         deferred_used: false,
     };
@@ -2070,7 +2074,7 @@ otherwise { a["o"]++ }
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
-                if x % 3 == 0 {
+                if x.is_multiple_of(3) {
                     s.push((x >> 8) as u8);
                 } else {
                     s.push(alphabet[(x as usize >> 4) % alphabet.len()]);
@@ -2078,6 +2082,10 @@ otherwise { a["o"]++ }
             }
             let _ = run(&String::from_utf8_lossy(&s));
         }
+        // A decorator that uses itself many times: bounded, not exponential.
+        let bomb = format!("def a {{\n{}}}\n@a {{\n}}\n", "@a {\n}\n".repeat(20));
+        let (_, r) = run(&bomb);
+        assert!(r.iter().any(|r| r.what.contains("too often")), "{r:?}");
         let deep = "(".repeat(100_000);
         let _ = run(&deep);
         let deep = "/a/ {".repeat(10_000);
