@@ -780,11 +780,23 @@ struct Group {
     /// Byte offset of the matching `)`.
     close: usize,
     name: Option<String>,
+    /// False for `(?:...)` and `(?i:...)` (listed by `all_groups` only).
+    capturing: bool,
 }
 
 /// The capturing groups of `re`, in order of their `(`; None when the
 /// parentheses do not balance.
 fn groups(re: &str) -> Option<Vec<Group>> {
+    Some(
+        all_groups(re)?
+            .into_iter()
+            .filter(|g| g.capturing)
+            .collect(),
+    )
+}
+
+/// Every group of `re`, capturing or not (flag-only `(?i)` left out).
+fn all_groups(re: &str) -> Option<Vec<Group>> {
     let b = re.as_bytes();
     let mut out: Vec<Group> = Vec::new();
     let mut stack: Vec<Option<usize>> = Vec::new();
@@ -836,10 +848,27 @@ fn groups(re: &str) -> Option<Vec<Group>> {
                         body: i + len,
                         close: 0,
                         name: Some(name),
+                        capturing: true,
                     });
                     i += len;
-                } else if rest.starts_with("(?") {
-                    stack.push(None);
+                } else if let Some(after) = rest.strip_prefix("(?") {
+                    // `(?:` or `(?flags:` opens a group; `(?flags)` does not.
+                    let colon = after
+                        .find([':', ')'])
+                        .filter(|&k| after.as_bytes().get(k) == Some(&b':'));
+                    match colon {
+                        Some(k) => {
+                            stack.push(Some(out.len()));
+                            out.push(Group {
+                                open: i,
+                                body: i + 2 + k + 1,
+                                close: 0,
+                                name: None,
+                                capturing: false,
+                            });
+                        }
+                        None => stack.push(None),
+                    }
                     i += 2;
                 } else {
                     stack.push(Some(out.len()));
@@ -848,6 +877,7 @@ fn groups(re: &str) -> Option<Vec<Group>> {
                         body: i + 1,
                         close: 0,
                         name: None,
+                        capturing: true,
                     });
                     i += 1;
                 }
@@ -923,6 +953,9 @@ enum Cond {
     /// A capture of digits compared `> 0` or `!= 0`: the group is
     /// narrowed to digits that are not all zeros.
     CapNonZero(String),
+    /// A capture written `.*` or `.+` matched against a regex: the group
+    /// becomes that regex.
+    CapMatch(String, String),
     /// Not translatable: why.
     No(String),
     /// `getfilename() =~ ...`: reported, the block translated as if it held.
@@ -1025,6 +1058,12 @@ impl Tr<'_> {
                     _ => Cond::No(show(e)),
                 }
             }
+            Expr::Bin("=~", a, b) if matches!(&**a, Expr::Cap(_)) && self.regex_of(b).is_ok() => {
+                match (&**a, self.regex_of(b)) {
+                    (Expr::Cap(c), Ok(r)) => Cond::CapMatch(c.clone(), r),
+                    _ => Cond::No(show(e)),
+                }
+            }
             Expr::Bin("=~" | "!~", a, _) if matches!(&**a, Expr::Cap(_)) => Cond::No(format!(
                 "condition `{}`: a regex on one capture (write it into the line's regex)",
                 show(e)
@@ -1043,7 +1082,12 @@ impl Tr<'_> {
             if c == "0" {
                 return None;
             }
-            ctx.numbered.iter().rev().find_map(|m| m.get(c).cloned())
+            let name = ctx.numbered.iter().rev().find_map(|m| m.get(c).cloned())?;
+            // A branch dropped by a narrowing takes its groups with it.
+            let gs = groups(ctx.regex.as_deref()?)?;
+            gs.iter()
+                .any(|g| g.name.as_deref() == Some(name.as_str()))
+                .then_some(name)
         } else {
             let re = ctx.regex.as_deref()?;
             let gs = groups(re)?;
@@ -1527,7 +1571,15 @@ impl Tr<'_> {
         let outer = ctx.regex.clone().unwrap_or_default();
         let mut numbered = ctx.numbered.clone();
         let mut approx = false;
-        let combined = match self.cond_of(cond) {
+        // `$1 == "x"`: the group's name (numbered groups have one here).
+        let named = |c: String| self.cap_name(&c, ctx).unwrap_or(c);
+        let cond_t = match self.cond_of(cond) {
+            Cond::CapEq(c, l) => Cond::CapEq(named(c), l),
+            Cond::CapNonZero(c) => Cond::CapNonZero(named(c)),
+            Cond::CapMatch(c, r) => Cond::CapMatch(named(c), r),
+            other => other,
+        };
+        let combined = match cond_t {
             Cond::Regex(r) => {
                 approx = !outer.is_empty() && !r.is_empty();
                 let (r, names) = name_numbered(&r, ctx.depth + 1);
@@ -1570,6 +1622,25 @@ impl Tr<'_> {
                     return None;
                 }
             },
+            Cond::CapMatch(c, r) => {
+                let (r, names) = name_numbered(&r, ctx.depth + 1);
+                numbered.push(names);
+                match narrow_match(&outer, &c, &r) {
+                    Some(x) => x,
+                    None => {
+                        let n = self.report(
+                            line,
+                            format!(
+                                "condition `{}`: `${c}` is no capture written `.*` or `.+` of \
+                                 the enclosing regex (write the regex into it)",
+                                show(cond)
+                            ),
+                        );
+                        self.note_at(parent, n);
+                        return None;
+                    }
+                }
+            }
             Cond::No(w) => {
                 let n = self.report(line, w);
                 self.note_at(parent, n);
@@ -1742,7 +1813,143 @@ fn combine(outer: &str, inner: &str) -> Result<String, String> {
 }
 
 /// `outer` with the group named `cap` narrowed to the literal `lit`.
+/// Positions of the `|` of `re[start..end]` that are not inside a group
+/// or class.
+fn top_bars(re: &str, start: usize, end: usize) -> Vec<usize> {
+    let b = re.as_bytes();
+    let mut out = Vec::new();
+    let mut depth = 0i32;
+    let mut class = false;
+    let mut i = start;
+    while i < end.min(b.len()) {
+        match b[i] {
+            b'\\' => i += 1,
+            b'[' if !class => {
+                class = true;
+                if b.get(i + 1) == Some(&b'^') {
+                    i += 1;
+                }
+                if b.get(i + 1) == Some(&b']') {
+                    i += 1;
+                }
+            }
+            b'[' if class && b.get(i + 1) == Some(&b':') => {
+                if let Some(e) = re.get(i + 2..).and_then(|r| r.find(":]")) {
+                    i += e + 3;
+                }
+            }
+            b']' if class => class = false,
+            b'(' if !class => depth += 1,
+            b')' if !class => depth -= 1,
+            b'|' if !class && depth == 0 => out.push(i),
+            _ => {}
+        }
+        i += 1;
+    }
+    out
+}
+
+/// `re` rewritten so that the group named `cap` must take part in every
+/// match: a condition on it holds only for lines where it did. An
+/// enclosing alternation keeps only the branch that holds it, and an
+/// optional quantifier on it or an enclosing group goes (`*` becomes
+/// `+`). None when that cannot be done (`{0,n}`).
+fn make_required(re: &str, cap: &str) -> Option<String> {
+    let mut re = re.to_string();
+    'again: for _ in 0..100 {
+        let all = all_groups(&re)?;
+        let g = all.iter().find(|g| g.name.as_deref() == Some(cap))?.clone();
+        let mut levels: Vec<Group> = all
+            .iter()
+            .filter(|e| e.open < g.open && e.close > g.close)
+            .cloned()
+            .collect();
+        levels.sort_by_key(|e| std::cmp::Reverse(e.open));
+        // The group itself (its quantifier), the enclosing groups from
+        // the innermost out, then the whole regex.
+        let mut chain = vec![g.clone()];
+        chain.extend(levels);
+        for (k, e) in chain.iter().enumerate() {
+            if k > 0 {
+                let bars = top_bars(&re, e.body, e.close);
+                if !bars.is_empty() {
+                    let mut from = e.body;
+                    let mut to = e.close;
+                    for &bar in &bars {
+                        if bar < g.open {
+                            from = bar + 1;
+                        } else {
+                            to = bar;
+                            break;
+                        }
+                    }
+                    re = format!("{}{}{}", &re[..e.body], &re[from..to], &re[e.close..]);
+                    continue 'again;
+                }
+            }
+            let after = re.get(e.close + 1..).unwrap_or("");
+            let cut = if after.starts_with("??") || after.starts_with("*?") {
+                2
+            } else if after.starts_with('?') || after.starts_with('*') {
+                1
+            } else if after.starts_with("{0") {
+                return None;
+            } else {
+                0
+            };
+            if cut > 0 {
+                let plus = if after.starts_with('*') { "+" } else { "" };
+                re = format!("{}{plus}{}", &re[..=e.close], &re[e.close + 1 + cut..]);
+                continue 'again;
+            }
+        }
+        let bars = top_bars(&re, 0, re.len());
+        if !bars.is_empty() {
+            let mut from = 0;
+            let mut to = re.len();
+            for &bar in &bars {
+                if bar < g.open {
+                    from = bar + 1;
+                } else {
+                    to = bar;
+                    break;
+                }
+            }
+            re = re[from..to].to_string();
+            continue 'again;
+        }
+        return Some(re);
+    }
+    None
+}
+
+/// `outer` with the group named `cap`, written `.*` or `.+` (lazy too),
+/// replaced by `re` (unanchored ends padded with `.*`).
+fn narrow_match(outer: &str, cap: &str, re: &str) -> Option<String> {
+    let outer = &make_required(outer, cap)?;
+    let gs = groups(outer)?;
+    let g = gs.iter().find(|g| g.name.as_deref() == Some(cap))?;
+    if !matches!(outer.get(g.body..g.close)?, ".*" | ".+" | ".*?" | ".+?") {
+        return None;
+    }
+    let (head, rest) = match re.strip_prefix('^') {
+        Some(r) => ("", r),
+        None => (".*?", re),
+    };
+    let (body, tail) = if ends_anchored(rest) {
+        (&rest[..rest.trim_end().len() - 1], "")
+    } else {
+        (rest, ".*")
+    };
+    Some(format!(
+        "{}{head}(?:{body}){tail}{}",
+        &outer[..g.body],
+        &outer[g.close..]
+    ))
+}
+
 fn narrow(outer: &str, cap: &str, lit: &str) -> Option<String> {
+    let outer = &make_required(outer, cap)?;
     let gs = groups(outer)?;
     let g = gs.iter().find(|g| g.name.as_deref() == Some(cap))?;
     Some(format!(
@@ -1756,6 +1963,7 @@ fn narrow(outer: &str, cap: &str, lit: &str) -> Option<String> {
 /// `outer` with the group named `cap`, written `\d+`, narrowed to
 /// numbers other than 0.
 fn narrow_nonzero(outer: &str, cap: &str) -> Option<String> {
+    let outer = &make_required(outer, cap)?;
     let gs = groups(outer)?;
     let g = gs.iter().find(|g| g.name.as_deref() == Some(cap))?;
     if outer.get(g.body..g.close)? != "\\d+" {
@@ -2033,6 +2241,32 @@ counter other
             .find("regex = '^(?P<method>\\w+) (?P<path>\\S+)$'\nemit = [\n  { metric = 'hits'")
             .unwrap_or_else(|| panic!("{t}"));
         assert!(x < stop && stop < body, "{t}");
+    }
+
+    #[test]
+    fn a_narrowed_capture_must_take_part() {
+        assert_eq!(
+            narrow_nonzero(r"^a ((?P<n>\d+)|-) b$", "n").as_deref(),
+            Some(r"^a ((?P<n>0*[1-9]\d*)) b$")
+        );
+        assert_eq!(
+            narrow(r"x(?:, (?P<p>\w+))? y|z", "p", "q").as_deref(),
+            Some(r"x(?:, (?P<p>q)) y")
+        );
+        assert_eq!(
+            narrow(r"(?:(?P<p>\w)[|])*", "p", "q").as_deref(),
+            Some(r"(?:(?P<p>q)[|])+")
+        );
+        assert_eq!(narrow(r"(?P<p>a){0,2}", "p", "a"), None);
+        assert_eq!(
+            narrow_match(r"^(?P<m>.*)$", "m", r"^(?P<g2_1>\w+) x").as_deref(),
+            Some(r"^(?P<m>(?:(?P<g2_1>\w+) x).*)$")
+        );
+        assert_eq!(narrow_match(r"(?P<m>\S+)", "m", "a"), None);
+        assert_eq!(
+            narrow(r"(?i)(?P<p>a)", "p", "b").as_deref(),
+            Some("(?i)(?P<p>b)")
+        );
     }
 
     #[test]
