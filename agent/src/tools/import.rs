@@ -128,6 +128,8 @@ struct Rule {
     grok: Option<String>,
     else_: bool,
     stop: bool,
+    /// Capture to `lower` / `upper`.
+    transforms: Vec<(String, &'static str)>,
     emits: Vec<Emit>,
     notes: Vec<String>,
 }
@@ -335,6 +337,14 @@ fn render(from: From, pipelines: &[Pipeline]) -> String {
             }
             if r.stop {
                 let _ = writeln!(out, "stop = true");
+            }
+            if !r.transforms.is_empty() {
+                let t: Vec<String> = r
+                    .transforms
+                    .iter()
+                    .map(|(k, v)| format!("{} = \"{v}\"", toml_key(k)))
+                    .collect();
+                let _ = writeln!(out, "transform = {{ {} }}", t.join(", "));
             }
             if !r.emits.is_empty() {
                 let _ = writeln!(out, "emit = [");

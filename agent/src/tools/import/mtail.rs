@@ -1149,7 +1149,20 @@ impl Tr<'_> {
     }
 
     /// The label template for one key of `x[...]`.
-    fn label_of(&self, e: &Expr, ctx: &Ctx) -> Result<String, String> {
+    fn label_of(&self, e: &Expr, ctx: &Ctx) -> Result<(String, Option<Xform>), String> {
+        if let Expr::Call(f, args) = e {
+            if let ("tolower" | "toupper", [Expr::Cap(c)]) = (f.as_str(), args.as_slice()) {
+                let n = self
+                    .cap_name(c, ctx)
+                    .ok_or_else(|| format!("`${c}` is no capture of an enclosing regex"))?;
+                let step = if f == "tolower" { "lower" } else { "upper" };
+                return Ok((format!("${{{n}}}"), Some((n, step))));
+            }
+        }
+        self.plain_label(e, ctx).map(|l| (l, None))
+    }
+
+    fn plain_label(&self, e: &Expr, ctx: &Ctx) -> Result<String, String> {
         match e {
             Expr::Cap(c) => self
                 .cap_name(c, ctx)
@@ -1166,7 +1179,7 @@ impl Tr<'_> {
     }
 
     /// A statement as an emit action; Err with the report.
-    fn emit_of(&self, e: &Expr, ctx: &Ctx) -> Result<Emit, String> {
+    fn emit_of(&self, e: &Expr, ctx: &Ctx) -> Result<(Emit, Vec<Xform>), String> {
         let (target, op, rhs): (&Expr, &str, Option<&Expr>) = match e {
             Expr::Post(op, t) => (t, op, None),
             Expr::Assign(op, t, v) => (t, op, Some(v)),
@@ -1207,12 +1220,13 @@ impl Tr<'_> {
             ));
         }
         let mut labels = Vec::new();
+        let mut xforms: Vec<Xform> = Vec::new();
         for (l, k) in d.labels.iter().zip(keys) {
-            labels.push((
-                l.clone(),
-                self.label_of(k, ctx)
-                    .map_err(|w| format!("`{}`: {w}", show(e)))?,
-            ));
+            let (t, x) = self
+                .label_of(k, ctx)
+                .map_err(|w| format!("`{}`: {w}", show(e)))?;
+            labels.push((l.clone(), t));
+            xforms.extend(x);
         }
         let val = |x: &Expr| {
             self.value_of(x, ctx)
@@ -1242,12 +1256,15 @@ impl Tr<'_> {
                 ))
             }
         };
-        Ok(Emit {
-            metric: self.exposed(name),
-            labels,
-            value,
-            op,
-        })
+        Ok((
+            Emit {
+                metric: self.exposed(name),
+                labels,
+                value,
+                op,
+            },
+            xforms,
+        ))
     }
 
     fn exposed(&self, name: &str) -> String {
@@ -1380,13 +1397,19 @@ impl Tr<'_> {
                     self.note_at(rule, n);
                 }
                 Stmt::Expr { line, e } => match self.emit_of(e, ctx) {
-                    Ok(em) => match rule {
-                        Some(r) => {
-                            if let Some(r) = self.rules.get_mut(r) {
-                                r.emits.push(em);
+                    Ok((em, xf)) => match rule.and_then(|r| self.rules.get_mut(r)) {
+                        Some(r) => match add_transforms(r, &em, &xf) {
+                            Ok(()) => r.emits.push(em),
+                            Err(w) => {
+                                let n = self.report(*line, format!("`{}`: {w}", show(e)));
+                                self.note_at(rule, n);
                             }
+                        },
+                        None if xf.is_empty() => self.top_emits.push(em),
+                        None => {
+                            let n = self.report(*line, format!("`{}`: no capture", show(e)));
+                            self.note_at(rule, n);
                         }
-                        None => self.top_emits.push(em),
                     },
                     Err(w) => {
                         let n = self.report(*line, w);
@@ -1734,6 +1757,71 @@ fn decl_lines(stmts: &[Stmt]) -> HashMap<String, usize> {
         }
     }
     out
+}
+
+/// A capture to lower- or upper-case for a rule (`tolower($1)`).
+type Xform = (String, &'static str);
+
+/// The captures an emit reads: in label templates and in its value.
+fn captures_used(e: &Emit) -> Vec<String> {
+    let mut out = Vec::new();
+    for (_, t) in &e.labels {
+        let mut rest = t.as_str();
+        while let Some(i) = rest.find("${") {
+            let after = &rest[i + 2..];
+            match after.find('}') {
+                Some(j) => {
+                    out.push(after[..j].to_string());
+                    rest = &after[j + 1..];
+                }
+                None => break,
+            }
+        }
+    }
+    if let Some(Value::Expr(x)) = &e.value {
+        out.extend(
+            x.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'))
+                .map(str::to_string),
+        );
+    }
+    out
+}
+
+/// Record `xf` on the rule as `transform`s, unless the capture is also
+/// read as it is (a transform changes every use in the rule).
+fn add_transforms(r: &mut Rule, em: &Emit, xf: &[Xform]) -> Result<(), String> {
+    let mut used: Vec<String> = r.emits.iter().flat_map(captures_used).collect();
+    let this = captures_used(em);
+    for (c, step) in xf {
+        match r.transforms.iter().find(|(k, _)| k == c) {
+            Some((_, s)) if s != step => {
+                return Err(format!("`{c}` is both lower- and upper-cased in one rule"))
+            }
+            Some(_) => {}
+            None if used.contains(c) || this.iter().filter(|u| *u == c).count() > 1 => {
+                return Err(format!(
+                    "`{c}` is used both as it is and case-changed in one rule"
+                ))
+            }
+            None => {}
+        }
+    }
+    for u in &this {
+        let changed_here = xf.iter().any(|(c, _)| c == u);
+        if !changed_here && r.transforms.iter().any(|(k, _)| k == u) {
+            return Err(format!(
+                "`{u}` is used both as it is and case-changed in one rule"
+            ));
+        }
+    }
+    for (c, step) in xf {
+        if !r.transforms.iter().any(|(k, _)| k == c) {
+            r.transforms.push((c.clone(), step));
+        }
+    }
+    used.extend(this);
+    Ok(())
 }
 
 /// The def's body with every `next` replaced by the decorated block.
@@ -2201,7 +2289,7 @@ hidden gauge start by pid
   }
   start[$x] = timestamp()
   del start[$x]
-  a[tolower($x)]++
+  a[strtol($x, 16)]++
 }
 getfilename() =~ /foo/ {
   a["1"]++
@@ -2266,6 +2354,23 @@ counter other
         assert_eq!(
             narrow(r"(?i)(?P<p>a)", "p", "b").as_deref(),
             Some("(?i)(?P<p>b)")
+        );
+    }
+
+    #[test]
+    fn tolower_in_a_label_is_a_transform() {
+        let (t, r) = run(r#"counter c by verb
+counter d by verb
+/^(\w+) (?P<v>\w+)/ {
+  c[tolower($1)]++
+  d[$1]++
+}
+"#);
+        assert!(t.contains("transform = { g1 = \"lower\" }"), "{t}");
+        assert_eq!(r.len(), 1, "{r:?}");
+        assert!(
+            r[0].what.contains("both as it is and case-changed"),
+            "{r:?}"
         );
     }
 
