@@ -1345,7 +1345,6 @@ impl Tr<'_> {
         // Did a sibling condition before an `otherwise` fail to translate?
         let mut sibling_skipped = false;
         let mut conds_seen = 0usize;
-        let mut last_cond_rule: Option<usize> = None;
         let mut sibling_regexes: Vec<String> = Vec::new();
         for s in stmts {
             match s {
@@ -1435,7 +1434,6 @@ impl Tr<'_> {
                         }
                         None => sibling_skipped = true,
                     }
-                    last_cond_rule = made;
                     if let Some((eline, ebody)) = else_body {
                         // Exact only when the condition is the first rule
                         // written and nothing before could match.
@@ -1491,7 +1489,6 @@ impl Tr<'_> {
                         continue;
                     }
                     self.else_block(*line, body, ctx);
-                    let _ = last_cond_rule;
                 }
             }
         }
