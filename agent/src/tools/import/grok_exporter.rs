@@ -363,8 +363,8 @@ pub(super) fn translate(file: &str, text: &str) -> (Vec<Pipeline>, Vec<Report>) 
                         emit.labels.push((lk, t));
                     }
                     Err(w) => {
-                        report(at(&lk), format!("label {lk}: {w}"), &mut notes);
-                        ok = false;
+                        // The family goes on without that label.
+                        report(at(&lk), format!("label {lk} left out: {w}"), &mut notes);
                     }
                 }
             }
