@@ -562,10 +562,7 @@ impl Worker {
         match result {
             Ok(out) => self.apply(out, Semantics::Events, &[]),
             Err(e) => {
-                tracing::debug!(
-                    "{}: the call with no lines at start failed: {e}",
-                    self.desc()
-                );
+                tracing::debug!("{}: the call with no lines at start failed: {e}", self.desc());
                 self.failed(slot, &e);
             }
         }
