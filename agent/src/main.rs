@@ -171,6 +171,15 @@ enum Command {
         #[command(subcommand)]
         command: StateCommand,
     },
+    /// Write a weir pipeline file (regex-log rules) from mtail programs
+    /// or a grok_exporter config. What cannot be translated is reported
+    /// on stderr with file and line and marked in the output; the exit
+    /// code is 0 when everything translated, 2 when something was
+    /// reported (the file is written either way).
+    Import {
+        #[command(subcommand)]
+        command: ImportCommand,
+    },
     /// Plugin authoring.
     Plugin {
         #[command(subcommand)]
@@ -196,6 +205,27 @@ enum PluginCommand {
         /// Language of the plugin.
         #[arg(long, value_enum, default_value_t = PluginLang::Rust)]
         lang: PluginLang,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImportCommand {
+    /// mtail programs (*.mtail); each becomes a pipeline.
+    Mtail {
+        /// The programs.
+        #[arg(required = true)]
+        programs: Vec<PathBuf>,
+        /// Write here instead of standard output.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
+    },
+    /// A grok_exporter config file (YAML, config_version 2 or 3).
+    GrokExporter {
+        /// The config file.
+        config: PathBuf,
+        /// Write here instead of standard output.
+        #[arg(long, short = 'o')]
+        output: Option<PathBuf>,
     },
 }
 
@@ -457,6 +487,64 @@ fn run_command() -> ExitCode {
                     err!("error: {e:#}");
                     ExitCode::FAILURE
                 }
+            }
+        }
+        Command::Import { command } => {
+            let (from, files, output) = match &command {
+                ImportCommand::Mtail { programs, output } => (
+                    weir::tools::import::From::Mtail,
+                    programs.iter().map(PathBuf::as_path).collect::<Vec<_>>(),
+                    output,
+                ),
+                ImportCommand::GrokExporter { config, output } => (
+                    weir::tools::import::From::GrokExporter,
+                    vec![config.as_path()],
+                    output,
+                ),
+            };
+            let imported = match weir::tools::import::import(from, &files) {
+                Ok(i) => i,
+                Err(e) => {
+                    err!("error: {e:#}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            // Reports and notes of each file, in line order.
+            let mut all: Vec<(&str, usize, String)> = imported
+                .reports
+                .iter()
+                .map(|r| (r.file.as_str(), r.line, r.to_string()))
+                .chain(imported.notes.iter().map(|n| {
+                    (
+                        n.file.as_str(),
+                        n.line,
+                        format!("{}:{}: note: {}", n.file, n.line, n.what),
+                    )
+                }))
+                .collect();
+            all.sort_by_key(|(f, l, _)| {
+                (files.iter().position(|p| p.display().to_string() == *f), *l)
+            });
+            for (_, _, line) in &all {
+                err!("{line}");
+            }
+            match output {
+                Some(f) => {
+                    if let Err(e) = std::fs::write(f, &imported.toml) {
+                        err!("error: writing {}: {e}", f.display());
+                        return ExitCode::FAILURE;
+                    }
+                }
+                None => out!("{}", imported.toml),
+            }
+            if imported.reports.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                err!(
+                    "weir import: {} construct(s) not translated; each is marked `# not translated:` in the output",
+                    imported.reports.len()
+                );
+                ExitCode::from(2)
             }
         }
         Command::Plugin {

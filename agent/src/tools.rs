@@ -9,6 +9,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+pub mod import;
 mod scaffold;
 mod state;
 pub use scaffold::{plugin_new, Lang, COMPONENTIZE_JS, COMPONENTIZE_PY};

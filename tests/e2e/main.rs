@@ -10,6 +10,7 @@ mod containers;
 mod faults;
 mod hostile;
 mod http;
+mod import;
 mod journald;
 mod languages;
 mod logs;
