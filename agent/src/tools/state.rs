@@ -96,7 +96,11 @@ pub fn state_reset(state_dir: &Path, pipeline: &str) -> Result<String> {
     // the reset, which fails while one runs.
     let _lock = match &root {
         Some(d) => Some(d.lock().map_err(|e| {
-            anyhow::anyhow!("{e}; stop it before resetting a pipeline's checkpoints")
+            if e.starts_with("another weir") {
+                anyhow::anyhow!("{e}; stop it before resetting a pipeline's checkpoints")
+            } else {
+                anyhow::anyhow!("{e}")
+            }
         })?),
         None => None,
     };
