@@ -806,7 +806,9 @@ impl PipelineStore {
                         // Buckets are inclusive upper bounds: v <= le. A
                         // value of 0 lands in the first bucket.
                         let i = fam.decl.buckets.partition_point(|b| *b < v);
-                        counts[i] += 1;
+                        // Saturating: a count restored from a hand-edited checkpoint
+                        // may sit at the top of u64.
+                        counts[i] = counts[i].saturating_add(1);
                         *sum += v;
                     }
                 }
