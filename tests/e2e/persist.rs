@@ -10,7 +10,7 @@
 //! a line counter, a counter of the numbers' sum (a lost and a doubled line
 //! cannot cancel out in both), a histogram of the numbers with its count,
 //! sum and every bucket, and a gauge set to the last number.
-use crate::rotation::{numbers_sum, setup, Hold, LineWriter};
+use crate::rotation::{counting_pipeline, numbers_sum, setup, Hold, LineWriter};
 use crate::support::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -319,15 +319,7 @@ fn a_changed_family_starts_afresh_and_persist_values_false_keeps_offsets_only() 
     );
     assert!(agent.stop().success());
 
-    std::fs::write(
-        dir.join("logs.toml"),
-        changed.replacen(
-            "plugin = \"regex-log\"\n",
-            "plugin = \"regex-log\"\npersist_values = false\n",
-            1,
-        ),
-    )
-    .expect("rewrite");
+    std::fs::write(dir.join("logs.toml"), crate::restart::offsets_only(changed)).expect("rewrite");
     append(&log, "line 302\n");
     let agent = Agent::start(&dir, &state);
     let s = agent.wait_for(30, "the new line", |s| {
@@ -363,25 +355,6 @@ fn persist_values_on_an_exec_source_is_refused_at_its_line() {
     );
 }
 
-/// A counting pipeline on `paths` (TOML array items), default `start_at`.
-fn counter_on(name: &str, paths: &str, start_at: &str) -> String {
-    format!(
-        r#"[pipeline.{name}]
-plugin = "regex-log"
-source = {{ type = "file", paths = [{paths}]{start_at} }}
-
-[[pipeline.{name}.config.metrics]]
-name = "{name}_lines_total"
-type = "counter"
-help = "Lines."
-
-[[pipeline.{name}.config.rules]]
-regex = '^line \d+$'
-emit = [{{ metric = "{name}_lines_total" }}]
-"#
-    )
-}
-
 fn numbered(from: u64, to: u64) -> String {
     (from..to).map(|i| format!("line {i}\n")).collect()
 }
@@ -401,9 +374,9 @@ fn wait_lines(agent: &Agent, name: &str, n: u64) {
 fn a_sigkill_right_after_a_rotation_out_of_the_paths_loses_nothing() {
     for how in ["copytruncate", "rename"] {
         let name = if how == "rename" { "renamed" } else { "copied" };
-        let (tmp, dir) = setup(&counter_on(
+        let (tmp, dir) = setup(&counting_pipeline(
             name,
-            "\"app.log\"",
+            &["app.log"],
             ", start_at = \"beginning\"",
         ));
         let state = tmp.path().join("state");
@@ -447,7 +420,7 @@ fn a_sigkill_right_after_a_rotation_out_of_the_paths_loses_nothing() {
 #[test]
 fn a_file_created_while_the_agent_was_down_is_read_whole() {
     let name = "created";
-    let (tmp, dir) = setup(&counter_on(name, "\"*.log\"", ""));
+    let (tmp, dir) = setup(&counting_pipeline(name, &["*.log"], ""));
     let state = tmp.path().join("state");
     std::fs::write(dir.join("old.log"), numbered(0, 100)).expect("w");
     let mut a = Agent::start(&dir, &state);

@@ -38,7 +38,7 @@ fn checkpointed_line(state: &Path, pipeline: &str, log: &Path) -> u64 {
 /// The pipeline with `persist_values = false`: counters start from zero in
 /// each run while the offsets carry over, which is what these tests check
 /// (persist.rs checks the values kept with them).
-fn offsets_only(pipeline: String) -> String {
+pub(crate) fn offsets_only(pipeline: String) -> String {
     pipeline.replacen(
         "plugin = \"regex-log\"\n",
         "plugin = \"regex-log\"\npersist_values = false\n",

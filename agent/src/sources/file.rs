@@ -1343,13 +1343,23 @@ pub struct SavedOffset {
     pub offset: u64,
 }
 
-/// The checkpoints saved in checkpoint file `name` of `dir` (for `weir
-/// state`), read with the state directory's checks; `Ok(None)` when there
-/// is no such file.
+/// What checkpoint file `name` of `dir` holds, for `weir state`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SavedCheckpoint {
+    /// Each followed file's offset.
+    pub files: Vec<SavedOffset>,
+    /// A journald source's cursor.
+    pub journal_cursor: Option<String>,
+    /// (series, families) of the values kept with the positions, if any.
+    pub series: Option<(usize, usize)>,
+}
+
+/// Checkpoint file `name` of `dir`, read once with the state directory's
+/// checks; `Ok(None)` when there is no such file.
 pub fn read_checkpoint_file(
     dir: &crate::state::StateDir,
     name: &str,
-) -> Result<Option<Vec<SavedOffset>>, String> {
+) -> Result<Option<SavedCheckpoint>, String> {
     let path = dir.path().join(name);
     let bytes = match dir.read(name, MAX_CHECKPOINT_BYTES) {
         Ok(Some(b)) => b,
@@ -1357,31 +1367,21 @@ pub fn read_checkpoint_file(
         Err(why) => return Err(format!("{}: not trusted: {why}", path.display())),
     };
     let d = parse_checkpoint(&bytes).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(Some(
-        d.files
+    Ok(Some(SavedCheckpoint {
+        files: d
+            .files
             .into_iter()
             .map(|e| SavedOffset {
                 path: e.path,
                 offset: e.offset,
             })
             .collect(),
-    ))
-}
-
-/// The journal cursor saved in checkpoint file `name` of `dir` (a
-/// journald source's), if it holds one and may be trusted.
-pub fn read_journal_cursor(dir: &crate::state::StateDir, name: &str) -> Option<String> {
-    let bytes = dir.read(name, MAX_CHECKPOINT_BYTES).ok()??;
-    parse_checkpoint(&bytes).ok()?.journal_cursor
-}
-
-/// How many series (and families) of values checkpoint file `name` of
-/// `dir` keeps, if it keeps any and may be trusted (for `weir state`).
-pub fn read_saved_series_count(dir: &crate::state::StateDir, name: &str) -> Option<(usize, usize)> {
-    let bytes = dir.read(name, MAX_CHECKPOINT_BYTES).ok()??;
-    let saved = parse_checkpoint(&bytes).ok()?.series?;
-    let series = saved.families.iter().map(|f| f.series.len()).sum();
-    Some((series, saved.families.len()))
+        journal_cursor: d.journal_cursor,
+        series: d.series.map(|s| {
+            let n = s.families.iter().map(|f| f.series.len()).sum();
+            (n, s.families.len())
+        }),
+    }))
 }
 
 /// A checkpoint file's contents: its header checked (see
@@ -1712,7 +1712,8 @@ mod checkpoint_file_tests {
         let listed = read_checkpoint_file(&dir, "v1.json")
             .expect("read")
             .expect("some");
-        assert_eq!(listed[0].offset, 42);
+        assert_eq!(listed.files[0].offset, 42);
+        assert_eq!(listed.series, None, "a version 1 file gives offsets only");
 
         // A damaged one is ignored: no offsets, no values, and `weir
         // state` says why.

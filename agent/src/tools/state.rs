@@ -44,16 +44,15 @@ pub fn state_list(state_dir: &Path) -> Result<String> {
         );
         match read_checkpoint_file(&dir, &f) {
             Ok(None) => out.push_str("  gone\n"),
-            Ok(Some(list)) if list.is_empty() => {
-                match crate::sources::file::read_journal_cursor(&dir, &f) {
-                    Some(c) => {
+            Ok(Some(cp)) => {
+                match (&cp.journal_cursor, cp.files.is_empty()) {
+                    (Some(c), true) => {
                         let _ = writeln!(out, "  journal cursor {c}");
                     }
-                    None => out.push_str("  no files\n"),
+                    (None, true) => out.push_str("  no files\n"),
+                    _ => {}
                 }
-            }
-            Ok(Some(list)) => {
-                for e in list {
+                for e in &cp.files {
                     let now = match std::fs::metadata(&e.path) {
                         Ok(md) if md.len() == e.offset => {
                             format!("{} bytes: at the end", md.len())
@@ -69,16 +68,16 @@ pub fn state_list(state_dir: &Path) -> Result<String> {
                     };
                     let _ = writeln!(out, "  {}  offset {} ({now})", e.path, e.offset);
                 }
+                if let Some((series, families)) = cp.series {
+                    let _ = writeln!(
+                        out,
+                        "  values: {series} series of {families} families, restored at the next start"
+                    );
+                }
             }
             Err(e) => {
                 let _ = writeln!(out, "  unreadable: {e}");
             }
-        }
-        if let Some((series, families)) = crate::sources::file::read_saved_series_count(&dir, &f) {
-            let _ = writeln!(
-                out,
-                "  values: {series} series of {families} families, restored at the next start"
-            );
         }
     }
     Ok(out)
@@ -110,7 +109,7 @@ pub fn state_reset(state_dir: &Path, pipeline: &str) -> Result<String> {
         .map_err(anyhow::Error::msg)?;
     let file = format!("{pipeline}.json");
     let n = match dir.as_ref().map(|d| read_checkpoint_file(d, &file)) {
-        Some(Ok(Some(l))) => l.len(),
+        Some(Ok(Some(cp))) => cp.files.len(),
         Some(Err(_)) => 0,
         None | Some(Ok(None)) => {
             let known: Vec<String> = dir
